@@ -1,0 +1,1 @@
+"""analysis: experiments, plots and reports (stages 4 and 5)."""

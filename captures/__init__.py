@@ -1,0 +1,1 @@
+"""captures: record per-layer gradients from real training to an on-disk capture (stage 1)."""

@@ -1,0 +1,1 @@
+"""coders: quantizers, entropy coders, compressors and distributed algorithms (stage 3)."""

@@ -1,0 +1,1 @@
+"""Full distributed methods, written once against the Comm interface."""

@@ -1,0 +1,1 @@
+"""Compression operators: a tensor in, a Payload with exact wire bits out."""

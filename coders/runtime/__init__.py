@@ -1,0 +1,1 @@
+"""Runtimes: the one-process simulator and torch.distributed, behind one Comm interface."""

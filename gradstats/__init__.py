@@ -1,0 +1,1 @@
+"""gradstats: statistics of gradients for compression research (stage 2 and the public facade)."""

@@ -1,0 +1,5 @@
+import sys
+
+from gradstats.cli import main
+
+sys.exit(main())

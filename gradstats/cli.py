@@ -1,0 +1,145 @@
+"""The `gradstats` command line: parse, call the library, print.
+
+Each sub-command imports its stage lazily so that `gradstats --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _cmd_capture(args: argparse.Namespace) -> int:
+    from captures.workloads import capture_workload
+
+    cap = capture_workload(
+        args.workload,
+        out_dir=args.out,
+        steps=args.steps,
+        every=args.every,
+        sample=args.sample,
+        what=tuple(_csv(args.what)),
+        summary_only=args.summary_only,
+        device=args.device,
+        seed=args.seed,
+    )
+    print(cap.summary().to_string(index=False))
+    print(f"capture written to {args.out}")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from captures import open_capture
+
+    cap = open_capture(args.path)
+    print(cap.describe())
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    raise SystemExit("gradstats fit: not implemented yet")
+
+
+def _cmd_code(args: argparse.Namespace) -> int:
+    raise SystemExit("gradstats code: not implemented yet")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    raise SystemExit("gradstats train: not implemented yet")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    raise SystemExit("gradstats compare: not implemented yet")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    raise SystemExit("gradstats report: not implemented yet")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    raise SystemExit("gradstats demo: not implemented yet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gradstats", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("capture", help="train a built-in workload and record its gradients")
+    c.add_argument("--workload", default="digits-cnn", help="digits-cnn | stdlib-lm | mlp")
+    c.add_argument("--steps", type=int, default=300)
+    c.add_argument("--every", type=int, default=25, help="record every N optimizer steps")
+    c.add_argument("--sample", type=float, default=None,
+                   help="entries per layer (int) or fraction (<1); default: full tensors")
+    c.add_argument("--what", default="grad", help="comma list of grad,update")
+    c.add_argument("--summary-only", action="store_true", help="store moments + histograms only")
+    c.add_argument("--device", default="cpu")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=_cmd_capture)
+
+    i = sub.add_parser("inspect", help="print layers, steps, shapes and sizes of a capture")
+    i.add_argument("path")
+    i.set_defaults(func=_cmd_inspect)
+
+    f = sub.add_parser("fit", help="fit distribution families per layer and step")
+    f.add_argument("path")
+    f.add_argument("--families", default="normal,laplace,gennorm")
+    f.add_argument("--every", type=int, default=1, help="use every N-th recorded step")
+    f.add_argument("--layers", default=None, help="glob of layer names")
+    f.add_argument("--out", default=None, help="parquet or csv; default <path>/fits.parquet")
+    f.set_defaults(func=_cmd_fit)
+
+    k = sub.add_parser("code", help="quantize and entropy-code a capture; bits per entry")
+    k.add_argument("path")
+    k.add_argument("--models", default="histogram,normal,laplace,gennorm")
+    k.add_argument("--coders", default="ans,huffman")
+    k.add_argument("--step-size", type=float, default=None, help="quantizer step as a multiple of scale")
+    k.add_argument("--out", default=None)
+    k.set_defaults(func=_cmd_code)
+
+    t = sub.add_parser("train", help="train a workload with a distributed compressor")
+    t.add_argument("--workload", default="digits-cnn")
+    t.add_argument("--method", default="bf16")
+    t.add_argument("--workers", type=int, default=4)
+    t.add_argument("--topology", default=None, help="ring | torus | full | star | ws (gossip methods)")
+    t.add_argument("--backend", default="sim", help="sim | gloo | nccl")
+    t.add_argument("--steps", type=int, default=200)
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default=None)
+    t.set_defaults(func=_cmd_train)
+
+    m = sub.add_parser("compare", help="end-to-end comparison of compressors")
+    m.add_argument("--workload", default="digits-cnn")
+    m.add_argument("--methods", default="bf16,powersgd,signum-mv,s3gd-mv,mcm,powergossip")
+    m.add_argument("--workers", type=int, default=8)
+    m.add_argument("--backend", default="sim")
+    m.add_argument("--steps", type=int, default=200)
+    m.add_argument("--bandwidth-gbps", type=float, default=10.0)
+    m.add_argument("--latency-us", type=float, default=5.0)
+    m.add_argument("--out", default="runs/compare")
+    m.set_defaults(func=_cmd_compare)
+
+    r = sub.add_parser("report", help="write <run>/report.html")
+    r.add_argument("path")
+    r.set_defaults(func=_cmd_report)
+
+    d = sub.add_parser("demo", help="the main job: capture, fit, code, compare, report")
+    d.add_argument("--quick", action="store_true", help="small sizes (used by the tests)")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--device", default="cpu")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

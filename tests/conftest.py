@@ -1,0 +1,15 @@
+import os
+
+import pytest
+import torch
+
+# Keep the suite inside its time budget on 2 cores: one intra-op thread per test process (xdist runs 2).
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_cuda = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "cuda" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_cuda)
