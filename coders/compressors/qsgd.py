@@ -1,0 +1,89 @@
+"""QSGD: stochastic s-level quantization with one norm per bucket.
+
+Alistarh et al., "QSGD: Communication-Efficient SGD via Gradient Quantization and Encoding",
+NeurIPS 2017. Per bucket b of n entries:
+    Q(x_i) = ||x_b||_2 * sign(x_i) * l_i / s,   l_i = floor(s |x_i| / ||x_b||_2 + U_i),  U_i ~ U[0, 1)
+Unbiased, with E||Q(x) - x||^2 <= min(n / s^2, sqrt(n) / s) ||x||^2 (Lemma 3.1).
+Wire: one fp32 norm per bucket + each signed level in ceil(log2(2s + 1)) packed bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from coders.compressors.payload import Compressor, Payload, pack_bits, unpack_bits
+
+__all__ = ["QSGD", "qsgd_omega"]
+
+
+def qsgd_omega(n: int, levels: int) -> float:
+    """Variance factor omega = min(n / s^2, sqrt(n) / s) of s-level QSGD on n entries."""
+    if levels < 1 or n < 0:
+        raise ValueError(f"qsgd_omega: need levels >= 1 and n >= 0, got {levels}, {n}")
+    return min(n / levels**2, math.sqrt(n) / levels)
+
+
+class QSGD(Compressor):
+    """s-level stochastic quantization, bucketed norms (bucket_size=None: one norm per tensor).
+
+    Randomness comes from a per-worker generator kept in `state["generator"]`, seeded with
+    `seed` on first use (give each worker its own seed).
+    """
+
+    name = "qsgd"
+    linear = False
+    unbiased = True
+
+    def __init__(self, levels: int = 16, bucket_size: int | None = 512, seed: int = 0):
+        if levels < 1:
+            raise ValueError(f"QSGD: levels must be >= 1, got {levels}")
+        if bucket_size is not None and bucket_size < 1:
+            raise ValueError(f"QSGD: bucket_size must be >= 1 or None, got {bucket_size}")
+        self.levels, self.bucket_size, self.seed = levels, bucket_size, seed
+        self.width = max(1, math.ceil(math.log2(2 * levels + 1)))
+
+    def omega(self, d: int) -> float:
+        """Variance bound factor for a tensor of d entries (per bucket, the worst one)."""
+        n = d if self.bucket_size is None else min(d, self.bucket_size)
+        return qsgd_omega(n, self.levels)
+
+    def _generator(self, state: dict | None, device: torch.device) -> torch.Generator:
+        state = {} if state is None else state
+        g = state.get("generator")
+        if g is None or g.device != device:
+            g = torch.Generator(device=device)
+            g.manual_seed(int(self.seed))
+            state["generator"] = g
+        return g
+
+    def compress(self, x: Tensor, state: dict | None = None) -> Payload:
+        flat = x.detach().reshape(-1).float()
+        d = flat.numel()
+        b = d if self.bucket_size is None else self.bucket_size
+        b = max(b, 1)
+        nb = math.ceil(d / b)
+        padded = torch.zeros(nb * b, dtype=flat.dtype, device=flat.device)
+        padded[:d] = flat
+        buckets = padded.view(nb, b)
+        norms = torch.linalg.vector_norm(buckets, dim=1)
+        safe = torch.where(norms > 0, norms, torch.ones_like(norms))
+        u = torch.rand(buckets.shape, generator=self._generator(state, flat.device), device=flat.device)
+        levels = torch.floor(self.levels * buckets.abs() / safe[:, None] + u).clamp_(max=self.levels)
+        signed = (torch.sign(buckets) * levels).reshape(-1)[:d].to(torch.int64)
+        packed = pack_bits(signed + self.levels, self.width)
+        meta = {"shape": x.shape, "dtype": x.dtype, "numel": d, "bucket": b}
+        return Payload({"norms": norms, "levels": packed}, meta)
+
+    def decompress(self, payload: Payload) -> Tensor:
+        m = payload.meta
+        d, b = m["numel"], m["bucket"]
+        norms = payload.tensors["norms"]
+        signed = unpack_bits(payload.tensors["levels"], self.width, d) - self.levels
+        nb = norms.numel()
+        vals = torch.zeros(nb * b, dtype=norms.dtype, device=norms.device)
+        vals[:d] = signed.to(norms.dtype)
+        out = (vals.view(nb, b) * (norms[:, None] / self.levels)).reshape(-1)[:d]
+        return out.reshape(m["shape"]).to(m["dtype"])
