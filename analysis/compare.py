@@ -1,0 +1,424 @@
+"""End-to-end comparison of distributed compressors: accuracy, bits, overhead and network time.
+
+Each method is trained with `coders.runtime.train` (the simulator by default, torch.distributed
+with `backend="gloo"`), and its per-step history is turned into one summary row: final and
+time-to-target metric, payload bits up/down per worker per step, measured compression overhead,
+and an iteration time estimated under the alpha-beta (latency-bandwidth) network model
+
+    T(message of S bits) = alpha + S / B                      (Hockney 1994)
+
+with the collective costs of Thakur, Rabenseifner and Gropp (2005) for ring algorithms:
+
+    ring all-reduce   2 (W-1) alpha + 2 (W-1)/W * S / B
+    ring all-gather     (W-1) alpha +   (W-1)   * S / B
+    parameter server  2 alpha + W (S_up + S_down) / B      (the server's link carries all W flows)
+    point-to-point    alpha + deg * S_nbr / B                (one NIC shared by the deg neighbours)
+
+The iteration time charges compute, compression and communication,
+`t = t_fwd + t_bwd + t_codec + t_comm`, or `t_fwd + max(t_bwd, t_comm) + t_codec` for methods whose
+communication can overlap with the backward pass (bucketed DDP-style hooks; gossip of x_t, which
+does not depend on the gradient at x_t). The baseline is bf16 all-reduce, never fp32.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+PATTERNS = ("allreduce", "allgather", "ps", "p2p")
+
+# Whether a method's communication can run during the backward pass. Methods whose update is a
+# (linear or vote) reduction of per-layer gradient messages fit a bucketed DDP communication hook,
+# so their communication overlaps with backward; gossip exchanges x_t, which does not depend on
+# the gradient at x_t. MCM's workers need the broadcast model before their next forward, and its
+# server step needs every uplink message first, so it does not overlap.
+OVERLAP_BY_PATTERN = {"allreduce": True, "allgather": True, "ps": False, "p2p": True}
+OVERLAP_BY_METHOD = {"mcm": False, "rand-mcm": False, "signum-mv": True, "sign-mv": True, "s3gd-mv": True}
+
+# Share of one training step's compute spent in the backward pass (backward ~ 2x forward FLOPs).
+BACKWARD_FRACTION = 2.0 / 3.0
+
+
+@dataclass(frozen=True)
+class Network:
+    """Alpha-beta network: per-message latency alpha (s) and per-link bandwidth B (bit/s).
+
+    Hockney's model T(S) = alpha + S / B; links are full duplex, every worker has one NIC.
+    """
+
+    bandwidth_gbps: float = 10.0
+    latency_us: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not (self.bandwidth_gbps > 0 and math.isfinite(self.bandwidth_gbps)):
+            raise ValueError(f"bandwidth_gbps must be a positive finite number, got {self.bandwidth_gbps}")
+        if not (self.latency_us >= 0 and math.isfinite(self.latency_us)):
+            raise ValueError(f"latency_us must be a non-negative finite number, got {self.latency_us}")
+
+    @property
+    def alpha(self) -> float:
+        """Latency per message in seconds."""
+        return self.latency_us * 1e-6
+
+    @property
+    def bits_per_s(self) -> float:
+        """Bandwidth in bit/s."""
+        return self.bandwidth_gbps * 1e9
+
+    def describe(self) -> str:
+        """One line stating the model and its parameters."""
+        return (f"alpha-beta network: {self.bandwidth_gbps:g} Gbit/s per link, {self.latency_us:g} us "
+                "latency per message; ring all-reduce 2(W-1)/W*S, all-gather (W-1)*S, "
+                "parameter server W*(S_up+S_down) at the server, p2p deg*S per worker")
+
+
+def _check_workers(workers: int) -> None:
+    if int(workers) != workers or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers}")
+
+
+def _check_bits(name: str, bits: float) -> None:
+    if not (bits >= 0 and math.isfinite(bits)):
+        raise ValueError(f"{name} must be a non-negative finite number of bits, got {bits}")
+
+
+def ring_allreduce_time(bits: float, workers: int, net: Network) -> float:
+    """Ring all-reduce of an S-bit message on W workers: 2(W-1) alpha + 2(W-1)/W * S/B.
+
+    Reduce-scatter then all-gather, each W-1 rounds of S/W bits (Thakur et al. 2005).
+    """
+    _check_bits("bits", bits)
+    _check_workers(workers)
+    if workers == 1:
+        return 0.0
+    return 2 * (workers - 1) * net.alpha + 2 * (workers - 1) / workers * bits / net.bits_per_s
+
+
+def ring_allgather_time(bits: float, workers: int, net: Network) -> float:
+    """Ring all-gather of S bits from each of W workers: (W-1) alpha + (W-1) * S/B."""
+    _check_bits("bits", bits)
+    _check_workers(workers)
+    if workers == 1:
+        return 0.0
+    return (workers - 1) * net.alpha + (workers - 1) * bits / net.bits_per_s
+
+
+def parameter_server_time(bits_up: float, bits_down: float, workers: int, net: Network) -> float:
+    """Parameter server round: 2 alpha + W (S_up + S_down) / B.
+
+    The server's one link receives W uplink messages and sends W downlink copies (a unicast per
+    worker); workers' own links are not the bottleneck.
+    """
+    _check_bits("bits_up", bits_up)
+    _check_bits("bits_down", bits_down)
+    _check_workers(workers)
+    return 2 * net.alpha + workers * (bits_up + bits_down) / net.bits_per_s
+
+
+def p2p_time(bits_per_neighbour: float, degree: int, net: Network) -> float:
+    """Point-to-point exchange with `degree` neighbours: alpha + deg * S_nbr / B.
+
+    The deg sends are posted together (one latency) and share the worker's link; receives use
+    the other direction of the full-duplex link.
+    """
+    _check_bits("bits_per_neighbour", bits_per_neighbour)
+    if int(degree) != degree or degree < 0:
+        raise ValueError(f"degree must be a non-negative integer, got {degree}")
+    if degree == 0:
+        return 0.0
+    return net.alpha + degree * bits_per_neighbour / net.bits_per_s
+
+
+def comm_time(pattern: str, bits_up: float, bits_down: float, workers: int, net: Network,
+              degree: int | None = None) -> float:
+    """Communication time of one step for a method with the given pattern.
+
+    `bits_up` is the payload one worker sends per step (for p2p: in total, over its `degree`
+    neighbours), `bits_down` the payload it receives from a server (pattern "ps" only).
+    """
+    if pattern == "allreduce":
+        return ring_allreduce_time(bits_up, workers, net)
+    if pattern == "allgather":
+        return ring_allgather_time(bits_up, workers, net)
+    if pattern == "ps":
+        return parameter_server_time(bits_up, bits_down, workers, net)
+    if pattern == "p2p":
+        if degree is None:
+            raise ValueError("pattern 'p2p' needs the topology degree")
+        return p2p_time(bits_up / degree if degree else 0.0, degree, net)
+    raise ValueError(f"unknown communication pattern {pattern!r}; expected one of {PATTERNS}")
+
+
+def iteration_time(compute_s: float, codec_s: float, comm_s: float, overlap: bool,
+                   backward_fraction: float = BACKWARD_FRACTION) -> float:
+    """Estimated time of one step: t_fwd + t_bwd + t_codec + t_comm, or t_fwd + max(t_bwd, t_comm) + t_codec.
+
+    With overlap, communication runs while the backward pass computes the remaining buckets;
+    compression still costs compute time on the worker.
+    """
+    for name, v in (("compute_s", compute_s), ("codec_s", codec_s), ("comm_s", comm_s)):
+        if not (v >= 0 and math.isfinite(v)):
+            raise ValueError(f"{name} must be a non-negative finite time, got {v}")
+    if not 0.0 <= backward_fraction <= 1.0:
+        raise ValueError(f"backward_fraction must be in [0, 1], got {backward_fraction}")
+    if not overlap:
+        return compute_s + codec_s + comm_s
+    t_bwd = backward_fraction * compute_s
+    return (compute_s - t_bwd) + max(t_bwd, comm_s) + codec_s
+
+
+def can_overlap(method: str, pattern: str) -> bool:
+    """Whether `method`'s communication can overlap with the backward pass (see OVERLAP_BY_*)."""
+    if method in OVERLAP_BY_METHOD:
+        return OVERLAP_BY_METHOD[method]
+    if pattern not in OVERLAP_BY_PATTERN:
+        raise ValueError(f"unknown communication pattern {pattern!r}; expected one of {PATTERNS}")
+    return OVERLAP_BY_PATTERN[pattern]
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries of training histories
+
+
+def steps_to_target(history: pd.DataFrame, target: float, higher_is_better: bool = True) -> float:
+    """First step at which the evaluated metric reaches `target` (NaN if never)."""
+    h = history.dropna(subset=["metric"])
+    hit = h["metric"] >= target if higher_is_better else h["metric"] <= target
+    if not hit.any():
+        return float("nan")
+    return float(h.loc[hit.to_numpy(), "step"].iloc[0])
+
+
+HISTORY_COLUMNS = ("step", "loss", "metric", "bits_up", "bits_down", "bits_wire", "compress_s",
+                   "decompress_s", "step_s")
+
+
+@dataclass
+class MethodRun:
+    """One method's training history and what the network model needs to know about it."""
+
+    method: str
+    history: pd.DataFrame
+    pattern: str
+    allreduce_compatible: bool
+    workers: int
+    degree: int | None = None
+    metric_name: str = "accuracy"
+    higher_is_better: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def summarize_runs(runs: Sequence[MethodRun], net: Network, compute_s: float,
+                   target: float | None = None, baseline: str = "bf16") -> pd.DataFrame:
+    """One row per method: final/time-to-target metric, bits per step, overhead, estimated time.
+
+    `target` defaults to 95% of the baseline's final accuracy (or 105% of its final loss for a
+    lower-is-better metric). Bits are payload per worker per step, averaged over steps.
+    """
+    if not runs:
+        raise ValueError("summarize_runs needs at least one run")
+    for r in runs:
+        missing = [c for c in HISTORY_COLUMNS if c not in r.history.columns]
+        if missing:
+            raise ValueError(f"history of {r.method!r} lacks columns {missing}")
+    base = next((r for r in runs if r.method == baseline), None)
+    if target is None:
+        ref = base if base is not None else runs[0]
+        final = ref.history["metric"].dropna()
+        if final.empty:
+            raise ValueError(f"run {ref.method!r} has no evaluated metric to set the target from")
+        final = float(final.iloc[-1])
+        target = 0.95 * final if ref.higher_is_better else 1.05 * final
+    rows = []
+    for r in runs:
+        h = r.history
+        bits_up = float(h["bits_up"].mean())
+        bits_down = float(h["bits_down"].mean())
+        codec_s = float((h["compress_s"] + h["decompress_s"]).mean())
+        comm_s = comm_time(r.pattern, bits_up, bits_down, r.workers, net, r.degree)
+        overlap = can_overlap(r.method, r.pattern)
+        iter_s = iteration_time(compute_s, codec_s, comm_s, overlap=False)
+        iter_overlap_s = iteration_time(compute_s, codec_s, comm_s, overlap=overlap)
+        metric = h["metric"].dropna()
+        n_steps = steps_to_target(h, target, r.higher_is_better)
+        rows.append({
+            "method": r.method,
+            "pattern": r.pattern,
+            "allreduce_compatible": bool(r.allreduce_compatible),
+            "can_overlap": overlap,
+            "workers": r.workers,
+            "degree": r.degree if r.degree is not None else np.nan,
+            "steps": int(h["step"].max()) if len(h) else 0,
+            "metric_name": r.metric_name,
+            "final_metric": float(metric.iloc[-1]) if len(metric) else np.nan,
+            "best_metric": (float(metric.max() if r.higher_is_better else metric.min())
+                            if len(metric) else np.nan),
+            "target": float(target),
+            "steps_to_target": n_steps,
+            "time_to_target_s": n_steps * iter_overlap_s,
+            "bits_up": bits_up,
+            "bits_down": bits_down,
+            "bits_wire": float(h["bits_wire"].mean()),
+            "compress_s": float(h["compress_s"].mean()),
+            "decompress_s": float(h["decompress_s"].mean()),
+            "compute_s": float(compute_s),
+            "comm_s": comm_s,
+            "iter_s": iter_s,
+            "iter_overlap_s": iter_overlap_s,
+            "bandwidth_gbps": net.bandwidth_gbps,
+            "latency_us": net.latency_us,
+        })
+    df = pd.DataFrame(rows)
+    if base is not None:
+        b = df.loc[df["method"] == baseline].iloc[0]
+        df["up_ratio_vs_bf16"] = b["bits_up"] / df["bits_up"].replace(0, np.nan)
+        df["speedup_vs_bf16"] = b["iter_overlap_s"] / df["iter_overlap_s"]
+    else:
+        df["up_ratio_vs_bf16"] = np.nan
+        df["speedup_vs_bf16"] = np.nan
+    return df
+
+
+def history_frame(runs: Sequence[MethodRun], summary: pd.DataFrame) -> pd.DataFrame:
+    """All histories stacked with a `method` column and the simulated wall time `time_s`.
+
+    time_s = step * (estimated iteration time of that method), the x axis of accuracy vs time.
+    """
+    per = summary.set_index("method")["iter_overlap_s"]
+    parts = []
+    for r in runs:
+        h = r.history.copy()
+        h.insert(0, "method", r.method)
+        h["time_s"] = h["step"] * float(per[r.method])
+        h["bits_up_cum"] = h["bits_up"].cumsum()
+        parts.append(h)
+    return pd.concat(parts, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Running the methods
+
+
+def measure_compute_s(workload, batch_size: int | None = None, repeats: int = 5) -> float:
+    """Median wall time of one forward + backward pass of `workload.model` on one batch (seconds)."""
+    import torch
+
+    model = workload.model
+    batches = workload.batches(rank=0, world_size=1, batch_size=batch_size)
+    times = []
+    for i in range(repeats + 1):
+        batch = next(batches)
+        model.zero_grad(set_to_none=True)
+        dev = next(model.parameters()).device
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        workload.loss(model, batch).backward()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        if i > 0:  # the first pass pays one-off allocation costs
+            times.append(time.perf_counter() - t0)
+    model.zero_grad(set_to_none=True)
+    return float(np.median(times))
+
+
+def _method_meta(method: str) -> tuple[str, bool]:
+    """(pattern, allreduce_compatible) of a registered method."""
+    from coders.algorithms import registry
+
+    cls = registry.get(method) if hasattr(registry, "get") else registry.REGISTRY[method]
+    return str(cls.pattern), bool(cls.allreduce_compatible)
+
+
+@dataclass
+class Comparison:
+    """Result of `compare`: the per-method summary, the stacked histories and the network model."""
+
+    summary: pd.DataFrame
+    history: pd.DataFrame
+    network: Network
+    compute_s: float
+
+    def save(self, out_dir) -> dict:
+        """Write compare.parquet, compare.csv and compare_history.parquet into `out_dir`."""
+        from pathlib import Path
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"summary": out / "compare.parquet", "csv": out / "compare.csv",
+                 "history": out / "compare_history.parquet"}
+        s = self.summary.copy()
+        s.attrs = {}
+        s.to_parquet(paths["summary"], index=False)
+        s.to_csv(paths["csv"], index=False)
+        self.history.to_parquet(paths["history"], index=False)
+        (out / "network.json").write_text(
+            __import__("json").dumps({**asdict(self.network), "model": self.network.describe(),
+                                      "compute_s": self.compute_s}, indent=1))
+        return paths
+
+
+def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int = 200,
+            backend: str = "sim", net: Network | None = None, topology: str | None = "ring",
+            seed: int = 0, target: float | None = None, eval_every: int | None = None,
+            options: dict[str, dict] | None = None, device: str = "cpu",
+            progress: Callable[[str], None] | None = None) -> Comparison:
+    """Train each method on `workload` and summarize it under the network model.
+
+    Gossip methods (pattern "p2p") run on `topology`; every other method ignores it.
+    """
+    from captures import make_workload
+    from coders.runtime import train
+
+    methods = list(methods)
+    if not methods:
+        raise ValueError("compare needs at least one method")
+    _check_workers(workers)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    net = net or Network()
+    options = options or {}
+    runs = []
+    for m in methods:
+        if progress:
+            progress(m)
+        pattern, ar = _method_meta(m)
+        kw = {"backend": backend, "seed": seed, "options": options.get(m)}
+        if eval_every is not None:
+            kw["eval_every"] = eval_every
+        topo = topology if pattern == "p2p" else None
+        res = train(workload, m, workers, steps, topology=topo, **kw)
+        degree = _degree(topo, workers) if pattern == "p2p" else None
+        runs.append(MethodRun(m, res.history, pattern, ar, workers, degree))
+    wl = make_workload(workload, seed=seed, device=device)
+    for r in runs:
+        r.metric_name = wl.metric_name
+        r.higher_is_better = wl.higher_is_better
+    compute_s = measure_compute_s(wl)
+    summary = summarize_runs(runs, net, compute_s, target=target)
+    return Comparison(summary, history_frame(runs, summary), net, compute_s)
+
+
+def _degree(topology: str | None, workers: int) -> int:
+    """Number of neighbours of a worker on a regular topology (the p2p cost needs it)."""
+    if workers == 1:
+        return 0
+    if topology in (None, "ring"):
+        return min(2, workers - 1)
+    if topology == "full":
+        return workers - 1
+    if topology == "torus":
+        return 4
+    try:
+        from coders.runtime import topology as topo_mod
+
+        t = topo_mod.make_topology(topology, workers)
+        w = np.asarray(t.weights if hasattr(t, "weights") else t)
+        return int(((w > 0).sum(axis=1) - 1).max())
+    except Exception as exc:  # noqa: BLE001 - any failure means we cannot price this topology
+        raise ValueError(f"cannot determine the degree of topology {topology!r}: {exc}") from exc

@@ -1,0 +1,375 @@
+"""Paper figures from the DataFrames of the earlier stages, one function per figure.
+
+Every function returns a `matplotlib.figure.Figure` (built without pyplot, so no global state)
+and, when `path` is given, saves it there in the format named by the suffix (.png, .svg, .pdf).
+Fitted densities come from the `gradstats` families, the one place each family's pdf/sf/ppf is
+written; a fit row (`family`, `beta`, `loc`, `scale`, as in `fit_capture`'s DataFrame) names one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+FORMATS = (".png", ".svg", ".pdf")
+FAMILY_ORDER = ("normal", "laplace", "gennorm", "studentt")
+FAMILY_COLORS = {"normal": "#1f77b4", "laplace": "#2ca02c", "gennorm": "#d62728", "studentt": "#9467bd"}
+DPI = 150
+
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    """Readable paper style: white grid, paper context scaled up for a single-column figure."""
+    with sns.axes_style("whitegrid"), sns.plotting_context("paper", font_scale=1.25):
+        yield
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save `fig` to `path`; the suffix (.png, .svg or .pdf) picks the format."""
+    p = Path(path)
+    if p.suffix.lower() not in FORMATS:
+        raise ValueError(f"figure path {p} must end in one of {FORMATS}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=DPI, bbox_inches="tight")
+    return p
+
+
+def _finish(fig: Figure, path: str | Path | None) -> Figure:
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def _require(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    if df is None or len(df) == 0:
+        raise ValueError(f"{what}: empty DataFrame")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what}: DataFrame lacks columns {missing} (has {list(df.columns)})")
+
+
+def _values(x) -> np.ndarray:
+    """Finite float64 view of a gradient sample (numpy array or torch tensor, any device)."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    a = np.asarray(x, dtype=np.float64).ravel()
+    if a.size == 0:
+        raise ValueError("empty gradient sample")
+    if not np.isfinite(a).all():
+        raise ValueError(f"gradient sample has {int((~np.isfinite(a)).sum())} non-finite values")
+    return a
+
+
+def family_dist(row: pd.Series | dict):
+    """The frozen distribution named by one fit row (family, beta, loc, scale).
+
+    Uses `gradstats.families` (scipy's parameterization for GenNorm: density
+    beta / (2 s Gamma(1/beta)) exp(-|(x - loc)/s|^beta)).
+    """
+    try:
+        from gradstats import families as fam
+    except ImportError:  # stage 2 not installed: scipy has the same parameterizations
+        fam = None
+    row = dict(row)
+    name = str(row["family"]).lower()
+    params = {k: float(row[k]) for k in ("loc", "scale", "beta", "df", "pi")
+              if k in row and row[k] is not None and not (isinstance(row[k], float) and math.isnan(row[k]))}
+    if fam is None:
+        return _scipy_dist(name, params)
+    if name == "gennorm":
+        return fam.GenNorm(beta=params["beta"], loc=params["loc"], scale=params["scale"])
+    if name == "normal":
+        return fam.Normal(loc=params["loc"], scale=params["scale"])
+    if name == "laplace":
+        return fam.Laplace(loc=params["loc"], scale=params["scale"])
+    if name in ("studentt", "student-t", "t") and hasattr(fam, "StudentT"):
+        return fam.StudentT(df=params["df"], loc=params["loc"], scale=params["scale"])
+    raise ValueError(f"no plot support for family {row['family']!r}")
+
+
+def _scipy_dist(name: str, params: dict):
+    from scipy import stats
+
+    if name == "gennorm":
+        return stats.gennorm(params["beta"], loc=params["loc"], scale=params["scale"])
+    if name == "normal":
+        return stats.norm(loc=params["loc"], scale=params["scale"])
+    if name == "laplace":
+        return stats.laplace(loc=params["loc"], scale=params["scale"])
+    raise ValueError(f"no plot support for family {name!r}")
+
+
+def _fit_rows(fits: pd.DataFrame) -> list[pd.Series]:
+    _require(fits, ("family", "loc", "scale"), "fits")
+    rows = list(fits.drop_duplicates("family").itertuples(index=False))
+    order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    rows = [pd.Series(r._asdict()) for r in rows]
+    return sorted(rows, key=lambda r: order.get(str(r["family"]).lower(), 99))
+
+
+def _label(row: pd.Series) -> str:
+    name = str(row["family"])
+    pretty = {"normal": "Normal", "laplace": "Laplace", "gennorm": "GenNorm", "studentt": "Student-t"}
+    lab = pretty.get(name.lower(), name)
+    if name.lower() == "gennorm" and "beta" in row and np.isfinite(row["beta"]):
+        lab += f" ($\\beta$={row['beta']:.2f})"
+    return lab
+
+
+def _color(row: pd.Series) -> str | None:
+    return FAMILY_COLORS.get(str(row["family"]).lower())
+
+
+def plot_density(x, fits: pd.DataFrame, title: str | None = None, bins: int = 201,
+                 path: str | Path | None = None) -> Figure:
+    """Histogram of one layer's gradient on a log density axis, with each fitted density overlaid.
+
+    The log axis shows the tails, where Normal (parabola) and Laplace (straight lines) differ
+    from GenNorm (-|x/s|^beta).
+    """
+    a = _values(x)
+    rows = _fit_rows(fits)
+    with _style():
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.add_subplot()
+        lo, hi = np.quantile(a, [0.0, 1.0])
+        if hi <= lo:
+            lo, hi = lo - 1.0, hi + 1.0
+        edges = np.linspace(lo, hi, bins + 1)
+        counts, _ = np.histogram(a, bins=edges)
+        dens = counts / (a.size * np.diff(edges))
+        ax.stairs(np.where(dens > 0, dens, np.nan), edges, fill=True, color="0.75", label="empirical")
+        grid = np.linspace(lo, hi, 800)
+        for r in rows:
+            d = family_dist(r)
+            ax.plot(grid, np.asarray(d.pdf(grid), dtype=float), lw=1.8, color=_color(r), label=_label(r))
+        ax.set_yscale("log")
+        positive = dens[dens > 0]
+        if positive.size:
+            ax.set_ylim(positive.min() / 3, positive.max() * 3)
+        ax.set_xlabel("gradient value")
+        ax.set_ylabel("probability density (log scale)")
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="upper right", frameon=True)
+    return _finish(fig, path)
+
+
+def plot_tail(x, fits: pd.DataFrame, title: str | None = None, points: int = 400,
+              path: str | Path | None = None) -> Figure:
+    """Log survival of |x - loc|: empirical P(|X - loc| > t) against each model's 2 sf(loc + t).
+
+    Uses each row's own loc; the families are symmetric, so P(|X - mu| > t) = 2 sf(mu + t).
+    """
+    a = _values(x)
+    rows = _fit_rows(fits)
+    n = a.size
+    with _style():
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.add_subplot()
+        loc0 = float(rows[0]["loc"])
+        t = np.sort(np.abs(a - loc0))
+        # empirical survival k/n at the order statistic with k points above it, k on a log grid
+        # so the tail is as densely drawn as the body
+        k = np.unique(np.geomspace(1, max(n - 1, 1), min(points, n)).astype(np.int64))
+        ax.plot(t[n - 1 - k], k / n, "o", ms=3, color="0.2", label="empirical")
+        grid = np.linspace(0, t[-1], 400)
+        for r in rows:
+            d = family_dist(r)
+            mu = float(r["loc"])
+            ax.plot(grid, 2 * np.asarray(d.sf(mu + grid), dtype=float), lw=1.8, color=_color(r),
+                    label=_label(r))
+        ax.set_yscale("log")
+        ax.set_ylim(max(0.3 / n, 1e-12), 1.5)
+        ax.set_xlabel("threshold t = |gradient - loc|")
+        ax.set_ylabel("P(|X - loc| > t) (log scale)")
+        if title:
+            ax.set_title(title)
+        ax.legend(loc="lower left", frameon=True)
+    return _finish(fig, path)
+
+
+def qq_points(x, dist, n_points: int = 200) -> pd.DataFrame:
+    """Model quantiles against empirical quantiles at plotting positions dense in both tails.
+
+    Probabilities p_i = (i - 0.5)/n thinned on a logit-spaced grid, empirical quantile =
+    order statistic, model quantile = ppf(p).
+    """
+    a = np.sort(_values(x))
+    n = a.size
+    z = np.linspace(-1, 1, n_points)
+    lim = math.log((n - 0.5) / 0.5)
+    p = 1 / (1 + np.exp(-z * lim))
+    i = np.clip(np.round(p * n + 0.5).astype(np.int64) - 1, 0, n - 1)
+    i = np.unique(i)
+    p = (i + 0.5) / n
+    return pd.DataFrame({"p": p, "empirical": a[i], "model": np.asarray(dist.ppf(p), dtype=float)})
+
+
+def plot_qq(x, fits: pd.DataFrame, title: str | None = None, path: str | Path | None = None) -> Figure:
+    """QQ plot per family (one panel each): model quantiles vs empirical quantiles, with y = x."""
+    rows = _fit_rows(fits)
+    with _style():
+        fig = Figure(figsize=(3.6 * len(rows), 3.8))
+        axes = fig.subplots(1, len(rows), squeeze=False)[0]
+        for ax, r in zip(axes, rows, strict=True):
+            q = qq_points(x, family_dist(r))
+            ax.plot(q["model"], q["empirical"], ".", ms=4, color=_color(r), label=_label(r))
+            lo = float(min(q["model"].min(), q["empirical"].min()))
+            hi = float(max(q["model"].max(), q["empirical"].max()))
+            ax.plot([lo, hi], [lo, hi], "--", color="0.3", lw=1, label="y = x")
+            ax.set_title(_label(r))
+            ax.set_xlabel("model quantile")
+            ax.set_ylabel("empirical quantile")
+        if title:
+            fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def plot_beta_heatmap(fits: pd.DataFrame, path: str | Path | None = None, annotate: bool | None = None,
+                      ) -> Figure:
+    """Heatmap of the fitted GenNorm shape beta over layers (rows) x training steps (columns).
+
+    beta = 2 is Gaussian, beta = 1 Laplace; smaller is heavier-tailed. Averaged over ranks.
+    """
+    _require(fits, ("family", "layer", "step", "beta"), "fits")
+    g = fits[fits["family"].astype(str).str.lower() == "gennorm"]
+    if g.empty:
+        raise ValueError("fits has no gennorm rows to draw beta from")
+    layers = list(dict.fromkeys(g["layer"]))  # model order as recorded
+    table = g.pivot_table(index="layer", columns="step", values="beta", aggfunc="mean").reindex(layers)
+    if annotate is None:
+        annotate = table.size <= 120
+    with _style():
+        fig = Figure(figsize=(1.6 + 0.55 * table.shape[1] + 0.08 * max(map(len, map(str, layers))),
+                              1.4 + 0.32 * table.shape[0]))
+        ax = fig.add_subplot()
+        sns.heatmap(table, ax=ax, cmap="viridis", annot=annotate, fmt=".2f", annot_kws={"size": 7},
+                    cbar_kws={"label": "GenNorm shape $\\beta$"})
+        ax.set_xlabel("training step")
+        ax.set_ylabel("layer")
+        ax.set_title("GenNorm $\\beta$ per layer and step")
+    return _finish(fig, path)
+
+
+def _short(name: str, width: int = 28) -> str:
+    return name if len(name) <= width else "..." + name[-(width - 3):]
+
+
+def plot_bits_per_layer(bits: pd.DataFrame, baseline_bits: float | None = None,
+                        path: str | Path | None = None) -> Figure:
+    """Achieved bits per entry per layer for each model and coder, against the empirical entropy.
+
+    Averaged over steps and ranks. The black line is the empirical entropy of the symbols, the
+    limit any model/coder pair can reach without side information.
+    """
+    _require(bits, ("layer", "model", "coder", "bits_per_entry", "entropy"), "bits")
+    layers = list(dict.fromkeys(bits["layer"]))
+    pos = {lay: i for i, lay in enumerate(layers)}
+    agg = bits.groupby(["layer", "model", "coder"], sort=False)["bits_per_entry"].mean().reset_index()
+    agg["x"] = agg["layer"].map(pos)
+    agg["model / coder"] = agg["model"].astype(str) + " / " + agg["coder"].astype(str)
+    ent = bits.groupby("layer", sort=False)["entropy"].mean().reindex(layers)
+    with _style():
+        fig = Figure(figsize=(max(6.4, 0.55 * len(layers) + 3.5), 4.6))
+        ax = fig.add_subplot()
+        sns.lineplot(data=agg, x="x", y="bits_per_entry", hue="model", style="coder", markers=True,
+                     dashes=False, ax=ax, lw=1.2, ms=7)
+        ax.plot(np.arange(len(layers)), ent.to_numpy(), color="black", lw=2, ls="--",
+                label="empirical entropy")
+        if baseline_bits is not None:
+            ax.axhline(baseline_bits, color="0.4", lw=1, ls=":", label=f"raw {baseline_bits:g} bits")
+        ax.set_xticks(np.arange(len(layers)))
+        ax.set_xticklabels([_short(str(lay)) for lay in layers], rotation=60, ha="right", fontsize=8)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("bits per entry")
+        ax.set_title("Achieved bits per entry vs entropy")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=True)
+    return _finish(fig, path)
+
+
+def plot_rate_distortion(rd: pd.DataFrame, path: str | Path | None = None) -> Figure:
+    """Rate-distortion: bits per entry vs relative error ||x - x_hat|| / ||x|| on the same gradients.
+
+    Rows of kind "quantizer" are joined into one curve per `name` (a quantizer + codebook over its
+    settings `param`, e.g. step sizes); rows of kind "compressor" are one marker per `name`. Rows
+    for several layers or steps are averaged per (name, param).
+    """
+    _require(rd, ("name", "kind", "param", "bits_per_entry", "rel_error"), "rate-distortion")
+    bad = set(rd["kind"]) - {"quantizer", "compressor"}
+    if bad:
+        raise ValueError(f"rate-distortion kind must be 'quantizer' or 'compressor', got {sorted(bad)}")
+    with _style():
+        fig = Figure(figsize=(7.0, 4.6))
+        ax = fig.add_subplot()
+        q = rd[rd["kind"] == "quantizer"].groupby(["name", "param"], sort=False)[
+            ["bits_per_entry", "rel_error"]].mean()
+        q = q.reset_index().sort_values(["name", "bits_per_entry"])
+        for name, g in q.groupby("name", sort=False):
+            ax.plot(g["bits_per_entry"], g["rel_error"], "-o", ms=4, lw=1.5, label=str(name))
+        c = rd[rd["kind"] == "compressor"].groupby("name", sort=False)[["bits_per_entry", "rel_error"]].mean()
+        markers = "s^vD<>pP*Xh"
+        for i, (name, r) in enumerate(c.iterrows()):
+            ax.plot([r["bits_per_entry"]], [r["rel_error"]], markers[i % len(markers)], ms=8,
+                    mec="black", label=str(name))
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("bits per entry (log$_2$ scale)")
+        ax.set_ylabel("relative error $\\|x-\\hat{x}\\|_2 / \\|x\\|_2$")
+        ax.set_title("Rate-distortion on captured gradients")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=True)
+    return _finish(fig, path)
+
+
+def _metric_label(metric_name: str) -> str:
+    return {"accuracy": "test accuracy", "loss": "test loss"}.get(metric_name, metric_name)
+
+
+def plot_metric_vs_bits(history: pd.DataFrame, metric_name: str = "accuracy",
+                        path: str | Path | None = None) -> Figure:
+    """Evaluated metric vs cumulative uplink bits per worker, one line per method (log x)."""
+    _require(history, ("method", "step", "metric", "bits_up"), "history")
+    h = history.copy()
+    if "bits_up_cum" not in h:
+        h["bits_up_cum"] = h.groupby("method", sort=False)["bits_up"].cumsum()
+    h = h.dropna(subset=["metric"])
+    h = h[h["bits_up_cum"] > 0]
+    with _style():
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.add_subplot()
+        sns.lineplot(data=h, x="bits_up_cum", y="metric", hue="method", marker="o", ms=4, ax=ax)
+        ax.set_xscale("log")
+        ax.set_xlabel("cumulative uplink bits per worker (log scale)")
+        ax.set_ylabel(_metric_label(metric_name))
+        ax.set_title(f"{_metric_label(metric_name).capitalize()} vs communicated bits")
+        ax.legend(title="method", fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_metric_vs_time(history: pd.DataFrame, metric_name: str = "accuracy", network: str | None = None,
+                        path: str | Path | None = None) -> Figure:
+    """Evaluated metric vs simulated wall time (steps x estimated iteration time), one line per method."""
+    _require(history, ("method", "time_s", "metric"), "history")
+    h = history.dropna(subset=["metric"])
+    with _style():
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.add_subplot()
+        sns.lineplot(data=h, x="time_s", y="metric", hue="method", marker="o", ms=4, ax=ax)
+        ax.set_xlabel("simulated wall time (s)")
+        ax.set_ylabel(_metric_label(metric_name))
+        ax.set_title(f"{_metric_label(metric_name).capitalize()} vs simulated time"
+                     + (f"\n{network}" if network else ""), fontsize=10 if network else None)
+        ax.legend(title="method", fontsize=8)
+    return _finish(fig, path)

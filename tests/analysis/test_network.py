@@ -1,0 +1,156 @@
+"""The alpha-beta network model against hand-computed values, and the per-method summary."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.compare import (
+    MethodRun,
+    Network,
+    can_overlap,
+    comm_time,
+    history_frame,
+    iteration_time,
+    p2p_time,
+    parameter_server_time,
+    ring_allgather_time,
+    ring_allreduce_time,
+    steps_to_target,
+    summarize_runs,
+)
+
+# 10 Gbit/s and 5 us: alpha = 5e-6 s, B = 1e10 bit/s
+NET = Network(bandwidth_gbps=10.0, latency_us=5.0)
+
+
+def test_network_units():
+    assert NET.alpha == pytest.approx(5e-6)
+    assert NET.bits_per_s == pytest.approx(1e10)
+    assert "10 Gbit/s" in NET.describe()
+
+
+def test_ring_allreduce_hand_computed():
+    # W = 8, S = 1.6e7 bits (1e6 bf16 entries): 2*7*5e-6 + 2*7/8*1.6e7/1e10 = 7e-5 + 2.8e-3
+    assert ring_allreduce_time(1.6e7, 8, NET) == pytest.approx(7e-5 + 2.8e-3, rel=1e-12)
+    assert ring_allreduce_time(1.6e7, 1, NET) == 0.0
+
+
+def test_ring_allgather_hand_computed():
+    # W = 4, S = 1e6 bits: 3*5e-6 + 3*1e6/1e10 = 1.5e-5 + 3e-4
+    assert ring_allgather_time(1e6, 4, NET) == pytest.approx(3.15e-4, rel=1e-12)
+
+
+def test_parameter_server_hand_computed():
+    # W = 8, up 1e6, down 2e6: 2*5e-6 + 8*3e6/1e10 = 1e-5 + 2.4e-3
+    assert parameter_server_time(1e6, 2e6, 8, NET) == pytest.approx(2.41e-3, rel=1e-12)
+
+
+def test_p2p_hand_computed():
+    # ring degree 2, 5e5 bits per neighbour: 5e-6 + 2*5e5/1e10 = 5e-6 + 1e-4
+    assert p2p_time(5e5, 2, NET) == pytest.approx(1.05e-4, rel=1e-12)
+    # comm_time takes the total sent by the worker and splits it over the neighbours
+    assert comm_time("p2p", 1e6, 0.0, 8, NET, degree=2) == pytest.approx(1.05e-4, rel=1e-12)
+    assert p2p_time(5e5, 0, NET) == 0.0
+
+
+def test_allreduce_beats_allgather_for_same_payload():
+    # the reason all-reduce compatibility matters: 2(W-1)/W < W-1 for W > 2
+    for w in (3, 8, 64):
+        assert ring_allreduce_time(1e8, w, NET) < ring_allgather_time(1e8, w, NET)
+
+
+def test_comm_time_dispatch_and_errors():
+    assert comm_time("allreduce", 1e6, 0, 8, NET) == ring_allreduce_time(1e6, 8, NET)
+    assert comm_time("allgather", 1e6, 0, 8, NET) == ring_allgather_time(1e6, 8, NET)
+    assert comm_time("ps", 1e6, 5e5, 8, NET) == parameter_server_time(1e6, 5e5, 8, NET)
+    with pytest.raises(ValueError, match="pattern"):
+        comm_time("bus", 1e6, 0, 8, NET)
+    with pytest.raises(ValueError, match="degree"):
+        comm_time("p2p", 1e6, 0, 8, NET)
+    with pytest.raises(ValueError, match="bits"):
+        ring_allreduce_time(-1.0, 8, NET)
+    with pytest.raises(ValueError, match="workers"):
+        ring_allreduce_time(1.0, 0, NET)
+    with pytest.raises(ValueError, match="bandwidth"):
+        Network(bandwidth_gbps=0.0)
+    with pytest.raises(ValueError, match="latency"):
+        Network(latency_us=float("nan"))
+
+
+def test_iteration_time_overlap():
+    # compute 0.3 s (fwd 0.1, bwd 0.2), codec 0.01, comm 0.05
+    assert iteration_time(0.3, 0.01, 0.05, overlap=False) == pytest.approx(0.36)
+    # overlap hides comm under the 0.2 s backward
+    assert iteration_time(0.3, 0.01, 0.05, overlap=True) == pytest.approx(0.31)
+    # comm longer than backward: fwd + comm + codec
+    assert iteration_time(0.3, 0.01, 0.5, overlap=True) == pytest.approx(0.61)
+    with pytest.raises(ValueError, match="comm_s"):
+        iteration_time(0.3, 0.0, -1.0, overlap=True)
+
+
+def test_can_overlap():
+    assert can_overlap("bf16", "allreduce")
+    assert can_overlap("powergossip", "p2p")
+    assert not can_overlap("mcm", "ps")
+    assert can_overlap("signum-mv", "ps")
+    with pytest.raises(ValueError, match="pattern"):
+        can_overlap("x", "bus")
+
+
+def _history(bits_up, bits_down, metric_rate, steps=100, every=10, codec=0.0):
+    rows = []
+    for s in range(1, steps + 1):
+        m = 1 - math.exp(-metric_rate * s) if s % every == 0 else np.nan
+        rows.append({"step": s, "loss": 1.0 / s, "metric": m, "bits_up": bits_up, "bits_down": bits_down,
+                     "bits_wire": bits_up, "compress_s": codec / 2, "decompress_s": codec / 2, "step_s": 0.1})
+    return pd.DataFrame(rows)
+
+
+def test_steps_to_target():
+    h = _history(1, 1, 0.05)
+    # 1 - exp(-0.05 s) >= 0.9  <=>  s >= 46.05; evaluated every 10 steps -> 50
+    assert steps_to_target(h, 0.9) == 50
+    assert math.isnan(steps_to_target(h, 0.999))
+    # lower is better: -(1 - exp(-0.05 s)) <= -0.5 first at s = 13.9 -> 20
+    assert steps_to_target(h.assign(metric=-h["metric"]), -0.5, higher_is_better=False) == 20
+
+
+def test_summarize_runs_hand_computed():
+    d = 1_000_000
+    runs = [
+        MethodRun("bf16", _history(16 * d, 16 * d, 0.05), "allreduce", True, 8),
+        MethodRun("signum-mv", _history(d, d, 0.03, codec=0.002), "ps", False, 8),
+        MethodRun("mcm", _history(d, d, 0.03, codec=0.002), "ps", False, 8),
+        MethodRun("powergossip", _history(2 * 64_000, 0, 0.03), "p2p", False, 8, degree=2),
+    ]
+    s = summarize_runs(runs, NET, compute_s=0.03).set_index("method")
+    # target = 0.95 * bf16 final = 0.95 * (1 - exp(-5))
+    target = 0.95 * (1 - math.exp(-5.0))
+    assert s["target"].iloc[0] == pytest.approx(target)
+    comm_bf16 = 2 * 7 * 5e-6 + 2 * 7 / 8 * 16e6 / 1e10
+    assert s.loc["bf16", "comm_s"] == pytest.approx(comm_bf16)
+    assert s.loc["bf16", "iter_s"] == pytest.approx(0.03 + comm_bf16)
+    assert s.loc["bf16", "iter_overlap_s"] == pytest.approx(0.01 + max(0.02, comm_bf16))
+    comm_ps = 2 * 5e-6 + 8 * 2e6 / 1e10
+    assert s.loc["mcm", "iter_overlap_s"] == pytest.approx(0.03 + 0.002 + comm_ps)  # no overlap
+    assert s.loc["signum-mv", "iter_overlap_s"] == pytest.approx(0.01 + max(0.02, comm_ps) + 0.002)
+    assert s.loc["powergossip", "comm_s"] == pytest.approx(5e-6 + 2 * 64_000 / 1e10)
+    assert s.loc["bf16", "up_ratio_vs_bf16"] == pytest.approx(1.0)
+    assert s.loc["mcm", "up_ratio_vs_bf16"] == pytest.approx(16.0)
+    assert s.loc["bf16", "steps_to_target"] == 60  # 1-exp(-0.05 s) >= 0.94 at s = 56.2 -> 60
+    assert s.loc["bf16", "time_to_target_s"] == pytest.approx(60 * s.loc["bf16", "iter_overlap_s"])
+    assert s.loc["bf16", "speedup_vs_bf16"] == pytest.approx(1.0)
+    h = history_frame(runs, s.reset_index())
+    assert set(h["method"]) == {r.method for r in runs}
+    g = h[h["method"] == "bf16"]
+    assert g["time_s"].iloc[-1] == pytest.approx(100 * s.loc["bf16", "iter_overlap_s"])
+    assert g["bits_up_cum"].iloc[-1] == pytest.approx(100 * 16 * d)
+
+
+def test_summarize_runs_rejects_bad_history():
+    with pytest.raises(ValueError, match="lacks columns"):
+        summarize_runs([MethodRun("bf16", pd.DataFrame({"step": [1]}), "allreduce", True, 2)], NET, 0.01)
+    with pytest.raises(ValueError, match="at least one"):
+        summarize_runs([], NET, 0.01)

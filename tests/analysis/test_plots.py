@@ -1,0 +1,128 @@
+"""Each figure has the expected axes, series and labels, and saves in the format of its suffix."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import plots
+
+from .conftest import LAYERS, STEPS
+
+
+def _line_labels(ax):
+    return [ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+
+
+def test_density_overlays_each_family(sample, tmp_path):
+    x, fits = sample
+    fig = plots.plot_density(x, fits, title="fc.weight", path=tmp_path / "d.png")
+    (ax,) = fig.axes
+    assert ax.get_yscale() == "log"
+    assert ax.get_xlabel() and ax.get_ylabel()
+    labels = _line_labels(ax)
+    assert labels[:2] == ["Normal", "Laplace"] and labels[2].startswith("GenNorm")
+    # the overlaid GenNorm curve is the family's pdf: compare against scipy at the curve's points
+    from scipy import stats
+
+    g = fits[fits["family"] == "gennorm"].iloc[0]
+    xs, ys = ax.get_lines()[2].get_data()
+    np.testing.assert_allclose(ys, stats.gennorm(g["beta"], g["loc"], g["scale"]).pdf(xs), rtol=1e-6)
+    # the histogram is a density: it integrates to one
+    (hist,) = ax.patches
+    values, edges, _ = hist.get_data()
+    assert np.nansum(values * np.diff(edges)) == pytest.approx(1.0)
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tail_empirical_matches_order_statistics(sample):
+    x, fits = sample
+    fig = plots.plot_tail(x, fits)
+    (ax,) = fig.axes
+    emp = ax.get_lines()[0]
+    assert emp.get_label() == "empirical"
+    t, p = emp.get_data()
+    loc0 = fits.iloc[0]["loc"]
+    # each point: fraction of |x - loc| strictly above t equals the plotted survival
+    frac = np.array([(np.abs(x - loc0) > ti).mean() for ti in t])
+    np.testing.assert_allclose(frac, p, atol=1.0 / len(x))
+    assert p.min() <= 2.0 / len(x)  # the tail is drawn down to the last points
+    assert len(_line_labels(ax)) == 4
+
+
+def test_qq_one_panel_per_family(sample):
+    x, fits = sample
+    fig = plots.plot_qq(x, fits)
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        assert ax.get_xlabel() == "model quantile" and ax.get_ylabel() == "empirical quantile"
+        assert len(ax.get_lines()) == 2
+    q = plots.qq_points(x, plots.family_dist(fits.iloc[2]))
+    assert q["p"].is_monotonic_increasing and q["p"].min() < 1e-3 and q["p"].max() > 1 - 1e-3
+    np.testing.assert_allclose(q["empirical"], np.sort(x)[np.round(q["p"] * len(x) - 0.5).astype(int)])
+
+
+def test_beta_heatmap_layers_by_steps(fits_frame, tmp_path):
+    fig = plots.plot_beta_heatmap(fits_frame, path=tmp_path / "b.svg")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == LAYERS
+    assert [int(t.get_text()) for t in ax.get_xticklabels()] == STEPS
+    mesh = ax.collections[0].get_array().reshape(len(LAYERS), len(STEPS))
+    expect = fits_frame[fits_frame["family"] == "gennorm"].pivot(index="layer", columns="step", values="beta")
+    np.testing.assert_allclose(mesh, expect.loc[LAYERS].to_numpy())
+    assert (tmp_path / "b.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_beta_heatmap_needs_gennorm(fits_frame):
+    with pytest.raises(ValueError, match="gennorm"):
+        plots.plot_beta_heatmap(fits_frame[fits_frame["family"] != "gennorm"])
+
+
+def test_bits_per_layer_series_and_entropy(bits_frame, tmp_path):
+    fig = plots.plot_bits_per_layer(bits_frame, path=tmp_path / "bits.pdf")
+    ax = fig.axes[0]
+    ent = [ln for ln in ax.get_lines() if ln.get_label() == "empirical entropy"]
+    assert len(ent) == 1
+    np.testing.assert_allclose(ent[0].get_ydata(), [3.0 + 0.25 * i for i in range(len(LAYERS))])
+    # one line per (model, coder) pair, plus the entropy line
+    data_lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == len(LAYERS)]
+    assert len(data_lines) == 4 * 2 + 1
+    assert ax.get_ylabel() == "bits per entry"
+    assert (tmp_path / "bits.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_rate_distortion_curves_and_markers(rd_frame):
+    fig = plots.plot_rate_distortion(rd_frame)
+    ax = fig.axes[0]
+    labels = _line_labels(ax)
+    assert labels == ["uniform + gennorm/ans", "uniform + laplace/ans", "bf16", "topk-1%", "sign"]
+    curve = ax.get_lines()[0]
+    assert len(curve.get_xdata()) == 4 and np.all(np.diff(curve.get_xdata()) > 0)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="kind"):
+        plots.plot_rate_distortion(rd_frame.assign(kind="other"))
+
+
+def test_metric_vs_bits_and_time(history_frame):
+    fig = plots.plot_metric_vs_bits(history_frame)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_ylabel() == "test accuracy"
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["bf16", "powersgd", "signum-mv"]
+    lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 5]
+    assert len(lines) == 3
+    fig = plots.plot_metric_vs_time(history_frame, network="10 Gbit/s")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "simulated wall time (s)"
+    xs = sorted(float(ln.get_xdata()[-1]) for ln in ax.get_lines() if len(ln.get_xdata()) == 5)
+    np.testing.assert_allclose(xs, [0.5, 0.6, 1.0])
+
+
+def test_bad_inputs(sample, tmp_path):
+    x, fits = sample
+    with pytest.raises(ValueError, match="suffix|end in"):
+        plots.plot_density(x, fits, path=tmp_path / "d.jpg")
+    with pytest.raises(ValueError, match="non-finite"):
+        plots.plot_density(np.array([1.0, np.nan]), fits)
+    with pytest.raises(ValueError, match="lacks columns"):
+        plots.plot_bits_per_layer(pd.DataFrame({"layer": ["a"]}))
+    with pytest.raises(ValueError, match="family"):
+        plots.plot_tail(x, fits.assign(family="cauchy"))
