@@ -1,5 +1,23 @@
 """captures: record per-layer gradients from real training to an on-disk capture (stage 1)."""
 
+from captures.store import (
+    Capture,
+    CaptureFileError,
+    CaptureRecord,
+    CaptureWriter,
+    open_capture,
+    write_capture,
+)
 from captures.workloads import WORKLOADS, Workload, make_workload
 
-__all__ = ["WORKLOADS", "Workload", "make_workload"]
+__all__ = [
+    "WORKLOADS",
+    "Capture",
+    "CaptureFileError",
+    "CaptureRecord",
+    "CaptureWriter",
+    "Workload",
+    "make_workload",
+    "open_capture",
+    "write_capture",
+]
