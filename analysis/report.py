@@ -1,0 +1,370 @@
+"""Self-contained HTML report of a run directory (stage 5).
+
+`write_report(run_dir)` reads what is present (ARCHITECTURE.md, "Run directory layout"):
+`capture/`, `fits.parquet`, `bits.parquet`, `rd.parquet`, `compare.parquet`,
+`compare_history.parquet`, `figures/*.png`, either in `run_dir` itself or in one sub-directory per
+workload (what `gradstats demo` writes), and renders one HTML page with every image embedded as
+base64, so the file can be mailed or archived alone. Sections: capture summary, fit table (best
+family per layer, GenNorm beta, tail errors), figures, bits-per-entry table, rate-distortion,
+and the compressor comparison.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BF16_BITS = 16.0
+SECTIONS = ("capture", "fits", "figures", "bits", "rate-distortion", "compare")
+TAIL_COLUMNS = ("tail_log10_1e-02", "tail_log10_1e-03", "tail_log10_1e-04")
+DATA_FILES = ("fits.parquet", "bits.parquet", "rd.parquet")
+
+
+def _is_unit(d: Path) -> bool:
+    return (d / "capture").is_dir() or any((d / f).exists() for f in DATA_FILES)
+
+
+def find_units(run_dir: str | Path) -> list[Path]:
+    """Directories holding one workload's capture/fits/bits: `run_dir` itself and/or its children."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise ValueError(f"run directory {root} does not exist")
+    units = [root] if _is_unit(root) else []
+    units += sorted(d for d in root.iterdir() if d.is_dir() and d.name != "figures" and _is_unit(d))
+    return units
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+
+
+def best_family(fits: pd.DataFrame) -> pd.Series:
+    """Per fit group (step, layer, rank): the family marked best (by BIC), as one row per group.
+
+    `best` is a per-row boolean (the contract of `fit_capture`) or the best family's name; without
+    it the lowest BIC wins.
+    """
+    keys = [k for k in ("step", "layer", "rank") if k in fits.columns]
+    if "best" in fits.columns and fits["best"].dtype == bool:
+        b = fits[fits["best"]]
+    elif "best" in fits.columns:
+        b = fits[fits["family"].astype(str) == fits["best"].astype(str)]
+    else:
+        b = fits.loc[fits.groupby(keys)["bic"].idxmin()]
+    return b.drop_duplicates(keys).set_index(keys)["family"]
+
+
+def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
+    """One row per layer: best family (most often best over steps), its share, GenNorm beta, tail errors.
+
+    Tail error = log10(model P(|X-loc| > t_p) / empirical p) at p = 1e-2, 1e-3, 1e-4, averaged
+    over steps; 0 is exact, -1 means the model predicts 10x too few exceedances.
+    """
+    if fits is None or fits.empty:
+        raise ValueError("fit table: no fits")
+    best = best_family(fits).reset_index()
+    layers = list(dict.fromkeys(fits["layer"]))
+    rows = []
+    for layer in layers:
+        bl = best[best["layer"] == layer]["family"]
+        counts = bl.value_counts()
+        row = {"layer": layer,
+               "best family": counts.index[0] if len(counts) else "",
+               "best share": counts.iloc[0] / counts.sum() if len(counts) else np.nan}
+        f = fits[fits["layer"] == layer]
+        g = f[f["family"].astype(str) == "gennorm"]
+        row["GenNorm beta"] = float(g["beta"].median()) if len(g) and "beta" in g else np.nan
+        for fam in ("normal", "laplace", "gennorm"):
+            ff = f[f["family"].astype(str) == fam]
+            for col in TAIL_COLUMNS:
+                if col in ff.columns and len(ff):
+                    row[f"{fam} tail {col.rsplit('_', 1)[-1]}"] = float(ff[col].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _weights(bits: pd.DataFrame, capture_summary: pd.DataFrame | None) -> pd.Series | None:
+    """Entries per layer, to weight per-layer bits into whole-model bits."""
+    for col in ("n", "numel", "entries"):
+        if col in bits.columns:
+            return bits.groupby("layer", sort=False)[col].mean()
+    if capture_summary is not None and "layer" in capture_summary.columns:
+        for col in ("stored", "stored_entries", "numel"):
+            if col in capture_summary.columns:
+                return capture_summary.set_index("layer")[col].astype(float)
+    return None
+
+
+def bits_table(bits: pd.DataFrame, capture_summary: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Bits per entry per layer (rows) for each model / coder (columns), the entropy, and the model total.
+
+    The last row weights layers by their entries; `vs bf16` is 16 / (best model/coder bits).
+    """
+    need = ("layer", "model", "coder", "bits_per_entry", "entropy")
+    missing = [c for c in need if c not in bits.columns]
+    if missing:
+        raise ValueError(f"bits table: bits DataFrame lacks columns {missing}")
+    b = bits.assign(mc=bits["model"].astype(str) + "/" + bits["coder"].astype(str))
+    layers = list(dict.fromkeys(b["layer"]))
+    t = b.pivot_table(index="layer", columns="mc", values="bits_per_entry", aggfunc="mean").reindex(layers)
+    t["entropy"] = b.groupby("layer", sort=False)["entropy"].mean().reindex(layers)
+    w = _weights(bits, capture_summary)
+    if w is not None:
+        w = w.reindex(layers).fillna(0.0)
+        if w.sum() > 0:
+            t.loc["whole model (weighted)"] = (t.mul(w, axis=0).sum() / w.sum())
+    coded = [c for c in t.columns if c != "entropy"]
+    t["best"] = t[coded].idxmin(axis=1)
+    t["vs bf16"] = BF16_BITS / t[coded].min(axis=1)
+    return t.reset_index().rename(columns={"index": "layer"})
+
+
+def headline(fits: pd.DataFrame | None, bits: pd.DataFrame | None,
+             capture_summary: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per layer: best family, GenNorm beta, bits/entry of GenNorm-ANS and its ratio to bf16 (16 bits)."""
+    parts = []
+    if fits is not None and len(fits):
+        parts.append(fit_table(fits)[["layer", "best family", "GenNorm beta"]].set_index("layer"))
+    if bits is not None and len(bits):
+        t = bits_table(bits, capture_summary).set_index("layer")
+        col = next((c for c in t.columns if c.lower() in ("gennorm/ans", "gennorm/rans")), None)
+        if col is not None:
+            parts.append(pd.DataFrame({"GenNorm-ANS bits/entry": t[col], "bf16 bits/entry": BF16_BITS,
+                                       "ratio vs bf16": BF16_BITS / t[col]}))
+    if not parts:
+        raise ValueError("headline: neither fits nor bits given")
+    out = pd.concat(parts, axis=1)
+    out.index.name = "layer"
+    return out.reset_index()
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
+
+
+def representative_layer(fits: pd.DataFrame) -> tuple[str, int]:
+    """(layer, step) shown in the per-layer figures: the layer fitted on the most entries, last step."""
+    g = fits[fits["family"].astype(str) == "gennorm"] if (fits["family"] == "gennorm").any() else fits
+    n = g.groupby("layer", sort=False)["n"].max() if "n" in g else g.groupby("layer", sort=False).size()
+    layer = str(n.idxmax())
+    return layer, int(g[g["layer"] == layer]["step"].max())
+
+
+def write_figures(unit: str | Path, layers: list[str] | None = None) -> list[Path]:
+    """Draw every figure the data in `unit` supports into `unit/figures/` and return their paths."""
+    from analysis import plots
+
+    unit = Path(unit)
+    out = unit / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    made: list[Path] = []
+    fits, bits, rd = (_read(unit / f) for f in DATA_FILES)
+
+    def _draw(fn, *args, name: str, **kw) -> None:
+        path = out / name
+        fig = fn(*args, path=path, **kw)
+        fig.clear()
+        made.append(path)
+
+    if fits is not None and len(fits):
+        if (fits["family"].astype(str) == "gennorm").any():
+            _draw(plots.plot_beta_heatmap, fits, name="beta_heatmap.png")
+        if (unit / "capture").is_dir():
+            from captures import open_capture
+
+            cap = open_capture(unit / "capture")
+            chosen = layers or [representative_layer(fits)[0]]
+            for layer in chosen:
+                step = int(fits[fits["layer"] == layer]["step"].max())
+                sel = fits[(fits["layer"] == layer) & (fits["step"] == step)]
+                if "rank" in sel:
+                    sel = sel[sel["rank"] == sel["rank"].min()]
+                x = cap.get(layer, step)
+                title = f"{unit.name}: {layer}, step {step}"
+                s = _slug(layer)
+                _draw(plots.plot_density, x, sel, name=f"density_{s}.png", title=title)
+                _draw(plots.plot_tail, x, sel, name=f"tail_{s}.png", title=title)
+                _draw(plots.plot_qq, x, sel, name=f"qq_{s}.png", title=title)
+    if bits is not None and len(bits):
+        _draw(plots.plot_bits_per_layer, bits, name="bits_per_layer.png")
+    if rd is not None and len(rd):
+        _draw(plots.plot_rate_distortion, rd, name="rate_distortion.png")
+    return made
+
+
+def write_compare_figures(run_dir: str | Path) -> list[Path]:
+    """Accuracy vs bits and vs simulated time from `compare_history.parquet` into `run_dir/figures/`."""
+    from analysis import plots
+
+    root = Path(run_dir)
+    hist, summ = _read(root / "compare_history.parquet"), _read(root / "compare.parquet")
+    if hist is None or summ is None:
+        return []
+    metric = str(summ["metric_name"].iloc[0]) if "metric_name" in summ else "accuracy"
+    net = _network_line(root)
+    out = root / "figures"
+    paths = [out / "metric_vs_bits.png", out / "metric_vs_time.png"]
+    plots.plot_metric_vs_bits(hist, metric_name=metric, path=paths[0]).clear()
+    plots.plot_metric_vs_time(hist, metric_name=metric, network=net, path=paths[1]).clear()
+    return paths
+
+
+def _network_line(root: Path) -> str | None:
+    p = root / "network.json"
+    if not p.exists():
+        return None
+    d = json.loads(p.read_text())
+    return f"{d['bandwidth_gbps']:g} Gbit/s, {d['latency_us']:g} us latency"
+
+
+# --------------------------------------------------------------------------------------------
+# HTML
+
+CSS = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1200px; color: #222; line-height: 1.4; }
+h1 { border-bottom: 2px solid #444; } h2 { border-bottom: 1px solid #bbb; margin-top: 2em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.85em; color: #555; text-align: center; }
+.note { color: #666; font-style: italic; }
+nav a { margin-right: 1em; }
+"""
+
+
+def _table(df: pd.DataFrame, digits: int = 3) -> str:
+    return df.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.{digits}g}",
+                      classes="data")
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    cap = html.escape(path.stem.replace("_", " "))
+    return (f'<figure><img alt="{cap}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{cap}</figcaption></figure>")
+
+
+def _section(kind: str, unit: str, title: str, body: str) -> str:
+    sid = f"{kind}-{_slug(unit)}" if unit else kind
+    return f'<section id="{sid}" class="section-{kind}">\n<h2>{html.escape(title)}</h2>\n{body}\n</section>'
+
+
+def _missing(what: str) -> str:
+    return f'<p class="note">{html.escape(what)} not present in this run.</p>'
+
+
+def _unit_sections(unit: Path, name: str) -> list[str]:
+    out = []
+    summary = None
+    if (unit / "capture").is_dir():
+        from captures import open_capture
+
+        cap = open_capture(unit / "capture")
+        summary = cap.summary()
+        m = cap.manifest
+        meta = {k: m[k] for k in ("model", "workload", "seed", "device", "world_size", "torch") if k in m}
+        info = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in meta.items())
+        body = (f"<ul>{info}<li><b>steps</b>: {html.escape(str(cap.steps))}</li>"
+                f"<li><b>ranks</b>: {html.escape(str(cap.ranks))}</li></ul>" + _table(summary))
+    else:
+        body = _missing("A capture")
+    out.append(_section("capture", name, f"Capture summary ({name})", body))
+
+    fits, bits, rd = (_read(unit / f) for f in DATA_FILES)
+    if fits is not None and len(fits):
+        body = ("<p>Best family by BIC per layer (share of steps where it won), median GenNorm "
+                "&beta; (2 = Normal, 1 = Laplace), and tail errors log<sub>10</sub>(model / empirical "
+                "P(|X-loc| &gt; t<sub>p</sub>)) at p = 1e-2, 1e-3, 1e-4 averaged over steps.</p>"
+                + _table(fit_table(fits)))
+    else:
+        body = _missing("fits.parquet")
+    out.append(_section("fits", name, f"Distribution fits ({name})", body))
+
+    figs = sorted((unit / "figures").glob("*.png")) if (unit / "figures").is_dir() else []
+    body = "\n".join(_img(p) for p in figs) if figs else _missing("Figures")
+    out.append(_section("figures", name, f"Figures ({name})", body))
+
+    if bits is not None and len(bits):
+        body = ("<p>Achieved bits per entry (payload + side information) per probability model / "
+                "entropy coder, averaged over steps; the raw bf16 baseline is 16 bits per entry.</p>"
+                + _table(bits_table(bits, summary)))
+    else:
+        body = _missing("bits.parquet")
+    out.append(_section("bits", name, f"Bits per entry ({name})", body))
+
+    if rd is not None and len(rd):
+        agg = rd.groupby(["kind", "name", "param"], dropna=False, sort=False)[
+            ["bits_per_entry", "rel_error"]].mean().reset_index()
+        body = ("<p>Compressors and quantizer + codebook pairs on the same captured gradients: "
+                "bits per entry vs relative error ||x - x&#770;|| / ||x||.</p>" + _table(agg))
+        out.append(_section("rate-distortion", name, f"Rate-distortion ({name})", body))
+    return out
+
+
+def write_report(run_dir: str | Path, figures: bool = True, title: str | None = None) -> Path:
+    """Write `run_dir/report.html` from what the run directory holds and return its path.
+
+    figures=True draws the figures the data supports first (into each unit's `figures/`).
+    """
+    root = Path(run_dir)
+    units = find_units(root)
+    has_compare = (root / "compare.parquet").exists()
+    if not units and not has_compare:
+        raise ValueError(f"{root} holds no capture/, fits, bits or compare results to report on")
+    if figures:
+        for u in units:
+            try:
+                write_figures(u)
+            except (ValueError, KeyError) as exc:  # report what is there even if one figure cannot be drawn
+                warnings.warn(f"figures for {u}: {exc}", stacklevel=2)
+        if has_compare:
+            write_compare_figures(root)
+
+    parts = []
+    for u in units:
+        parts += _unit_sections(u, u.name if u != root else root.name)
+
+    if has_compare:
+        summ = _read(root / "compare.parquet")
+        cols = [c for c in ("method", "pattern", "allreduce_compatible", "can_overlap", "workers",
+                            "final_metric", "target", "steps_to_target", "time_to_target_s", "bits_up",
+                            "bits_down", "up_ratio_vs_bf16", "compress_s", "decompress_s", "compute_s",
+                            "comm_s", "iter_s", "iter_overlap_s", "speedup_vs_bf16") if c in summ.columns]
+        net = root / "network.json"
+        desc = json.loads(net.read_text())["model"] if net.exists() else ""
+        figs = [root / "figures" / n for n in ("metric_vs_bits.png", "metric_vs_time.png")]
+        body = (f"<p>{html.escape(desc)}. Bits are payload per worker per step; times are seconds per "
+                "step (compute measured, compression measured, communication modelled). The baseline "
+                "is bf16 all-reduce.</p>" + _table(summ[cols], digits=4)
+                + "\n".join(_img(p) for p in figs if p.exists()))
+    else:
+        body = _missing("A compressor comparison (compare.parquet)")
+    parts.append(_section("compare", "", "Compressor comparison", body))
+
+    head = title or f"gradstats report: {root.name}"
+    nav = "".join(f'<a href="#{s.split(chr(34))[1]}">{s.split(chr(34))[1]}</a>' for s in parts)
+    page = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(head)}</title><style>{CSS}</style></head>\n<body>\n"
+            f"<h1>{html.escape(head)}</h1>\n<nav>{nav}</nav>\n" + "\n".join(parts) + "\n</body></html>\n")
+    path = root / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

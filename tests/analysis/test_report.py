@@ -1,0 +1,105 @@
+"""report.html holds every section, embeds its images, and its tables carry the right numbers."""
+
+import base64
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from analysis import compare as cmp
+from analysis.report import SECTIONS, best_family, bits_table, fit_table, headline, write_report
+
+from .conftest import LAYERS
+
+
+@pytest.fixture
+def run_dir(tmp_path, fits_frame, bits_frame, rd_frame, history_frame):
+    root = tmp_path / "run"
+    unit = root / "digits-cnn"
+    unit.mkdir(parents=True)
+    fits_frame.to_parquet(unit / "fits.parquet")
+    bits_frame.to_parquet(unit / "bits.parquet")
+    rd_frame.to_parquet(unit / "rd.parquet")
+    runs = [cmp.MethodRun(m, g.drop(columns=["method", "time_s"]).reset_index(drop=True), "allreduce",
+                          True, 4) for m, g in history_frame.groupby("method")]
+    summary = cmp.summarize_runs(runs, cmp.Network(), compute_s=0.01)
+    cmp.Comparison(summary, cmp.history_frame(runs, summary), cmp.Network(), 0.01).save(root)
+    return root
+
+
+def _sections(page):
+    return dict(re.findall(r'<section id="([^"]+)" class="section-([^"]+)">', page))
+
+
+def test_report_has_every_section(run_dir):
+    path = write_report(run_dir)
+    page = path.read_text()
+    secs = _sections(page)
+    assert set(secs.values()) == set(SECTIONS)
+    assert "capture-digits-cnn" in secs and "compare" in secs
+    # the capture is absent in this run: the section says so instead of vanishing
+    cap = page.split('id="capture-digits-cnn"')[1].split("</section>")[0]
+    assert "not present" in cap
+    # every figure the data supports is embedded, decodable PNG, and no image is linked from disk
+    imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(imgs) == 5  # beta heatmap, bits per layer, rate-distortion, metric vs bits / time
+    for b in imgs:
+        assert base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not re.search(r'src="(?!data:)', page)
+    for layer in LAYERS:
+        assert layer in page
+    assert "alpha-beta network" in page and "signum-mv" in page
+
+
+def test_fit_table_values(fits_frame):
+    t = fit_table(fits_frame).set_index("layer")
+    assert list(t.index) == LAYERS
+    assert (t["best family"] == "gennorm").all() and (t["best share"] == 1.0).all()
+    # beta = 0.6 + 0.1 i + 0.002 step over steps 0, 25, 50 -> median at step 25
+    np.testing.assert_allclose(t["GenNorm beta"], [0.65 + 0.1 * i for i in range(len(LAYERS))])
+    g = fits_frame[(fits_frame["family"] == "normal") & (fits_frame["layer"] == LAYERS[0])]
+    assert t.loc[LAYERS[0], "normal tail 1e-03"] == pytest.approx(g["tail_log10_1e-03"].mean())
+
+
+def test_best_family_from_name_or_bic(fits_frame):
+    by_bool = best_family(fits_frame)
+    by_name = best_family(fits_frame.assign(best="laplace"))
+    by_bic = best_family(fits_frame.drop(columns=["best"]))
+    assert (by_bool == "gennorm").all() and (by_name == "laplace").all() and (by_bic == "gennorm").all()
+
+
+def test_bits_table_weighted_total(bits_frame):
+    b = bits_frame.copy()
+    b["n"] = b["layer"].map(dict(zip(LAYERS, [100, 10, 1000, 10], strict=True)))
+    t = bits_table(b).set_index("layer")
+    w = np.array([100, 10, 1000, 10], float)
+    ent = np.array([3.0 + 0.25 * i for i in range(4)])
+    assert t.loc["whole model (weighted)", "entropy"] == pytest.approx((w * ent).sum() / w.sum())
+    assert t.loc[LAYERS[0], "gennorm/ans"] == pytest.approx(3.02)
+    assert t.loc[LAYERS[0], "best"] == "gennorm/ans"
+    assert t.loc[LAYERS[0], "vs bf16"] == pytest.approx(16 / 3.02)
+    h = headline(None, b).set_index("layer")
+    assert h.loc[LAYERS[1], "ratio vs bf16"] == pytest.approx(16 / 3.27)
+
+
+def test_report_rejects_empty_dir(tmp_path):
+    with pytest.raises(ValueError, match="holds no"):
+        write_report(tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        write_report(tmp_path / "nope")
+
+
+CHROMIUM = shutil.which("chromium", path="/usr/bin")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed")
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    path = write_report(run_dir)
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1280,2000", path.as_uri()], check=True, timeout=120,
+                   capture_output=True)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
