@@ -119,6 +119,7 @@ def bits_table(bits: pd.DataFrame, capture_summary: pd.DataFrame | None = None) 
     b = bits.assign(mc=bits["model"].astype(str) + "/" + bits["coder"].astype(str))
     layers = list(dict.fromkeys(b["layer"]))
     t = b.pivot_table(index="layer", columns="mc", values="bits_per_entry", aggfunc="mean").reindex(layers)
+    t.columns.name = None
     t["entropy"] = b.groupby("layer", sort=False)["entropy"].mean().reindex(layers)
     w = _weights(bits, capture_summary)
     if w is not None:
@@ -243,8 +244,9 @@ h1 { border-bottom: 2px solid #444; } h2 { border-bottom: 1px solid #bbb; margin
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; max-width: 48%; }
 figure img { max-width: 100%; border: 1px solid #eee; }
+table { display: block; overflow-x: auto; max-width: 100%; }
 figcaption { font-size: 0.85em; color: #555; text-align: center; }
 .note { color: #666; font-style: italic; }
 nav a { margin-right: 1em; }

@@ -103,3 +103,42 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
                    capture_output=True)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+@pytest.fixture
+def capture_run(tmp_path):
+    """A run with a real capture on disk (captures.write_capture) and fit rows for its layers."""
+    from scipy import stats
+
+    from captures import write_capture
+
+    rng = np.random.default_rng(3)
+    shapes = {"conv.weight": (16, 8, 3, 3), "fc.weight": (10, 64), "fc.bias": (10,)}
+    betas = {"conv.weight": 0.7, "fc.weight": 1.2, "fc.bias": 2.0}
+    grads = {step: {k: stats.gennorm(betas[k], scale=1e-3).rvs(size=s, random_state=rng).astype(np.float32)
+                    for k, s in shapes.items()} for step in (0, 10)}
+    unit = tmp_path / "run"
+    write_capture(unit / "capture", grads, model="fixture")
+    rows = []
+    for step, layers in grads.items():
+        for layer, x in layers.items():
+            x = x.ravel().astype(np.float64)
+            b, loc, s = stats.gennorm.fit(x)
+            for fam, params in (("normal", (x.mean(), x.std(), np.nan)), ("gennorm", (loc, s, b))):
+                rows.append({"step": step, "layer": layer, "rank": 0, "family": fam, "loc": params[0],
+                             "scale": params[1], "beta": params[2], "n": x.size, "bic": 0.0,
+                             "best": fam == "gennorm"})
+    import pandas as pd
+
+    pd.DataFrame(rows).to_parquet(unit / "fits.parquet")
+    return unit
+
+
+def test_report_with_capture_draws_layer_figures(capture_run):
+    page = write_report(capture_run).read_text()
+    figs = sorted(p.name for p in (capture_run / "figures").glob("*.png"))
+    # the largest layer (conv.weight) at the last step gets density, tail and QQ figures
+    assert figs == ["beta_heatmap.png", "density_conv_weight.png", "qq_conv_weight.png", "tail_conv_weight.png"]
+    cap = page.split('id="capture-run"')[1].split("</section>")[0]
+    assert "16x8x3x3" in cap and "fc.bias" in cap and "not present" not in cap
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 4
