@@ -1,0 +1,82 @@
+"""Dense all-reduce baselines: fp32, fp16 and bf16 gradients averaged by ring all-reduce.
+
+As PyTorch's `fp16_compress_hook` / `bf16_compress_wrapper`: divide by W BEFORE the cast so
+the low-precision sum cannot overflow, sum in the low-precision type, cast back. The local
+rule (momentum 0.9 by default) is applied to the averaged gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+from coders.algorithms.base import Algorithm, StepStats, Timer, ring_allreduce_bits
+from coders.runtime.comm import Comm
+
+__all__ = ["DenseAllReduce", "FP32AllReduce", "FP16AllReduce", "BF16AllReduce"]
+
+
+def flatten(tensors: list[Tensor]) -> Tensor:
+    """One contiguous vector of all tensors (model order)."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def unflatten(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    """Split a flat vector back into tensors shaped like `like`."""
+    out, offset = [], 0
+    for t in like:
+        n = t.numel()
+        out.append(flat[offset : offset + n].view(t.shape))
+        offset += n
+    return out
+
+
+class DenseAllReduce(Algorithm):
+    """Mean gradient by all-reduce in `dtype` (fp32 / fp16 / bf16); payload = b_dtype * d bits."""
+
+    name = "fp32"
+    allreduce_compatible = True
+    pattern = "allreduce"
+    default_momentum = 0.9
+    wire_dtype = torch.float32
+
+    def __init__(self, params: Iterable[Tensor], comm: Comm, **options):
+        super().__init__(params, comm, **options)
+
+    def step(self, lr: float) -> StepStats:
+        self._check_lr(lr)
+        grads = self.grads()
+        w = self.world_size
+        comp, dec = Timer(self.device), Timer(self.device)
+        with torch.no_grad():
+            with comp:
+                flat = (flatten(grads).float() / w).to(self.wire_dtype)
+            total = self.comm.all_reduce(flat)
+            with dec:
+                mean = total.float()
+            self.apply_update(unflatten(mean, grads), lr)
+        bits = float(flat.numel() * flat.element_size() * 8)
+        return StepStats(bits, bits, ring_allreduce_bits(bits, w), comp.seconds, dec.seconds)
+
+
+class FP32AllReduce(DenseAllReduce):
+    """Uncompressed data-parallel SGD (32 bits per entry)."""
+
+    name = "fp32"
+    wire_dtype = torch.float32
+
+
+class FP16AllReduce(DenseAllReduce):
+    """fp16 all-reduce (16 bits per entry)."""
+
+    name = "fp16"
+    wire_dtype = torch.float16
+
+
+class BF16AllReduce(DenseAllReduce):
+    """bf16 all-reduce (16 bits per entry)."""
+
+    name = "bf16"
+    wire_dtype = torch.bfloat16

@@ -1,0 +1,91 @@
+"""S3GD-MV: sparse sign SGD with majority vote.
+
+Park and Lee, "SignSGD with Federated Voting" / "Sparse-SignSGD with Majority Vote"
+(arXiv 2302.07475, ISIT 2023; official code chanho26/SignSGD_Codec, Algorithms/train_S3GD.py):
+    worker m, per layer of N entries:  a <- beta a + g          (beta = accum_weight, default 1)
+        S = top-K of |a|, K = ceil(sparsity N);  send sign(a_S) and S;  a[S] <- 0
+    server: v = sign(sum_m s_m) in {-1, 0, +1}  (0 where nobody voted, or a tie)
+    all:    x <- x - lr v   (SGD, momentum 0 by default)
+With sparsity = 1 and beta = 0 this is exactly signSGD-MV (`SignSGDMV`), a tested invariant.
+
+Wire, per layer: up = K int32 indices + K packed sign bits (ideal: K + log2 C(N, K));
+down = the cheaper of (nnz(v) int32 indices + nnz packed sign bits) and a dense ternary
+vector (2 packed bits per entry); ideal: min(nnz + log2 C(N, nnz), N log2 3). The server rule
+runs identically on every rank after an all-gather; bits are counted as PS traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+from coders.algorithms.base import Algorithm, StepStats, Timer, gather_payloads
+from coders.compressors.payload import Payload, log2_binomial
+from coders.compressors.sign import pack_signs, unpack_signs
+from coders.compressors.sparse import num_kept
+from coders.runtime.comm import Comm
+
+__all__ = ["S3GDMV", "sparse_vote_downlink_bits"]
+
+
+def sparse_vote_downlink_bits(n: int, nnz: int) -> tuple[int, float]:
+    """(raw, ideal) bits of a ternary vote with nnz non-zeros over n entries (cheaper of two codes)."""
+    sparse = 32 * nnz + 8 * math.ceil(nnz / 8)
+    dense = 8 * math.ceil(2 * n / 8)
+    ideal = min(nnz + log2_binomial(n, nnz), n * math.log2(3))
+    return min(sparse, dense), ideal
+
+
+class S3GDMV(Algorithm):
+    """Sparse sign-SGD with majority vote over the union of supports and residual accumulation."""
+
+    name = "s3gd-mv"
+    allreduce_compatible = False
+    pattern = "ps"
+
+    def __init__(self, params: Iterable[Tensor], comm: Comm, *, sparsity: float = 0.1,
+                 accum_weight: float = 1.0, **options):
+        super().__init__(params, comm, **options)
+        if not 0 < sparsity <= 1:
+            raise ValueError(f"{self.name}: sparsity must be in (0, 1], got {sparsity}")
+        if accum_weight < 0:
+            raise ValueError(f"{self.name}: accum_weight must be >= 0, got {accum_weight}")
+        self.sparsity, self.beta = float(sparsity), float(accum_weight)
+        self.acc = [torch.zeros_like(p, dtype=torch.float32).reshape(-1) for p in self.params]
+        self.ks = [num_kept(p.numel(), self.sparsity, None) for p in self.params]
+
+    def step(self, lr: float) -> StepStats:
+        self._check_lr(lr)
+        comp, dec = Timer(self.device), Timer(self.device)
+        payloads = []
+        up_ideal = 0.0
+        with torch.no_grad():
+            with comp:
+                for a, g, k in zip(self.acc, self.grads(), self.ks, strict=True):
+                    a.mul_(self.beta).add_(g.reshape(-1).float())
+                    idx = torch.topk(a.abs(), k, sorted=False).indices
+                    payloads.append(Payload({"indices": idx.to(torch.int32), "signs": pack_signs(a[idx])},
+                                            {"numel": a.numel(), "k": k}))
+                    a[idx] = 0.0
+                    up_ideal += k + log2_binomial(a.numel(), k)
+            gathered = gather_payloads(self.comm, payloads)
+            with dec:
+                votes, down, down_ideal = [], 0, 0.0
+                for layer, p in enumerate(self.params):
+                    total = torch.zeros(p.numel(), dtype=torch.float32, device=p.device)
+                    for rank_payloads in gathered:  # rank order: the sum of +-1 is exact anyway
+                        pl = rank_payloads[layer]
+                        signs = unpack_signs(pl.tensors["signs"], pl.meta["k"])
+                        total.index_add_(0, pl.tensors["indices"].long(), signs)
+                    v = torch.sign(total)
+                    raw, ideal = sparse_vote_downlink_bits(p.numel(), int(torch.count_nonzero(v)))
+                    down += raw
+                    down_ideal += ideal
+                    votes.append(v)
+            self.apply_update(votes, lr)
+        up = sum(pl.bits for pl in payloads)
+        return StepStats(float(up), float(down), float(up + down), comp.seconds, dec.seconds,
+                         {"bits_up_ideal": up_ideal, "bits_down_ideal": down_ideal})

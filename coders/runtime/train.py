@@ -1,0 +1,238 @@
+"""Train a workload with a distributed method, in the thread simulator or on torch.distributed.
+
+`train(workload, method, workers, steps, backend="sim"|"gloo"|"nccl", ...) -> TrainResult`.
+Every worker runs the same loop (`train_worker`), whatever the runtime:
+
+    for each step: forward/backward on its own shard -> algo.step(lr) -> record
+    every `eval_every` steps (and the last): evaluate the model of the method's pattern
+
+The model evaluated is the worker's own (all-reduce / all-gather / PS methods keep replicas
+identical), the algorithm's `eval_params()` when it exposes one (MCM's central model), and
+for decentralized ("p2p") methods the AVERAGE model x_bar over workers, together with the
+consensus distance (1/W) sum_i ||x_i - x_bar||^2 (Koloskova et al. 2019).
+Per step the history holds the mean over workers of the loss, bits (up / down / wire, per
+worker), compress / decompress seconds and step seconds; `metric` at evaluation steps.
+
+Backends: "sim" runs W threads (models are built in the main thread, as building one
+reseeds the global RNG); "gloo" / "nccl" spawn W processes on this machine, unless the
+process was started by `torchrun` (RANK and WORLD_SIZE set), in which case it joins that group.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+
+from coders.runtime.comm import Comm, DistComm, run_processes, run_threads
+
+__all__ = ["TrainSpec", "TrainResult", "train", "train_worker", "HISTORY_COLUMNS"]
+
+HISTORY_COLUMNS = ["step", "loss", "metric", "bits_up", "bits_down", "bits_wire", "compress_s",
+                   "decompress_s", "step_s"]
+_STAT_KEYS = ["loss", "bits_up", "bits_down", "bits_wire", "compress_s", "decompress_s", "step_s"]
+BACKENDS = ("sim", "gloo", "nccl")
+
+
+@dataclass
+class TrainSpec:
+    """Everything a worker needs to run (picklable, so it can be sent to spawned processes)."""
+
+    workload: str
+    method: str
+    workers: int
+    steps: int
+    lr: float | None = None
+    seed: int = 0
+    topology: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    eval_every: int | None = None
+    split: str = "iid"
+    batch_size: int | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class TrainResult:
+    """`history`: one row per step (HISTORY_COLUMNS, + consensus_distance for p2p methods);
+    `final_params`: each worker's flat parameters; `eval_params`: the flat evaluated model."""
+
+    spec: TrainSpec
+    history: pd.DataFrame
+    final_params: list[torch.Tensor]
+    eval_params: torch.Tensor
+    metric_name: str
+    lr: float
+    allreduce_compatible: bool
+    pattern: str
+    seconds: float
+
+    @property
+    def final_metric(self) -> float:
+        """The metric at the last evaluation."""
+        m = self.history["metric"].dropna()
+        return float(m.iloc[-1]) if len(m) else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        """One row: method, final metric, mean bits per worker per step, overheads."""
+        h = self.history
+        return {
+            "method": self.spec.method, "workload": self.spec.workload, "workers": self.spec.workers,
+            "steps": self.spec.steps, "lr": self.lr, self.metric_name: self.final_metric,
+            "final_loss": float(h["loss"].iloc[-5:].mean()),
+            "bits_up_per_step": float(h["bits_up"].mean()),
+            "bits_down_per_step": float(h["bits_down"].mean()),
+            "bits_wire_per_step": float(h["bits_wire"].mean()),
+            "compress_ms": 1e3 * float(h["compress_s"].mean()),
+            "decompress_ms": 1e3 * float(h["decompress_s"].mean()),
+            "step_ms": 1e3 * float(h["step_s"].mean()),
+            "pattern": self.pattern, "allreduce_compatible": self.allreduce_compatible,
+        }
+
+
+def _flat(params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).float() for p in params])
+
+
+def _default_lr(spec: TrainSpec, workload: Any) -> float:
+    from coders.algorithms.registry import method_class
+
+    if spec.lr is not None:
+        return float(spec.lr)
+    cls = method_class(spec.method)
+    return float(getattr(cls, "default_lr", None) or workload.lr)
+
+
+def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any = None) -> dict[str, Any]:
+    """One worker's training loop (a `run_threads` / `run_processes` target)."""
+    from captures import make_workload
+    from coders.algorithms.registry import make_algorithm, method_class
+
+    if workload is None:
+        workload = make_workload(spec.workload, seed=spec.seed, device=spec.device)
+    if model is None:
+        model = workload.make_model()
+    lr = _default_lr(spec, workload)
+    cls = method_class(spec.method)
+    topology = None
+    if getattr(cls, "needs_topology", False):
+        from coders.runtime.topology import make_topology
+
+        topology = make_topology(spec.topology or "ring", comm.world_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    algo = make_algorithm(spec.method, params, comm, topology=topology, seed=spec.seed, **spec.options)
+    p2p = getattr(algo, "pattern", "") == "p2p"
+    batches = workload.batches(comm.rank, comm.world_size, spec.batch_size, spec.split, spec.seed)
+    eval_every = spec.eval_every or max(1, spec.steps // 10)
+    eval_model = copy.deepcopy(model) if comm.rank == 0 else None
+    rows: list[dict[str, Any]] = []
+
+    def evaluate(row: dict[str, Any]) -> None:
+        chosen = algo.eval_params() if hasattr(algo, "eval_params") else None
+        flat = _flat(chosen if chosen is not None else params)
+        if p2p:
+            mean = comm.all_reduce(flat) / comm.world_size
+            sq = ((flat.double() - mean.double()) ** 2).sum().reshape(1)
+            row["consensus_distance"] = float(comm.all_reduce(sq)[0]) / comm.world_size
+            flat = mean
+        if comm.rank == 0:
+            offset = 0
+            with torch.no_grad():
+                for p in eval_model.parameters():
+                    p.copy_(flat[offset : offset + p.numel()].view_as(p))
+                    offset += p.numel()
+            row["metric"] = workload.evaluate(eval_model)[workload.metric_name]
+        return flat
+
+    model.train()
+    evaluated = None
+    for step in range(1, spec.steps + 1):
+        t0 = time.perf_counter()
+        for p in params:
+            p.grad = None
+        loss = workload.loss(model, next(batches))
+        loss.backward()
+        stats = algo.step(lr)
+        if spec.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        step_s = time.perf_counter() - t0
+        local = torch.tensor([float(loss.detach()), stats.bits_up, stats.bits_down, stats.bits_wire,
+                              stats.compress_s, stats.decompress_s, step_s], dtype=torch.float64)
+        mean = (comm.all_reduce(local.to(spec.device)).cpu() / comm.world_size).tolist()
+        row = {"step": step, **dict(zip(_STAT_KEYS, mean, strict=True)), "metric": math.nan}
+        for k, v in stats.extra.items():
+            if k.endswith("_ideal") or k.endswith("_coded"):
+                row[k] = float(v)
+        if step % eval_every == 0 or step == spec.steps:
+            evaluated = evaluate(row)
+        rows.append(row)
+    return {
+        "rows": rows if comm.rank == 0 else [],
+        "params": _flat(params).cpu(),
+        "eval_params": evaluated.cpu() if evaluated is not None else _flat(params).cpu(),
+        "lr": lr, "metric_name": workload.metric_name,
+        "allreduce_compatible": bool(getattr(algo, "allreduce_compatible", False)),
+        "pattern": str(getattr(algo, "pattern", "")),
+    }
+
+
+def _under_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def train(workload: str, method: str, workers: int, steps: int, backend: str = "sim",
+          topology: str | None = None, seed: int = 0, lr: float | None = None,
+          options: dict[str, Any] | None = None, eval_every: int | None = None, split: str = "iid",
+          batch_size: int | None = None, device: str | None = None) -> TrainResult:
+    """Train `workload` with `method` on `workers` workers for `steps` steps; see module docstring."""
+    from coders.algorithms.registry import method_class
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if workers < 1 or steps < 1:
+        raise ValueError(f"workers and steps must be >= 1, got workers={workers}, steps={steps}")
+    if eval_every is not None and eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr}")
+    cls = method_class(method)  # raises on an unknown name
+    if topology is not None and not getattr(cls, "needs_topology", False):
+        raise ValueError(f"method {method!r} is centralized; topology={topology!r} does not apply")
+    if device is None:
+        device = "cuda" if backend == "nccl" else "cpu"
+    if backend == "nccl" and not torch.cuda.is_available():
+        raise ValueError("backend 'nccl' needs CUDA, which is not available")
+    spec = TrainSpec(workload, method, workers, steps, lr, seed, topology, dict(options or {}), eval_every,
+                     split, batch_size, device)
+    tic = time.perf_counter()
+    if backend == "sim":
+        from captures import make_workload
+
+        wl = make_workload(workload, seed=seed, device=device)
+        models = [wl.make_model() for _ in range(workers)]
+        out = run_threads(workers, lambda comm: train_worker(comm, spec, wl, models[comm.rank]))
+    elif _under_torchrun():
+        comm = DistComm.from_env(backend)
+        if comm.world_size != workers:
+            raise ValueError(f"torchrun started {comm.world_size} processes but workers={workers}")
+        out = [train_worker(comm, spec)]
+    else:
+        out = run_processes(workers, train_worker, spec, backend=backend)
+    first = out[0]
+    return TrainResult(
+        spec=spec, history=pd.DataFrame(first["rows"]), final_params=[o["params"] for o in out],
+        eval_params=first["eval_params"], metric_name=first["metric_name"], lr=first["lr"],
+        allreduce_compatible=first["allreduce_compatible"], pattern=first["pattern"],
+        seconds=time.perf_counter() - tic,
+    )
+
+
+def spec_dict(result: TrainResult) -> dict[str, Any]:
+    """The run's settings as a plain dict (for saving next to the history)."""
+    return asdict(result.spec)
