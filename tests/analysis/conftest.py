@@ -10,6 +10,18 @@ STEPS = [0, 25, 50]
 
 
 @pytest.fixture(scope="session")
+def layers():
+    """Layer names of the fixtures, in model order."""
+    return list(LAYERS)
+
+
+@pytest.fixture(scope="session")
+def steps():
+    """Recorded steps of the fixtures."""
+    return list(STEPS)
+
+
+@pytest.fixture(scope="session")
 def sample():
     """GenNorm(beta=0.8) gradient-like sample and its fit rows for three families."""
     rng = np.random.default_rng(0)

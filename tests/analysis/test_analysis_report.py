@@ -11,8 +11,6 @@ import pytest
 from analysis import compare as cmp
 from analysis.report import SECTIONS, best_family, bits_table, fit_table, headline, write_report
 
-from .conftest import LAYERS
-
 
 @pytest.fixture
 def run_dir(tmp_path, fits_frame, bits_frame, rd_frame, history_frame):
@@ -33,7 +31,7 @@ def _sections(page):
     return dict(re.findall(r'<section id="([^"]+)" class="section-([^"]+)">', page))
 
 
-def test_report_has_every_section(run_dir):
+def test_report_has_every_section(run_dir, layers):
     path = write_report(run_dir)
     page = path.read_text()
     secs = _sections(page)
@@ -48,19 +46,19 @@ def test_report_has_every_section(run_dir):
     for b in imgs:
         assert base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n"
     assert not re.search(r'src="(?!data:)', page)
-    for layer in LAYERS:
+    for layer in layers:
         assert layer in page
     assert "alpha-beta network" in page and "signum-mv" in page
 
 
-def test_fit_table_values(fits_frame):
+def test_fit_table_values(fits_frame, layers):
     t = fit_table(fits_frame).set_index("layer")
-    assert list(t.index) == LAYERS
+    assert list(t.index) == layers
     assert (t["best family"] == "gennorm").all() and (t["best share"] == 1.0).all()
     # beta = 0.6 + 0.1 i + 0.002 step over steps 0, 25, 50 -> median at step 25
-    np.testing.assert_allclose(t["GenNorm beta"], [0.65 + 0.1 * i for i in range(len(LAYERS))])
-    g = fits_frame[(fits_frame["family"] == "normal") & (fits_frame["layer"] == LAYERS[0])]
-    assert t.loc[LAYERS[0], "normal tail 1e-03"] == pytest.approx(g["tail_log10_1e-03"].mean())
+    np.testing.assert_allclose(t["GenNorm beta"], [0.65 + 0.1 * i for i in range(len(layers))])
+    g = fits_frame[(fits_frame["family"] == "normal") & (fits_frame["layer"] == layers[0])]
+    assert t.loc[layers[0], "normal tail 1e-03"] == pytest.approx(g["tail_log10_1e-03"].mean())
 
 
 def test_best_family_from_name_or_bic(fits_frame):
@@ -70,18 +68,18 @@ def test_best_family_from_name_or_bic(fits_frame):
     assert (by_bool == "gennorm").all() and (by_name == "laplace").all() and (by_bic == "gennorm").all()
 
 
-def test_bits_table_weighted_total(bits_frame):
+def test_bits_table_weighted_total(bits_frame, layers):
     b = bits_frame.copy()
-    b["n"] = b["layer"].map(dict(zip(LAYERS, [100, 10, 1000, 10], strict=True)))
+    b["n"] = b["layer"].map(dict(zip(layers, [100, 10, 1000, 10], strict=True)))
     t = bits_table(b).set_index("layer")
     w = np.array([100, 10, 1000, 10], float)
     ent = np.array([3.0 + 0.25 * i for i in range(4)])
     assert t.loc["whole model (weighted)", "entropy"] == pytest.approx((w * ent).sum() / w.sum())
-    assert t.loc[LAYERS[0], "gennorm/ans"] == pytest.approx(3.02)
-    assert t.loc[LAYERS[0], "best"] == "gennorm/ans"
-    assert t.loc[LAYERS[0], "vs bf16"] == pytest.approx(16 / 3.02)
+    assert t.loc[layers[0], "gennorm/ans"] == pytest.approx(3.02)
+    assert t.loc[layers[0], "best"] == "gennorm/ans"
+    assert t.loc[layers[0], "vs bf16"] == pytest.approx(16 / 3.02)
     h = headline(None, b).set_index("layer")
-    assert h.loc[LAYERS[1], "ratio vs bf16"] == pytest.approx(16 / 3.27)
+    assert h.loc[layers[1], "ratio vs bf16"] == pytest.approx(16 / 3.27)
 
 
 def test_report_rejects_empty_dir(tmp_path):
@@ -138,7 +136,8 @@ def test_report_with_capture_draws_layer_figures(capture_run):
     page = write_report(capture_run).read_text()
     figs = sorted(p.name for p in (capture_run / "figures").glob("*.png"))
     # the largest layer (conv.weight) at the last step gets density, tail and QQ figures
-    assert figs == ["beta_heatmap.png", "density_conv_weight.png", "qq_conv_weight.png", "tail_conv_weight.png"]
+    assert figs == ["beta_heatmap.png", "density_conv_weight.png", "qq_conv_weight.png",
+                    "tail_conv_weight.png"]
     cap = page.split('id="capture-run"')[1].split("</section>")[0]
     assert "16x8x3x3" in cap and "fc.bias" in cap and "not present" not in cap
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 4

@@ -6,8 +6,6 @@ import pytest
 
 from analysis import plots
 
-from .conftest import LAYERS, STEPS
-
 
 def _line_labels(ax):
     return [ln.get_label() for ln in ax.get_lines() if not ln.get_label().startswith("_")]
@@ -61,14 +59,14 @@ def test_qq_one_panel_per_family(sample):
     np.testing.assert_allclose(q["empirical"], np.sort(x)[np.round(q["p"] * len(x) - 0.5).astype(int)])
 
 
-def test_beta_heatmap_layers_by_steps(fits_frame, tmp_path):
+def test_beta_heatmap_layers_by_steps(fits_frame, layers, steps, tmp_path):
     fig = plots.plot_beta_heatmap(fits_frame, path=tmp_path / "b.svg")
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == LAYERS
-    assert [int(t.get_text()) for t in ax.get_xticklabels()] == STEPS
-    mesh = ax.collections[0].get_array().reshape(len(LAYERS), len(STEPS))
+    assert [t.get_text() for t in ax.get_yticklabels()] == layers
+    assert [int(t.get_text()) for t in ax.get_xticklabels()] == steps
+    mesh = ax.collections[0].get_array().reshape(len(layers), len(steps))
     expect = fits_frame[fits_frame["family"] == "gennorm"].pivot(index="layer", columns="step", values="beta")
-    np.testing.assert_allclose(mesh, expect.loc[LAYERS].to_numpy())
+    np.testing.assert_allclose(mesh, expect.loc[layers].to_numpy())
     assert (tmp_path / "b.svg").read_text().lstrip().startswith("<?xml")
 
 
@@ -77,14 +75,14 @@ def test_beta_heatmap_needs_gennorm(fits_frame):
         plots.plot_beta_heatmap(fits_frame[fits_frame["family"] != "gennorm"])
 
 
-def test_bits_per_layer_series_and_entropy(bits_frame, tmp_path):
+def test_bits_per_layer_series_and_entropy(bits_frame, layers, tmp_path):
     fig = plots.plot_bits_per_layer(bits_frame, path=tmp_path / "bits.pdf")
     ax = fig.axes[0]
     ent = [ln for ln in ax.get_lines() if ln.get_label() == "empirical entropy"]
     assert len(ent) == 1
-    np.testing.assert_allclose(ent[0].get_ydata(), [3.0 + 0.25 * i for i in range(len(LAYERS))])
+    np.testing.assert_allclose(ent[0].get_ydata(), [3.0 + 0.25 * i for i in range(len(layers))])
     # one line per (model, coder) pair, plus the entropy line
-    data_lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == len(LAYERS)]
+    data_lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == len(layers)]
     assert len(data_lines) == 4 * 2 + 1
     assert ax.get_ylabel() == "bits per entry"
     assert (tmp_path / "bits.pdf").read_bytes()[:4] == b"%PDF"
