@@ -1,5 +1,6 @@
 """captures: record per-layer gradients from real training to an on-disk capture (stage 1)."""
 
+from captures.recorder import GradientRecorder
 from captures.store import (
     Capture,
     CaptureFileError,
@@ -8,7 +9,7 @@ from captures.store import (
     open_capture,
     write_capture,
 )
-from captures.workloads import WORKLOADS, Workload, make_workload
+from captures.workloads import WORKLOADS, Workload, capture_workload, make_workload
 
 __all__ = [
     "WORKLOADS",
@@ -16,7 +17,9 @@ __all__ = [
     "CaptureFileError",
     "CaptureRecord",
     "CaptureWriter",
+    "GradientRecorder",
     "Workload",
+    "capture_workload",
     "make_workload",
     "open_capture",
     "write_capture",

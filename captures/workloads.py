@@ -22,16 +22,20 @@ from __future__ import annotations
 import math
 import os
 import sysconfig
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from captures.store import Capture
 
 Batch = tuple[Tensor, Tensor]
 
@@ -236,17 +240,17 @@ class DigitsCNN(_DigitsWorkload):
     name = "digits-cnn"
 
     def _build_model(self) -> nn.Module:
-        return nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(32 * 4 * 4, 64),
-            nn.ReLU(),
-            nn.Linear(64, 10),
-        )
+        return nn.Sequential(OrderedDict([
+            ("conv1", nn.Conv2d(1, 16, 3, padding=1)),
+            ("relu1", nn.ReLU()),
+            ("conv2", nn.Conv2d(16, 32, 3, padding=1)),
+            ("relu2", nn.ReLU()),
+            ("pool", nn.MaxPool2d(2)),
+            ("flatten", nn.Flatten()),
+            ("fc1", nn.Linear(32 * 4 * 4, 64)),
+            ("relu3", nn.ReLU()),
+            ("fc2", nn.Linear(64, 10)),
+        ]))
 
 
 class DigitsMLP(_DigitsWorkload):
@@ -255,14 +259,14 @@ class DigitsMLP(_DigitsWorkload):
     name = "mlp"
 
     def _build_model(self) -> nn.Module:
-        return nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(64, 128),
-            nn.ReLU(),
-            nn.Linear(128, 64),
-            nn.ReLU(),
-            nn.Linear(64, 10),
-        )
+        return nn.Sequential(OrderedDict([
+            ("flatten", nn.Flatten()),
+            ("fc1", nn.Linear(64, 128)),
+            ("relu1", nn.ReLU()),
+            ("fc2", nn.Linear(128, 64)),
+            ("relu2", nn.ReLU()),
+            ("fc3", nn.Linear(64, 10)),
+        ]))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -487,3 +491,46 @@ def make_workload(name: str, seed: int = 0, device: str | torch.device = "cpu", 
     if name not in WORKLOADS:
         raise ValueError(f"unknown workload {name!r}; choose one of {sorted(WORKLOADS)}")
     return WORKLOADS[name](seed=seed, device=device, **options)
+
+
+def capture_workload(
+    name: str,
+    out_dir: str | os.PathLike,
+    steps: int = 300,
+    every: int = 25,
+    sample: int | float | None = None,
+    what: tuple[str, ...] = ("grad",),
+    summary_only: bool = False,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    *,
+    dtype: torch.dtype | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> Capture:
+    """Train workload ``name`` for ``steps`` optimizer steps recording every ``every``-th; open the capture.
+
+    The final evaluation metrics and the loss curve go into ``manifest["extra"]``.
+    """
+    from tqdm.auto import tqdm
+
+    from captures.recorder import GradientRecorder
+    from captures.store import open_capture
+
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    wl = make_workload(name, seed=seed, device=device, **options)
+    losses: list[float] = []
+    with GradientRecorder(wl.model, out_dir, every=every, sample=sample, what=what, dtype=dtype,
+                          summary_only=summary_only, seed=seed, optimizer=wl.optimizer,
+                          model_name=name, overwrite=overwrite,
+                          extra={"workload": name, "options": options}) as rec:
+        bar = tqdm(range(steps), desc=f"capture {name}", unit="step", disable=not progress)
+        for _ in bar:
+            losses.append(wl.step())
+            if len(losses) % 10 == 0:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        rec.extra.update(
+            {"losses": losses, "eval": wl.evaluate(wl.model), "metric_name": wl.metric_name})
+    return open_capture(out_dir)

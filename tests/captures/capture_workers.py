@@ -1,0 +1,58 @@
+"""Code that the capture tests run in other processes (spawned gloo ranks, a process to SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+from torch import nn
+
+
+def gloo_rank(rank: int, world_size: int, out_dir: str, rendezvous: str) -> None:
+    """One rank: local gradients on rank-specific data recorded by GradientRecorder, then all-reduce SGD."""
+    import torch.distributed as dist
+
+    from captures import GradientRecorder
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world_size)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    gen = torch.Generator().manual_seed(100 + rank)
+    reference = {}
+    with GradientRecorder(model, out_dir, every=2, optimizer=None, what=("grad", "update")) as rec:
+        for step in range(5):
+            model.zero_grad()
+            x, y = torch.randn(8, 6, generator=gen), torch.randn(8, 3, generator=gen)
+            nn.functional.mse_loss(model(x), y).backward()
+            if rec.recording:
+                reference[step] = {n: p.grad.clone() for n, p in model.named_parameters()}
+            with torch.no_grad():
+                for p in model.parameters():
+                    g = p.grad.clone()  # all-reduce a copy: p.grad stays the local gradient
+                    dist.all_reduce(g)
+                    p -= 0.1 * g / world_size
+            rec.step()
+    torch.save(reference, os.path.join(out_dir, f"reference.rank{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def record_forever(out_dir: str) -> None:
+    """Record every step of a 1M-entry parameter forever; the gradient of step t is (t + 1) everywhere."""
+    from captures import GradientRecorder
+
+    model = nn.Module()
+    model.w = nn.Parameter(torch.zeros(1024, 1024))
+    rec = GradientRecorder(model, out_dir, every=1, optimizer=None, queue_size=2)
+    t = 0
+    while True:
+        model.w.grad = None
+        (model.w * float(t + 1)).sum().backward()
+        rec.step()
+        t += 1
+
+
+if __name__ == "__main__":
+    record_forever(sys.argv[1])
