@@ -1,0 +1,202 @@
+"""Quantizers: symbols, reconstruction, error bounds, unbiasedness, Lloyd-Max optimality."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+import torch
+
+from coders.models import empirical_entropy
+from coders.quantizers import (
+    EntropyConstrainedQuantizer,
+    LloydMaxQuantizer,
+    UniformQuantizer,
+    distortion,
+    lloyd_max_levels,
+    round_bf16,
+)
+
+
+@pytest.fixture
+def x():
+    return (np.random.default_rng(0).laplace(size=20_000) * 1e-3).astype(np.float32)
+
+
+def test_uniform_step_is_mid_tread_rounding(x):
+    q = UniformQuantizer(step=5e-4)
+    r = q.quantize(x)
+    np.testing.assert_array_equal(r.symbols, np.rint(x * (1 / 5e-4)).astype(np.int64))
+    xhat = q.dequantize(r)
+    assert xhat.shape == x.shape and xhat.dtype == np.float32
+    assert np.max(np.abs(xhat - x)) <= 0.5 * 5e-4 * (1 + 1e-5)
+    assert r.side_bits == 32
+    # zero is a reconstruction level (mid-tread): tiny inputs map to exactly 0
+    assert q.dequantize(q.quantize(np.array([1e-9, -1e-9], np.float32))).tolist() == [0.0, 0.0]
+
+
+def test_uniform_step_from_scale(x):
+    r = UniformQuantizer(scale_mult=0.25).quantize(x)
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    assert r.step == pytest.approx(0.25 * rms, rel=1e-6)
+    d = distortion(x, r.dequantize())
+    # fine uniform quantization: MSE ~ step^2 / 12
+    assert d.mse == pytest.approx(r.step**2 / 12, rel=0.05)
+
+
+def test_uniform_levels_clip_at_quantile(x):
+    q = UniformQuantizer(levels=15, clip_quantile=0.99)
+    r = q.quantize(x)
+    assert r.symbols.min() == -7 and r.symbols.max() == 7
+    assert r.bounds == (-7, 7)
+    assert 7 * r.step == pytest.approx(np.quantile(np.abs(x), 0.99), rel=1e-6)
+    # entries beyond the clip value (a fraction 1 - q) land on the end levels
+    assert np.mean(np.abs(x) > 7 * r.step) == pytest.approx(0.01, abs=1e-3)
+    assert np.mean(np.abs(r.symbols) == 7) == pytest.approx(np.mean(np.abs(x / np.float32(r.step)) > 6.5),
+                                                            abs=1e-3)
+    r16 = UniformQuantizer(levels=16).quantize(x)
+    assert (r16.symbols.min(), r16.symbols.max()) == (-8, 7)
+
+
+def test_stochastic_rounding_is_unbiased():
+    v = np.full(200_000, 0.37, dtype=np.float64)
+    q = UniformQuantizer(step=1.0, stochastic=True, seed=3)
+    r = q.quantize(v)
+    assert set(np.unique(r.symbols).tolist()) == {0, 1}
+    # E[k] = 0.37; std of the mean = sqrt(0.37 * 0.63 / n)
+    assert abs(r.symbols.mean() - 0.37) < 5 * math.sqrt(0.37 * 0.63 / v.size)
+    # a second call draws new noise
+    assert not np.array_equal(q.quantize(v).symbols, r.symbols)
+
+
+def test_per_block_scaling(x):
+    y = x.copy()
+    y[:4096] *= 100.0  # one loud block
+    q = UniformQuantizer(scale_mult=0.5, block_size=4096)
+    r = q.quantize(y)
+    nb = math.ceil(y.size / 4096)
+    assert r.scales.shape == (nb,) and r.side_bits == 32 + 16 * nb
+    np.testing.assert_array_equal(round_bf16(r.scales), r.scales)  # scales are bf16 values
+    err = np.abs(q.dequantize(r) - y)
+    bound = 0.5 * r.step * np.repeat(r.scales, 4096)[: y.size] * (1 + 1e-3)
+    assert np.all(err <= bound)
+    # per-layer scaling with the same c wastes the loud block's range on the quiet ones
+    per_layer = UniformQuantizer(scale_mult=0.5).quantize(y)
+    assert distortion(y[4096:], per_layer.dequantize()[4096:]).snr_db < distortion(
+        y[4096:], r.dequantize()[4096:]).snr_db - 10
+
+
+def test_torch_path_matches_numpy(x):
+    for q in (UniformQuantizer(step=3e-4), UniformQuantizer(scale_mult=0.5, block_size=128)):
+        a, b = q.quantize(x), q.quantize(torch.from_numpy(x))
+        np.testing.assert_array_equal(a.symbols, b.symbols)
+        out = q.dequantize(b)
+        assert isinstance(out, torch.Tensor) and out.device == torch.device("cpu")
+        np.testing.assert_allclose(out.numpy(), q.dequantize(a), rtol=1e-6)
+
+
+@pytest.mark.cuda
+def test_cuda_input_stays_on_device(x):
+    xt = torch.from_numpy(x).cuda()
+    q = UniformQuantizer(scale_mult=0.5, stochastic=True)
+    r = q.quantize(xt)
+    assert q.dequantize(r).device.type == "cuda"
+    assert np.all(np.abs(r.symbols - np.floor(x / r.step)) <= 1)
+
+
+def test_lloyd_max_matches_max_1960_normal_table():
+    # Max (1960), Table I, N = 4: outputs +-0.4528, +-1.510; thresholds 0, +-0.9816; MSE 0.1175
+    r, t = lloyd_max_levels(scipy.stats.norm(), 4)
+    np.testing.assert_allclose(r, [-1.510, -0.4528, 0.4528, 1.510], atol=2e-3)
+    np.testing.assert_allclose(t, [-0.9816, 0.0, 0.9816], atol=2e-3)
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal(200_000)
+    q = LloydMaxQuantizer(4, family=scipy.stats.norm())
+    assert distortion(v, q.dequantize(q.quantize(v))).mse == pytest.approx(0.1175, rel=0.02)
+
+
+def test_lloyd_max_beats_uniform_at_equal_levels(x):
+    lm = LloydMaxQuantizer(8, family=scipy.stats.laplace(scale=float(np.mean(np.abs(x)))))
+    r = lm.quantize(x)
+    assert r.symbols.min() >= -4 and r.symbols.max() <= 3 and r.side_bits == 8 * 32
+    best_uniform = max(distortion(x, UniformQuantizer(levels=8, clip_quantile=qq).quantize(x).dequantize()).snr_db
+                       for qq in (0.9, 0.95, 0.99, 0.999))
+    assert distortion(x, r.dequantize()).snr_db > best_uniform
+
+
+def test_ecsq_trades_rate_for_distortion(x):
+    plain = UniformQuantizer(scale_mult=0.5).quantize(x)
+    zero = EntropyConstrainedQuantizer(scale_mult=0.5, lam=0.0).quantize(x)
+    np.testing.assert_array_equal(zero.symbols, plain.symbols)
+    rates, mses = [], []
+    for lam in (0.0, 0.2, 0.6):
+        r = EntropyConstrainedQuantizer(scale_mult=0.5, lam=lam).quantize(x)
+        assert np.all(np.diff(r.thresholds) >= 0)
+        rates.append(empirical_entropy(r.symbols))
+        mses.append(distortion(x, r.dequantize()).mse)
+    assert rates[0] > rates[1] > rates[2]
+    assert mses[0] < mses[1] < mses[2]
+    # a dead zone: the zero cell grows
+    assert np.mean(EntropyConstrainedQuantizer(scale_mult=0.5, lam=0.6).quantize(x).symbols == 0) > np.mean(
+        plain.symbols == 0)
+
+
+@pytest.mark.parametrize("q", [UniformQuantizer(step=4e-4), UniformQuantizer(levels=9, clip_quantile=0.95),
+                               UniformQuantizer(scale_mult=0.7, block_size=128),
+                               LloydMaxQuantizer(6, family=scipy.stats.laplace(scale=1e-3)),
+                               EntropyConstrainedQuantizer(scale_mult=0.5, lam=0.4)],
+                         ids=lambda q: q.name)
+def test_symbols_lie_in_their_cells(x, q):
+    r = q.quantize(x)
+    lo, hi = int(r.symbols.min()), int(r.symbols.max())
+    e = r.edges(lo, hi)
+    u = q.normalize(x)
+    k = r.symbols - lo
+    # x is inside [e_k, e_{k+1}] (boundaries may go either way up to float rounding)
+    tol = 1e-6 * (np.abs(u) + 1e-12)
+    assert np.all(u >= e[k] - tol) and np.all(u <= e[k + 1] + tol)
+
+
+def test_degenerate_inputs():
+    q = UniformQuantizer(scale_mult=0.5)
+    r = q.quantize(np.zeros(0, np.float32))
+    assert r.symbols.size == 0 and q.dequantize(r).shape == (0,)
+    z = np.zeros((3, 4), np.float32)
+    r = q.quantize(z)
+    assert np.all(r.symbols == 0) and np.array_equal(q.dequantize(r), z)
+    c = np.full(100, 2.5)
+    r = q.quantize(c)
+    assert np.unique(r.symbols).size == 1
+    for bad in (np.array([1.0, np.nan]), np.array([np.inf, 0.0]), torch.tensor([0.0, float("nan")])):
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            q.quantize(bad)
+    with pytest.raises(ValueError, match="one distinct value"):
+        LloydMaxQuantizer(4, family="gennorm").quantize(c)
+    with pytest.raises(ValueError, match="empty"):
+        LloydMaxQuantizer(4).quantize(np.zeros(0))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="exactly one"):
+        UniformQuantizer()
+    with pytest.raises(ValueError, match="exactly one"):
+        UniformQuantizer(step=1.0, levels=5)
+    with pytest.raises(ValueError, match="step"):
+        UniformQuantizer(step=-1.0)
+    with pytest.raises(ValueError, match="levels"):
+        UniformQuantizer(levels=2)
+    with pytest.raises(ValueError, match="clip_quantile"):
+        UniformQuantizer(levels=5, clip_quantile=0.0)
+    with pytest.raises(ValueError, match="lam"):
+        EntropyConstrainedQuantizer(step=1.0, lam=-1)
+    with pytest.raises(ValueError, match="real-valued"):
+        UniformQuantizer(step=1.0).quantize(np.array(["a"]))
+
+
+def test_distortion_snr():
+    x = np.array([3.0, 4.0])
+    d = distortion(x, np.array([3.0, 3.0]))
+    assert d.mse == 0.5 and d.snr_db == pytest.approx(10 * math.log10(25 / 1))
+    assert distortion(x, x).snr_db == math.inf
+    with pytest.raises(ValueError, match="shapes"):
+        distortion(x, x[:1])
