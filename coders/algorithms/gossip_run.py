@@ -23,7 +23,7 @@ from coders.algorithms.gossip import GOSSIP_METHODS, consensus_distance
 from coders.runtime.comm import Comm, run_processes, run_threads
 from coders.runtime.topology import Topology, make_topology
 
-__all__ = ["GossipRunConfig", "GossipRun", "gossip_worker", "run_gossip"]
+__all__ = ["GossipRunConfig", "GossipRun", "gossip_worker", "run_gossip", "run_gossip_many"]
 
 
 @dataclass
@@ -140,3 +140,27 @@ def run_gossip(config: GossipRunConfig, backend: str = "sim") -> GossipRun:
         raise ValueError(f"backend must be 'sim', 'gloo' or 'nccl', got {backend!r}")
     return GossipRun(config=config, history=pd.DataFrame(out[0]["rows"]),
                      final_params=[o["params"] for o in out], seconds=time.perf_counter() - tic)
+
+
+def _gossip_worker_many(comm: Comm, configs: list[GossipRunConfig]) -> list[dict[str, Any]]:
+    return [gossip_worker(comm, c) for c in configs]
+
+
+def run_gossip_many(configs: list[GossipRunConfig], backend: str = "sim") -> list[GossipRun]:
+    """Several runs with the same number of workers; under gloo / NCCL in one launch of the processes."""
+    if not configs:
+        return []
+    if len({c.workers for c in configs}) != 1:
+        raise ValueError("run_gossip_many: all configs must have the same number of workers")
+    if backend == "sim":
+        return [run_gossip(c, "sim") for c in configs]
+    if backend not in ("gloo", "nccl"):
+        raise ValueError(f"backend must be 'sim', 'gloo' or 'nccl', got {backend!r}")
+    tic = time.perf_counter()
+    out = run_processes(configs[0].workers, _gossip_worker_many, configs, backend=backend)
+    seconds = (time.perf_counter() - tic) / len(configs)
+    return [
+        GossipRun(config=c, history=pd.DataFrame(out[0][i]["rows"]),
+                  final_params=[o[i]["params"] for o in out], seconds=seconds)
+        for i, c in enumerate(configs)
+    ]
