@@ -93,6 +93,31 @@ def sample_size(numel: int, sample: int | float | None) -> int | None:
     return None if k >= numel else k
 
 
+def parse_sample(text: str | None) -> int | float | None:
+    """Parse a command-line ``--sample``: ``"100000"`` or ``"1e5"`` -> count, ``"0.01"`` -> fraction.
+
+    ``"none"``/``"full"``/empty -> None (full tensors). A value in (0, 1] written with a decimal point
+    or exponent is a fraction (``"1.0"`` = all entries); an integral value >= 1 is a count.
+    """
+    if text is None or str(text).strip().lower() in ("", "none", "full"):
+        return None
+    text = str(text).strip()
+    problem = f"--sample must be a count >= 1 (e.g. 100000) or a fraction in (0, 1] (e.g. 0.01), got {text!r}"
+    if text.lstrip("+-").isdigit():
+        if int(text) < 1:
+            raise ValueError(problem)
+        return int(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(problem) from None
+    if 0.0 < value <= 1.0:
+        return value
+    if value > 1.0 and value.is_integer():
+        return int(value)
+    raise ValueError(problem)
+
+
 def sample_indices(name: str, numel: int, k: int, seed: int) -> np.ndarray:
     """``k`` distinct sorted flat indices of ``range(numel)``, a function of (seed, name) only."""
     rng = np.random.default_rng([int(seed), zlib.crc32(name.encode())])

@@ -504,6 +504,7 @@ def capture_workload(
     device: str | torch.device = "cpu",
     seed: int = 0,
     *,
+    layers: str | None = None,
     dtype: torch.dtype | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -522,8 +523,8 @@ def capture_workload(
         raise ValueError(f"steps must be >= 1, got {steps}")
     wl = make_workload(name, seed=seed, device=device, **options)
     losses: list[float] = []
-    with GradientRecorder(wl.model, out_dir, every=every, sample=sample, what=what, dtype=dtype,
-                          summary_only=summary_only, seed=seed, optimizer=wl.optimizer,
+    with GradientRecorder(wl.model, out_dir, every=every, layers=layers, sample=sample, what=what,
+                          dtype=dtype, summary_only=summary_only, seed=seed, optimizer=wl.optimizer,
                           model_name=name, overwrite=overwrite,
                           extra={"workload": name, "options": options}) as rec:
         bar = tqdm(range(steps), desc=f"capture {name}", unit="step", disable=not progress)

@@ -14,20 +14,37 @@ def _csv(text: str) -> list[str]:
 
 
 def _cmd_capture(args: argparse.Namespace) -> int:
+    import torch
+
+    from captures.recorder import parse_sample
     from captures.workloads import capture_workload
 
-    cap = capture_workload(
-        args.workload,
-        out_dir=args.out,
-        steps=args.steps,
-        every=args.every,
-        sample=args.sample,
-        what=tuple(_csv(args.what)),
-        summary_only=args.summary_only,
-        device=args.device,
-        seed=args.seed,
-    )
-    print(cap.summary().to_string(index=False))
+    dtype = None
+    if args.dtype:
+        dtype = getattr(torch, args.dtype, None)
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise SystemExit(f"gradstats capture: --dtype must be a floating torch dtype, got {args.dtype!r}")
+    try:
+        cap = capture_workload(
+            args.workload,
+            out_dir=args.out,
+            steps=args.steps,
+            every=args.every,
+            sample=parse_sample(args.sample),
+            what=tuple(_csv(args.what)),
+            summary_only=args.summary_only,
+            device=args.device,
+            seed=args.seed,
+            layers=args.layers,
+            dtype=dtype,
+            overwrite=args.overwrite,
+        )
+    except ValueError as e:
+        raise SystemExit(f"gradstats capture: {e}") from e
+    print(cap.describe())
+    ev = cap.manifest.get("extra", {}).get("eval", {})
+    if ev:
+        print("final evaluation: " + ", ".join(f"{k} {v:.4g}" for k, v in ev.items()))
     print(f"capture written to {args.out}")
     return 0
 
@@ -35,7 +52,10 @@ def _cmd_capture(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from captures import open_capture
 
-    cap = open_capture(args.path)
+    try:
+        cap = open_capture(args.path)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"gradstats inspect: {e}") from e
     print(cap.describe())
     return 0
 
@@ -72,10 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--workload", default="digits-cnn", help="digits-cnn | stdlib-lm | mlp")
     c.add_argument("--steps", type=int, default=300)
     c.add_argument("--every", type=int, default=25, help="record every N optimizer steps")
-    c.add_argument("--sample", type=float, default=None,
-                   help="entries per layer (int) or fraction (<1); default: full tensors")
+    c.add_argument("--sample", default=None,
+                   help="entries per layer (100000, 1e5) or a fraction (0.01); default: full tensors")
     c.add_argument("--what", default="grad", help="comma list of grad,update")
     c.add_argument("--summary-only", action="store_true", help="store moments + histograms only")
+    c.add_argument("--layers", default=None, help="glob of parameter names to record (default: all)")
+    c.add_argument("--dtype", default=None, help="store values as this dtype: float16 | bfloat16 | float32")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing capture in --out")
     c.add_argument("--device", default="cpu")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", required=True)
