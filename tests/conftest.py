@@ -13,3 +13,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_cuda)
+
+try:
+    from hypothesis import settings
+
+    # Wall-clock deadlines flake on a loaded 2-core CI machine; correctness is what the property tests check.
+    settings.register_profile("ci", deadline=None, print_blob=True)
+    settings.load_profile("ci")
+except ImportError:  # hypothesis is in the `test` extra; tests that need it import it themselves
+    pass
