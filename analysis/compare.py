@@ -304,35 +304,40 @@ def history_frame(runs: Sequence[MethodRun], summary: pd.DataFrame) -> pd.DataFr
 # Running the methods
 
 
-def measure_compute_s(workload, batch_size: int | None = None, repeats: int = 5) -> float:
-    """Median wall time of one forward + backward pass of `workload.model` on one batch (seconds)."""
+def measure_compute_s(workload, batch_size: int | None = None, repeats: int = 10,
+                      cpu_threads: int = 1) -> float:
+    """Median wall time of one forward + backward pass of `workload.model` on one batch (seconds).
+
+    On CPU it runs with `cpu_threads` intra-op threads (one worker's share of the machine; the
+    simulator runs every worker as one thread), on CUDA it synchronizes around the pass.
+    """
     import torch
 
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     model = workload.model
+    dev = next(model.parameters()).device
     batches = workload.batches(rank=0, world_size=1, batch_size=batch_size)
+    threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(cpu_threads)
     times = []
-    for i in range(repeats + 1):
-        batch = next(batches)
+    try:
+        for i in range(repeats + 1):
+            batch = next(batches)
+            model.zero_grad(set_to_none=True)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            workload.loss(model, batch).backward()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            if i > 0:  # the first pass pays one-off allocation costs
+                times.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(threads)
         model.zero_grad(set_to_none=True)
-        dev = next(model.parameters()).device
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        workload.loss(model, batch).backward()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        if i > 0:  # the first pass pays one-off allocation costs
-            times.append(time.perf_counter() - t0)
-    model.zero_grad(set_to_none=True)
     return float(np.median(times))
-
-
-def _method_meta(method: str) -> tuple[str, bool]:
-    """(pattern, allreduce_compatible) of a registered method."""
-    from coders.algorithms import registry
-
-    cls = registry.get(method) if hasattr(registry, "get") else registry.REGISTRY[method]
-    return str(cls.pattern), bool(cls.allreduce_compatible)
 
 
 @dataclass
@@ -366,14 +371,17 @@ class Comparison:
 def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int = 200,
             backend: str = "sim", net: Network | None = None, topology: str | None = "ring",
             seed: int = 0, target: float | None = None, eval_every: int | None = None,
-            options: dict[str, dict] | None = None, device: str = "cpu",
+            options: dict[str, dict] | None = None, lrs: dict[str, float] | None = None,
+            device: str = "cpu",
             progress: Callable[[str], None] | None = None) -> Comparison:
     """Train each method on `workload` and summarize it under the network model.
 
     Gossip methods (pattern "p2p") run on `topology`; every other method ignores it.
+    `options[method]` and `lrs[method]` override a method's options and learning rate.
     """
     from captures import make_workload
-    from coders.runtime import train
+    from coders.algorithms.registry import method_class
+    from coders.runtime.train import train
 
     methods = list(methods)
     if not methods:
@@ -382,43 +390,128 @@ def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     net = net or Network()
-    options = options or {}
+    options, lrs = options or {}, lrs or {}
+    unknown = (set(options) | set(lrs)) - set(methods)
+    if unknown:
+        raise ValueError(f"options/lrs given for methods not compared: {sorted(unknown)}")
+    wl = make_workload(workload, seed=seed, device=device)
     runs = []
     for m in methods:
         if progress:
             progress(m)
-        pattern, ar = _method_meta(m)
-        kw = {"backend": backend, "seed": seed, "options": options.get(m)}
-        if eval_every is not None:
-            kw["eval_every"] = eval_every
-        topo = topology if pattern == "p2p" else None
-        res = train(workload, m, workers, steps, topology=topo, **kw)
-        degree = _degree(topo, workers) if pattern == "p2p" else None
-        runs.append(MethodRun(m, res.history, pattern, ar, workers, degree))
-    wl = make_workload(workload, seed=seed, device=device)
-    for r in runs:
-        r.metric_name = wl.metric_name
-        r.higher_is_better = wl.higher_is_better
+        p2p = getattr(method_class(m), "needs_topology", False)
+        res = train(workload, m, workers, steps, backend=backend, topology=topology if p2p else None,
+                    seed=seed, lr=lrs.get(m), options=options.get(m), eval_every=eval_every,
+                    device=device)
+        degree = _degree(topology, workers) if res.pattern == "p2p" else None
+        runs.append(MethodRun(m, res.history, res.pattern, res.allreduce_compatible, workers, degree,
+                              metric_name=res.metric_name, higher_is_better=wl.higher_is_better,
+                              extra={"lr": res.lr, "seconds": res.seconds}))
     compute_s = measure_compute_s(wl)
     summary = summarize_runs(runs, net, compute_s, target=target)
+    summary.insert(0, "workload", workload)
+    summary["lr"] = [r.extra["lr"] for r in runs]
+    summary["backend"] = backend
     return Comparison(summary, history_frame(runs, summary), net, compute_s)
 
 
 def _degree(topology: str | None, workers: int) -> int:
-    """Number of neighbours of a worker on a regular topology (the p2p cost needs it)."""
-    if workers == 1:
-        return 0
-    if topology in (None, "ring"):
-        return min(2, workers - 1)
-    if topology == "full":
-        return workers - 1
-    if topology == "torus":
-        return 4
-    try:
-        from coders.runtime import topology as topo_mod
+    """Largest number of neighbours of a worker on `topology` (the p2p cost is set by the busiest NIC)."""
+    from coders.runtime.topology import make_topology
 
-        t = topo_mod.make_topology(topology, workers)
-        w = np.asarray(t.weights if hasattr(t, "weights") else t)
-        return int(((w > 0).sum(axis=1) - 1).max())
-    except Exception as exc:  # noqa: BLE001 - any failure means we cannot price this topology
-        raise ValueError(f"cannot determine the degree of topology {topology!r}: {exc}") from exc
+    topo = make_topology(topology or "ring", workers)
+    return max(topo.degree(r) for r in range(workers))
+
+
+# --------------------------------------------------------------------------------------------
+# Rate-distortion on captured gradients
+
+# (label, compressor name, options): each operator of coders.compressors at typical settings
+RD_COMPRESSORS: tuple[tuple[str, str, dict], ...] = (
+    ("bf16", "bf16", {}),
+    ("top-k 1%", "topk", {"ratio": 0.01}),
+    ("top-k 10%", "topk", {"ratio": 0.1}),
+    ("rand-k 10%", "randk", {"ratio": 0.1}),
+    ("QSGD s=4", "qsgd", {"levels": 4}),
+    ("QSGD s=16", "qsgd", {"levels": 16}),
+    ("sign", "sign", {}),
+    ("scaled sign", "scaled_sign", {}),
+    ("PowerSGD rank 1", "lowrank", {"rank": 1}),
+    ("PowerSGD rank 4", "lowrank", {"rank": 4}),
+)
+# step = c * RMS(x): from coarse (about 1 bit) to fine (about 8 bits per entry)
+RD_STEP_MULTS: tuple[float, ...] = (2.0, 1.0, 0.5, 0.25, 0.1, 0.03)
+RD_MODELS: tuple[str, ...] = ("gennorm", "laplace", "normal")
+
+
+def _rel_error(x, xhat) -> tuple[float, float]:
+    """(||x - x_hat||^2, ||x||^2) in float64."""
+    import torch
+
+    x = torch.as_tensor(x).double().reshape(-1)
+    xhat = torch.as_tensor(xhat).to(x.device).double().reshape(-1)
+    return float(((x - xhat) ** 2).sum()), float((x**2).sum())
+
+
+def rate_distortion(tensors: dict, compressors=RD_COMPRESSORS, step_mults=RD_STEP_MULTS,
+                    models=RD_MODELS, coder: str = "ans") -> pd.DataFrame:
+    """Bits per entry and relative error of each compressor and quantizer + codebook on the same tensors.
+
+    `tensors` maps a layer name to its gradient (full shape, so low-rank operators see the
+    matrix). Compressor rows: `Payload.bits` (exact wire bits) per entry, error of
+    decompress(compress(x)). Quantizer rows: a uniform quantizer with step c * RMS(x) coded by
+    `coder` under each probability model (`coders.bits_per_entry`, side information included).
+    One row per (layer, name, param) with `bits`, `n`, `sq_err`, `sq_norm`, `bits_per_entry`,
+    `rel_error` = ||x - x_hat|| / ||x||; `aggregate_rd` pools the layers.
+    """
+    import torch
+
+    from coders import bits_per_entry
+    from coders.compressors import make_compressor
+    from coders.quantizers import UniformQuantizer
+
+    if not tensors:
+        raise ValueError("rate_distortion needs at least one tensor")
+    rows = []
+    for layer, x in tensors.items():
+        t = torch.as_tensor(x).float()
+        n = t.numel()
+        if n == 0 or float((t.double() ** 2).sum()) == 0.0:
+            continue  # an all-zero gradient has no relative error to speak of
+        for label, name, opts in compressors:
+            c = make_compressor(name, **opts)
+            payload = c.compress(t, {})
+            err, norm = _rel_error(t, c.decompress(payload))
+            rows.append({"layer": layer, "kind": "compressor", "name": label, "param": np.nan,
+                         "n": n, "bits": float(payload.bits), "sq_err": err, "sq_norm": norm})
+        a = t.reshape(-1).cpu().numpy()
+        for mult in step_mults:
+            q = UniformQuantizer(scale_mult=mult)
+            err, norm = _rel_error(a, q.dequantize(q.quantize(a)))
+            bpe = bits_per_entry(a, quantizer=q, models=list(models), coders=[coder])
+            for _, r in bpe.iterrows():
+                rows.append({"layer": layer, "kind": "quantizer", "name": f"uniform + {r['model']}/{coder}",
+                             "param": mult, "n": n, "bits": float(r["bits_per_entry"]) * n,
+                             "sq_err": err, "sq_norm": norm})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        raise ValueError("rate_distortion: every tensor was empty or all zero")
+    df["bits_per_entry"] = df["bits"] / df["n"]
+    df["rel_error"] = np.sqrt(df["sq_err"] / df["sq_norm"])
+    return df
+
+
+def aggregate_rd(rd: pd.DataFrame) -> pd.DataFrame:
+    """Pool per-layer rate-distortion rows over layers.
+
+    bits per entry = total bits / total entries; relative error = sqrt(sum err^2 / sum ||x||^2).
+    """
+    keys = ["kind", "name", "param"]
+    cols = ["bits", "n", "sq_err", "sq_norm"]
+    g = rd.assign(param=rd["param"].fillna(-1.0)).groupby(keys, sort=False)[cols]
+    out = g.sum().reset_index()
+    out["param"] = out["param"].where(out["param"] >= 0, np.nan)
+    out["layer"] = "all"
+    out["bits_per_entry"] = out["bits"] / out["n"]
+    out["rel_error"] = np.sqrt(out["sq_err"] / out["sq_norm"])
+    return out

@@ -24,6 +24,7 @@ BF16_BITS = 16.0
 SECTIONS = ("capture", "fits", "figures", "bits", "rate-distortion", "compare")
 TAIL_COLUMNS = ("tail_log10_1e-02", "tail_log10_1e-03", "tail_log10_1e-04")
 DATA_FILES = ("fits.parquet", "bits.parquet", "rd.parquet")
+WHOLE_MODEL = "whole model (weighted)"
 
 
 def _is_unit(d: Path) -> bool:
@@ -125,7 +126,7 @@ def bits_table(bits: pd.DataFrame, capture_summary: pd.DataFrame | None = None) 
     if w is not None:
         w = w.reindex(layers).fillna(0.0)
         if w.sum() > 0:
-            t.loc["whole model (weighted)"] = (t.mul(w, axis=0).sum() / w.sum())
+            t.loc[WHOLE_MODEL] = (t.mul(w, axis=0).sum() / w.sum())
     coded = [c for c in t.columns if c != "entropy"]
     t["best"] = t[coded].idxmin(axis=1)
     t["vs bf16"] = BF16_BITS / t[coded].min(axis=1)
@@ -139,11 +140,10 @@ def headline(fits: pd.DataFrame | None, bits: pd.DataFrame | None,
     if fits is not None and len(fits):
         parts.append(fit_table(fits)[["layer", "best family", "GenNorm beta"]].set_index("layer"))
     if bits is not None and len(bits):
-        t = bits_table(bits, capture_summary).set_index("layer")
-        col = next((c for c in t.columns if c.lower() in ("gennorm/ans", "gennorm/rans")), None)
-        if col is not None:
-            parts.append(pd.DataFrame({"GenNorm-ANS bits/entry": t[col], "bf16 bits/entry": BF16_BITS,
-                                       "ratio vs bf16": BF16_BITS / t[col]}))
+        t = bits_table(bits, capture_summary).set_index("layer").drop(index=WHOLE_MODEL, errors="ignore")
+        if "gennorm/ans" in t.columns:
+            parts.append(pd.DataFrame({"GenNorm-ANS bits/entry": t["gennorm/ans"],
+                                       "ratio vs bf16": BF16_BITS / t["gennorm/ans"]}))
     if not parts:
         raise ValueError("headline: neither fits nor bits given")
     out = pd.concat(parts, axis=1)

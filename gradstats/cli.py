@@ -61,7 +61,31 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    raise SystemExit("gradstats fit: not implemented yet")
+    from pathlib import Path
+
+    from captures import open_capture
+    from gradstats.fitting import fit_capture, summarize_fits
+
+    run = Path(args.path)
+    cap_dir = run / "capture" if (run / "capture" / "manifest.json").exists() else run
+    out = Path(args.out) if args.out else run / "fits.parquet"
+    if out.suffix not in (".parquet", ".csv"):
+        raise SystemExit(f"gradstats fit: --out must end in .parquet or .csv, got {out}")
+    try:
+        loc = "fit" if args.loc == "fit" else float(args.loc)
+        fits = fit_capture(open_capture(cap_dir), families=_csv(args.families), every=args.every,
+                           layers=_csv(args.layers) if args.layers else None, loc=loc,
+                           bootstrap=args.bootstrap, n_jobs=args.jobs, progress=not args.no_progress)
+    except ValueError as exc:
+        raise SystemExit(f"gradstats fit: {exc}") from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        fits.to_csv(out, index=False)
+    else:
+        fits.to_parquet(out, index=False)
+    print(summarize_fits(fits).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"{len(fits)} fits written to {out}")
+    return 0
 
 
 def _cmd_code(args: argparse.Namespace) -> int:
@@ -73,15 +97,48 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    raise SystemExit("gradstats compare: not implemented yet")
+    from analysis.compare import Network, compare
+    from analysis.report import write_compare_figures
+
+    try:
+        net = Network(args.bandwidth_gbps, args.latency_us)
+        lrs = {k: float(v) for k, v in (item.split("=", 1) for item in _csv(args.lr or ""))}
+    except ValueError as exc:
+        raise SystemExit(f"gradstats compare: {exc}") from exc
+    comp = compare(args.workload, _csv(args.methods), workers=args.workers, steps=args.steps,
+                   backend=args.backend, net=net, topology=args.topology, seed=args.seed,
+                   target=args.target, eval_every=args.eval_every, lrs=lrs, device=args.device,
+                   progress=lambda m: print(f"training {m} ...", flush=True))
+    paths = comp.save(args.out)
+    write_compare_figures(args.out)
+    cols = ["method", "pattern", "allreduce_compatible", "can_overlap", "final_metric", "steps_to_target",
+            "time_to_target_s", "bits_up", "bits_down", "up_ratio_vs_bf16", "compress_s", "decompress_s",
+            "comm_s", "iter_overlap_s", "speedup_vs_bf16"]
+    print(net.describe())
+    print(f"compute per step (one worker, measured): {comp.compute_s * 1e3:.3f} ms")
+    print(comp.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"written: {paths['summary']}, {paths['csv']}, {paths['history']}, figures in {args.out}/figures")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    raise SystemExit("gradstats report: not implemented yet")
+    from analysis.report import write_report
+
+    try:
+        path = write_report(args.path, figures=not args.no_figures)
+    except ValueError as exc:
+        raise SystemExit(f"gradstats report: {exc}") from exc
+    print(f"report written to {path}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    raise SystemExit("gradstats demo: not implemented yet")
+    from analysis.demo import DemoConfig, format_result, run_demo
+
+    cfg = DemoConfig.quick(device=args.device) if args.quick else DemoConfig(device=args.device)
+    res = run_demo(args.out, cfg, progress=not args.no_progress)
+    print(format_result(res))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--every", type=int, default=1, help="use every N-th recorded step")
     f.add_argument("--layers", default=None, help="glob of layer names")
     f.add_argument("--out", default=None, help="parquet or csv; default <path>/fits.parquet")
+    f.add_argument("--loc", default="fit", help="'fit' or a fixed location such as 0")
+    f.add_argument("--bootstrap", type=int, default=0, help="bootstrap replicates for a beta interval")
+    f.add_argument("--jobs", type=int, default=None, help="parallel threads over records")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
     f.set_defaults(func=_cmd_fit)
 
     k = sub.add_parser("code", help="quantize and entropy-code a capture; bits per entry")
@@ -144,17 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--steps", type=int, default=200)
     m.add_argument("--bandwidth-gbps", type=float, default=10.0)
     m.add_argument("--latency-us", type=float, default=5.0)
+    m.add_argument("--topology", default="ring", help="topology of the gossip methods")
+    m.add_argument("--eval-every", type=int, default=None)
+    m.add_argument("--target", type=float, default=None,
+                   help="target metric; default 95%% of the bf16 baseline's final accuracy")
+    m.add_argument("--lr", default=None, help="per-method learning rates, e.g. signum-mv=0.01,mcm=0.02")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--device", default="cpu")
     m.add_argument("--out", default="runs/compare")
     m.set_defaults(func=_cmd_compare)
 
     r = sub.add_parser("report", help="write <run>/report.html")
     r.add_argument("path")
+    r.add_argument("--no-figures", action="store_true", help="embed existing figures only; draw none")
     r.set_defaults(func=_cmd_report)
 
     d = sub.add_parser("demo", help="the main job: capture, fit, code, compare, report")
     d.add_argument("--quick", action="store_true", help="small sizes (used by the tests)")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--device", default="cpu")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_demo)
     return p
 

@@ -1,0 +1,213 @@
+"""`gradstats demo`: the main job, capture -> fit -> code -> compare -> report, in one command.
+
+On the built-in workloads (the character transformer `stdlib-lm` and the CNN `digits-cnn`):
+record full per-layer gradients during real training, fit Normal / Laplace / GenNorm per layer
+and step, entropy-code the quantized gradients (bits per entry per model and coder), place the
+compressors and quantizer + codebook pairs on a rate-distortion plane, train a short compressor
+comparison under the alpha-beta network model, and write `report.html`. `DemoConfig.quick()` is
+the small version the test suite runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.compare import Network, aggregate_rd, compare, rate_distortion
+from analysis.report import BF16_BITS, WHOLE_MODEL, bits_table, headline, write_report
+
+
+@dataclass
+class DemoConfig:
+    """Sizes of each stage of the demo (defaults: a few minutes on 2 CPU cores)."""
+
+    workloads: tuple[str, ...] = ("stdlib-lm", "digits-cnn")
+    capture_steps: int = 200
+    every: int = 50
+    families: tuple[str, ...] = ("normal", "laplace", "gennorm")
+    models: tuple[str, ...] = ("histogram", "normal", "laplace", "gennorm")
+    coders: tuple[str, ...] = ("ans", "huffman")
+    rd_steps: int = 1  # rate-distortion on the last `rd_steps` recorded steps
+    compare_workload: str = "digits-cnn"
+    methods: tuple[str, ...] = ("bf16", "powersgd", "signum-mv", "s3gd-mv", "mcm", "powergossip")
+    # sign methods take steps of +-lr per entry, so they need a much smaller lr than SGD
+    lrs: dict[str, float] = field(default_factory=lambda: {"signum-mv": 0.01, "s3gd-mv": 0.01})
+    workers: int = 4
+    compare_steps: int = 150
+    eval_every: int = 15
+    network: Network = field(default_factory=Network)
+    seed: int = 0
+    device: str = "cpu"
+
+    @classmethod
+    def quick(cls, **kw) -> DemoConfig:
+        """Small sizes for the test suite: every stage runs, on little data."""
+        base = {"capture_steps": 20, "every": 10, "models": ("histogram", "gennorm"), "coders": ("ans",),
+                "methods": ("bf16", "powersgd", "signum-mv", "powergossip"), "workers": 2,
+                "compare_steps": 12, "eval_every": 6}
+        base.update(kw)
+        return cls(**base)
+
+
+@dataclass
+class DemoResult:
+    """Where the demo wrote its outputs, the headline numbers and the seconds each stage took."""
+
+    run_dir: Path
+    report: Path
+    headline: pd.DataFrame
+    totals: pd.DataFrame
+    comparison: pd.DataFrame | None
+    seconds: dict[str, float]
+    skipped: dict[str, str] = field(default_factory=dict)  # stage -> why (its module is missing)
+
+
+class _Skipped(Exception):
+    pass
+
+
+def _stage(seconds: dict, skipped: dict, name: str, fn: Callable, *args, **kw):
+    """Run one stage, timing it; a stage whose module is not installed is recorded as skipped."""
+    t0 = time.perf_counter()
+    try:
+        out = fn(*args, **kw)
+    except ImportError as exc:
+        skipped[name] = f"{type(exc).__name__}: {exc}"
+        raise _Skipped(name) from exc
+    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+    return out
+
+
+def _fit(cap, cfg: DemoConfig) -> pd.DataFrame:
+    from gradstats import fit_capture
+
+    return fit_capture(cap, families=list(cfg.families))
+
+
+def _code(cap, cfg: DemoConfig, fits: pd.DataFrame) -> pd.DataFrame:
+    from coders import code_capture
+
+    return code_capture(cap, models=list(cfg.models), coders=list(cfg.coders))
+
+
+def _rd(cap, cfg: DemoConfig) -> pd.DataFrame:
+    frames = []
+    for step in cap.steps[-cfg.rd_steps:]:
+        tensors = {layer: cap.get(layer, step) for layer in cap.layers}
+        frames.append(rate_distortion(tensors).assign(step=step))
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, progress: bool = True,
+             ) -> DemoResult:
+    """Run every stage into `out` and return where the report is and the headline numbers."""
+    from tqdm.auto import tqdm
+
+    from captures.workloads import capture_workload
+
+    cfg = config or DemoConfig()
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    n_stages = 4 * len(cfg.workloads) + 2
+    bar = tqdm(total=n_stages, desc="gradstats demo", unit="stage", disable=not progress)
+
+    def tick(what: str) -> None:
+        bar.set_postfix_str(what)
+        bar.update(1)
+
+    skipped: dict[str, str] = {}
+    heads, totals = [], []
+    for wl in cfg.workloads:
+        unit = root / wl
+        bar.set_postfix_str(f"capture {wl}")
+        fits = bits = None
+        try:
+            cap = _stage(seconds, skipped, "capture", capture_workload, wl, out_dir=unit / "capture",
+                         steps=cfg.capture_steps, every=cfg.every, device=cfg.device, seed=cfg.seed,
+                         overwrite=True, progress=progress)
+        except _Skipped:
+            bar.update(4)
+            continue
+        tick(f"captured {wl}")
+        try:
+            fits = _stage(seconds, skipped, "fit", _fit, cap, cfg)
+            fits.to_parquet(unit / "fits.parquet", index=False)
+        except _Skipped:
+            pass
+        tick(f"fitted {wl}")
+        try:
+            bits = _stage(seconds, skipped, "code", _code, cap, cfg, fits)
+            bits.to_parquet(unit / "bits.parquet", index=False)
+        except _Skipped:
+            pass
+        tick(f"coded {wl}")
+        try:
+            rd = _stage(seconds, skipped, "rate-distortion", _rd, cap, cfg)
+            rd.to_parquet(unit / "rd.parquet", index=False)
+            aggregate_rd(rd).to_parquet(unit / "rd_all.parquet", index=False)
+        except _Skipped:
+            pass
+        tick(f"rate-distortion {wl}")
+        if fits is not None or bits is not None:
+            heads.append(headline(fits, bits, cap.summary()).assign(workload=wl))
+        if bits is not None:
+            totals.append(_totals(bits, cap).assign(workload=wl))
+
+    bar.set_postfix_str(f"compare on {cfg.compare_workload}")
+    summary = None
+    try:
+        comp = _stage(seconds, skipped, "compare", compare, cfg.compare_workload, cfg.methods,
+                      workers=cfg.workers, steps=cfg.compare_steps, net=cfg.network, seed=cfg.seed,
+                      eval_every=cfg.eval_every, device=cfg.device,
+                      lrs={m: lr for m, lr in cfg.lrs.items() if m in cfg.methods})
+        comp.save(root)
+        summary = comp.summary
+    except _Skipped:
+        pass
+    tick("compared")
+    report = _stage(seconds, skipped, "report", write_report, root)
+    tick("report written")
+    bar.close()
+    return DemoResult(root, report, pd.concat(heads, ignore_index=True) if heads else pd.DataFrame(),
+                      pd.concat(totals, ignore_index=True) if totals else pd.DataFrame(), summary,
+                      seconds, skipped)
+
+
+def _totals(bits: pd.DataFrame, cap) -> pd.DataFrame:
+    """The whole-model row of the bits table (entries-weighted over layers)."""
+    b = bits_table(bits, cap.summary())
+    return b[b["layer"] == WHOLE_MODEL].drop(columns=["layer"])
+
+
+def format_result(res: DemoResult) -> str:
+    """Text printed at the end of `gradstats demo`: where the report is and the headline numbers."""
+    lines = [f"report: {res.report.resolve()}", ""]
+    groups = res.headline.groupby("workload", sort=False) if len(res.headline) else []
+    for wl, h in groups:
+        lines.append(f"== {wl}: best family per layer, GenNorm beta, GenNorm-ANS bits/entry (bf16 = 16)")
+        show = h.drop(columns=["workload"])
+        lines.append(show.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        tot = res.totals[res.totals["workload"] == wl] if len(res.totals) else res.totals
+        if len(tot) and "gennorm/ans" in tot.columns:
+            g = float(tot["gennorm/ans"].iloc[0])
+            ent = float(tot["entropy"].iloc[0])
+            lines.append(f"   whole model: GenNorm-ANS {g:.3f} bits/entry vs bf16 {BF16_BITS:g} "
+                         f"({BF16_BITS / g:.2f}x smaller; empirical entropy {ent:.3f})")
+        lines.append("")
+    if res.comparison is not None:
+        c = res.comparison
+        cols = [k for k in ("method", "final_metric", "steps_to_target", "bits_up", "bits_down",
+                            "up_ratio_vs_bf16", "iter_overlap_s", "speedup_vs_bf16") if k in c.columns]
+        lines.append(f"== compressor comparison ({c['workload'].iloc[0]}, {int(c['workers'].iloc[0])} "
+                     f"workers, {c['bandwidth_gbps'].iloc[0]:g} Gbit/s, {c['latency_us'].iloc[0]:g} us)")
+        lines.append(c[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        lines.append("")
+    for name, why in res.skipped.items():
+        lines.append(f"SKIPPED {name}: {why}")
+    lines.append("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in res.seconds.items()))
+    return "\n".join(lines)
