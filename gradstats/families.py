@@ -1,0 +1,361 @@
+"""Distribution families for gradient entries: Normal, Laplace, GenNorm, StudentT and ZeroInflated.
+
+Every family is a frozen distribution with the same small verbs as `scipy.stats` (`pdf`, `logpdf`,
+`cdf`, `sf`, `ppf`, `isf`, `logcdf`, `logsf`), plus `interval_probs(edges)` for codebooks,
+`sample(n, rng)`, `params` (a dict by name), `n_params` and a `fit(x)` classmethod. The math is
+delegated to `scipy.stats` / `scipy.special`; only what scipy lacks is written here (the log tail
+of the Laplace, the zero-inflated mixture).
+
+Parameterizations follow scipy: `GenNorm(beta, loc, scale)` has density
+beta / (2 scale Gamma(1/beta)) exp(-|(x - loc) / scale|^beta) (Nadarajah 2005, "A generalized
+normal distribution"); beta = 2 is Normal(loc, scale / sqrt 2), beta = 1 is Laplace(loc, scale).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.stats
+
+ArrayLike = Any
+
+
+def _f64(x: ArrayLike) -> np.ndarray:
+    """Evaluation points as float64 numpy (torch tensors are moved to the host first)."""
+    if hasattr(x, "detach"):
+        x = x.detach().to("cpu").double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+class Family:
+    """A frozen continuous distribution; subclasses set `name`, `param_names` and `_frozen`."""
+
+    name: ClassVar[str] = ""
+    param_names: ClassVar[tuple[str, ...]] = ()
+    _frozen: Any
+
+    @property
+    def params(self) -> dict[str, float]:
+        """The parameters by name, in `param_names` order."""
+        return {k: float(getattr(self, k)) for k in self.param_names}
+
+    @property
+    def n_params(self) -> int:
+        """Number of parameters of the family (all free; `Fit.k` counts those actually fitted)."""
+        return len(self.param_names)
+
+    @property
+    def center(self) -> float:
+        """Median of the distribution; `interval_probs` uses sf above it and cdf below it."""
+        return float(self.loc)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v:.6g}" for k, v in self.params.items())
+        return f"{type(self).__name__}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.params == other.params  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(self.params.items())))
+
+    def pdf(self, x: ArrayLike) -> np.ndarray:
+        """Density f(x)."""
+        return self._frozen.pdf(_f64(x))
+
+    def logpdf(self, x: ArrayLike) -> np.ndarray:
+        """log f(x), accurate where f(x) underflows."""
+        return self._frozen.logpdf(_f64(x))
+
+    def cdf(self, x: ArrayLike) -> np.ndarray:
+        """F(x) = P(X <= x)."""
+        return self._frozen.cdf(_f64(x))
+
+    def sf(self, x: ArrayLike) -> np.ndarray:
+        """Survival function 1 - F(x), computed directly (no cancellation in the upper tail)."""
+        return self._frozen.sf(_f64(x))
+
+    def logcdf(self, x: ArrayLike) -> np.ndarray:
+        """log F(x)."""
+        with np.errstate(divide="ignore"):
+            return self._frozen.logcdf(_f64(x))
+
+    def logsf(self, x: ArrayLike) -> np.ndarray:
+        """log(1 - F(x))."""
+        with np.errstate(divide="ignore"):
+            return self._frozen.logsf(_f64(x))
+
+    def ppf(self, q: ArrayLike) -> np.ndarray:
+        """Quantile function F^-1(q)."""
+        return self._frozen.ppf(_f64(q))
+
+    def isf(self, q: ArrayLike) -> np.ndarray:
+        """Inverse survival function: the x with P(X > x) = q, accurate for tiny q."""
+        return self._frozen.isf(_f64(q))
+
+    def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        """n independent draws (float64) using `rng` (a Generator or a seed)."""
+        return np.asarray(self._frozen.rvs(size=int(n), random_state=np.random.default_rng(rng)), np.float64)
+
+    def interval_probs(self, edges: ArrayLike) -> np.ndarray:
+        """P(edges[i] < X <= edges[i+1]) for each cell, accurate far into both tails.
+
+        Cells above the median use the survival function and cells below it the cdf, each in the
+        log domain: P = S(a) (1 - exp(log S(b) - log S(a))) with `expm1`, so a cell 30 scales out
+        gets its true 1e-14 (or 1e-200) probability instead of a difference of two numbers near 1.
+        Edges may be +-inf; they must be non-decreasing.
+        """
+        e = _f64(edges).ravel()
+        if e.size < 2:
+            raise ValueError(f"interval_probs needs at least 2 edges, got {e.size}")
+        if np.isnan(e).any() or np.any(np.diff(e) < 0):
+            raise ValueError("interval_probs: edges must be non-decreasing and not NaN")
+        a, b = e[:-1], e[1:]
+        m = self.center
+        out = np.empty(a.shape, np.float64)
+        up, lo = a >= m, b <= m
+        mid = ~(up | lo)
+        with np.errstate(invalid="ignore", over="ignore"):
+            if up.any():
+                la, lb = self.logsf(a[up]), self.logsf(b[up])
+                out[up] = np.where(np.isneginf(la), 0.0, np.exp(la) * -np.expm1(lb - la))
+            if lo.any():
+                la, lb = self.logcdf(a[lo]), self.logcdf(b[lo])
+                out[lo] = np.where(np.isneginf(lb), 0.0, np.exp(lb) * -np.expm1(la - lb))
+        if mid.any():
+            out[mid] = 1.0 - self.cdf(a[mid]) - self.sf(b[mid])
+        return np.clip(out, 0.0, 1.0)
+
+    @classmethod
+    def fit(cls, x: ArrayLike, loc: str | float = "fit", **kwargs: Any) -> Family:
+        """Maximum-likelihood fit of this family to `x`; see `gradstats.fitting.fit` for options."""
+        from gradstats.fitting import fit
+
+        result = fit(x, family=cls.name, loc=loc, **kwargs)
+        if result.dist is None:
+            raise ValueError(f"{cls.name} fit is degenerate: {'; '.join(result.flags)}")
+        return result.dist
+
+
+def _check_scale(name: str, scale: float) -> float:
+    scale = float(scale)
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"{name}: scale must be finite and > 0, got {scale}")
+    return scale
+
+
+def _check_loc(name: str, loc: float) -> float:
+    loc = float(loc)
+    if not np.isfinite(loc):
+        raise ValueError(f"{name}: loc must be finite, got {loc}")
+    return loc
+
+
+class Normal(Family):
+    """Normal(loc, scale): density exp(-(x - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi))."""
+
+    name = "normal"
+    param_names = ("loc", "scale")
+
+    def __init__(self, loc: float = 0.0, scale: float = 1.0):
+        self.loc = _check_loc("Normal", loc)
+        self.scale = _check_scale("Normal", scale)
+        self._frozen = scipy.stats.norm(self.loc, self.scale)
+
+
+class Laplace(Family):
+    """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale)."""
+
+    name = "laplace"
+    param_names = ("loc", "scale")
+
+    def __init__(self, loc: float = 0.0, scale: float = 1.0):
+        self.loc = _check_loc("Laplace", loc)
+        self.scale = _check_scale("Laplace", scale)
+        self._frozen = scipy.stats.laplace(self.loc, self.scale)
+
+    # scipy.stats.laplace has no log tails (its logsf is log(sf), -inf beyond ~745 scales);
+    # the closed form is log S(x) = log(1/2) - z for z = (x - loc) / scale >= 0.
+    def logsf(self, x: ArrayLike) -> np.ndarray:
+        """log(1 - F(x)) in closed form: -log 2 - z for z >= 0, log1p(-e^z / 2) for z < 0."""
+        z = (_f64(x) - self.loc) / self.scale
+        with np.errstate(over="ignore"):
+            return np.where(z >= 0, -np.log(2.0) - z, np.log1p(-0.5 * np.exp(np.minimum(z, 0.0))))
+
+    def logcdf(self, x: ArrayLike) -> np.ndarray:
+        """log F(x) in closed form, the mirror image of `logsf`."""
+        return self.logsf(2 * self.loc - _f64(x))
+
+
+class GenNorm(Family):
+    """Generalized normal GenNorm(beta, loc, scale) (scipy `gennorm`).
+
+    Density beta / (2 scale Gamma(1/beta)) exp(-|(x - loc) / scale|^beta); the tail is
+    S(x) = Q(1/beta, z^beta) / 2 for z = (x - loc) / scale >= 0 with Q the regularized upper
+    incomplete gamma function (scipy.special.gammaincc), which scipy uses directly.
+    """
+
+    name = "gennorm"
+    param_names = ("beta", "loc", "scale")
+
+    def __init__(self, beta: float = 2.0, loc: float = 0.0, scale: float = 1.0):
+        beta = float(beta)
+        if not np.isfinite(beta) or beta <= 0:
+            raise ValueError(f"GenNorm: beta must be finite and > 0, got {beta}")
+        self.beta = beta
+        self.loc = _check_loc("GenNorm", loc)
+        self.scale = _check_scale("GenNorm", scale)
+        self._frozen = scipy.stats.gennorm(self.beta, self.loc, self.scale)
+
+
+class StudentT(Family):
+    """Student's t StudentT(df, loc, scale) (scipy `t`): polynomial tails, P(|X| > x) ~ x^-df."""
+
+    name = "t"
+    param_names = ("df", "loc", "scale")
+
+    def __init__(self, df: float = 5.0, loc: float = 0.0, scale: float = 1.0):
+        df = float(df)
+        if not np.isfinite(df) or df <= 0:
+            raise ValueError(f"StudentT: df must be finite and > 0, got {df}")
+        self.df = df
+        self.loc = _check_loc("StudentT", loc)
+        self.scale = _check_scale("StudentT", scale)
+        self._frozen = scipy.stats.t(self.df, self.loc, self.scale)
+
+
+class ZeroInflated(Family):
+    """Point mass `pi` at exactly 0 plus (1 - pi) times a continuous `base` family.
+
+    Real gradients hold exact zeros (dead ReLUs, unused embedding rows, padding) that no
+    continuous family can produce. `cdf(x) = pi [x >= 0] + (1 - pi) F(x)`.
+    `pdf` and `logpdf` are the density with respect to Lebesgue measure plus a unit atom at 0:
+    `pdf(0) = pi`, `pdf(x) = (1 - pi) f(x)` elsewhere, so that the log-likelihood
+    `n0 log pi + sum_{x != 0} [log(1 - pi) + log f(x)]` is `logpdf(x).sum()`.
+    """
+
+    name = "zi"
+
+    def __init__(self, base: Family, pi: float = 0.0):
+        if not isinstance(base, Family) or isinstance(base, ZeroInflated):
+            raise ValueError(f"ZeroInflated: base must be a continuous Family, got {base!r}")
+        pi = float(pi)
+        if not 0.0 <= pi < 1.0:
+            raise ValueError(f"ZeroInflated: pi must be in [0, 1), got {pi}")
+        self.base = base
+        self.pi = pi
+        self.name = f"zi-{base.name}"  # type: ignore[misc]
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {"pi": self.pi, **self.base.params}
+
+    @property
+    def param_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("pi", *self.base.param_names)
+
+    @property
+    def loc(self) -> float:
+        return self.base.loc
+
+    @property
+    def center(self) -> float:
+        return self.base.center
+
+    def __repr__(self) -> str:
+        return f"ZeroInflated({self.base!r}, pi={self.pi:.6g})"
+
+    def pdf(self, x: ArrayLike) -> np.ndarray:
+        x = _f64(x)
+        return np.where(x == 0, self.pi, (1 - self.pi) * self.base.pdf(x))
+
+    def logpdf(self, x: ArrayLike) -> np.ndarray:
+        x = _f64(x)
+        with np.errstate(divide="ignore"):
+            return np.where(x == 0, np.log(self.pi), np.log1p(-self.pi) + self.base.logpdf(x))
+
+    def cdf(self, x: ArrayLike) -> np.ndarray:
+        x = _f64(x)
+        return self.pi * (x >= 0) + (1 - self.pi) * self.base.cdf(x)
+
+    def sf(self, x: ArrayLike) -> np.ndarray:
+        x = _f64(x)
+        return self.pi * (x < 0) + (1 - self.pi) * self.base.sf(x)
+
+    def logcdf(self, x: ArrayLike) -> np.ndarray:
+        x = _f64(x)
+        with np.errstate(divide="ignore"):
+            cont = np.log1p(-self.pi) + self.base.logcdf(x)
+            return np.where(x >= 0, np.logaddexp(np.log(self.pi), cont), cont)
+
+    def logsf(self, x: ArrayLike) -> np.ndarray:
+        x = _f64(x)
+        with np.errstate(divide="ignore"):
+            cont = np.log1p(-self.pi) + self.base.logsf(x)
+            return np.where(x < 0, np.logaddexp(np.log(self.pi), cont), cont)
+
+    def ppf(self, q: ArrayLike) -> np.ndarray:
+        """Generalized inverse inf{x: F(x) >= q}; the atom answers 0 for a whole range of q."""
+        q = _f64(q)
+        below = (1 - self.pi) * float(self.base.cdf(0.0))  # F(0-)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lower = self.base.ppf(q / (1 - self.pi))
+            upper = self.base.ppf((q - self.pi) / (1 - self.pi))
+        out = np.where(q <= below, lower, np.where(q <= below + self.pi, 0.0, upper))
+        return np.where((q < 0) | (q > 1) | np.isnan(q), np.nan, out)
+
+    def isf(self, q: ArrayLike) -> np.ndarray:
+        """Generalized inverse of the survival function, accurate for tiny q in the upper tail."""
+        q = _f64(q)
+        above = (1 - self.pi) * float(self.base.sf(0.0))  # P(X > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            upper = self.base.isf(q / (1 - self.pi))
+            lower = self.base.isf((q - self.pi) / (1 - self.pi))
+        out = np.where(q < above, upper, np.where(q < above + self.pi, 0.0, lower))
+        return np.where((q < 0) | (q > 1) | np.isnan(q), np.nan, out)
+
+    def sample(self, n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+        rng = np.random.default_rng(rng)
+        x = self.base.sample(n, rng)
+        x[rng.random(int(n)) < self.pi] = 0.0
+        return x
+
+    def interval_probs(self, edges: ArrayLike) -> np.ndarray:
+        """(1 - pi) times the base cell probabilities, plus pi in the cell [edges[i], edges[i+1])
+        that contains 0 (none when 0 lies outside the edges)."""
+        e = _f64(edges).ravel()
+        out = (1 - self.pi) * self.base.interval_probs(e)
+        i = int(np.searchsorted(e, 0.0, side="right")) - 1
+        if 0 <= i < out.size:
+            out[i] += self.pi
+        return out
+
+    @classmethod
+    def fit(cls, x: ArrayLike, loc: str | float = "fit", family: str = "gennorm",  # type: ignore[override]
+            **kwargs: Any) -> ZeroInflated:
+        """pi = fraction of exact zeros, `family` fitted by maximum likelihood on the non-zeros."""
+        from gradstats.fitting import fit
+
+        base = family.removeprefix("zi-")
+        result = fit(x, family=f"zi-{base}", loc=loc, **kwargs)
+        if result.dist is None:
+            raise ValueError(f"zi-{base} fit is degenerate: {'; '.join(result.flags)}")
+        return result.dist  # type: ignore[return-value]
+
+
+FAMILIES: dict[str, type[Family]] = {"normal": Normal, "laplace": Laplace, "gennorm": GenNorm, "t": StudentT}
+_ALIASES = {"gaussian": "normal", "norm": "normal", "generalized-normal": "gennorm", "ggd": "gennorm",
+            "student-t": "t", "studentt": "t", "student": "t"}
+
+
+def family_name(name: str) -> str:
+    """Canonical family name ('normal', 'laplace', 'gennorm', 't', or 'zi-' + one of them)."""
+    key = str(name).strip().lower()
+    zi = key.startswith("zi-")
+    key = key.removeprefix("zi-")
+    key = _ALIASES.get(key, key)
+    if key not in FAMILIES:
+        known = ", ".join(sorted(FAMILIES)) + " (and zi-<name> for the zero-inflated variants)"
+        raise ValueError(f"unknown family {name!r}; known: {known}")
+    return f"zi-{key}" if zi else key

@@ -1,0 +1,220 @@
+"""Goodness of fit of a family to a sample, with the emphasis on the tails.
+
+Every function takes the sample `x` (numpy array or torch tensor, any shape) and a frozen family
+`dist` from `gradstats.families`. The distance statistics (KS, AD, W1) sort the sample; above
+`max_n` entries they use a uniform random subsample of `max_n` entries (fixed `seed`), which
+bounds their cost and adds sampling noise of order 1/sqrt(max_n) to them. `nll_bits` and
+`tail_error` always use every entry, since the tails are what they measure.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+
+from gradstats.families import Family, ZeroInflated
+
+MAX_N = 200_000
+"""Default subsample size of the sorting statistics (KS, AD, W1)."""
+TAIL_PS = (1e-2, 1e-3, 1e-4)
+"""Tail probabilities of `tail_error`."""
+TAIL_MIN_COUNT = 10
+"""A tail probability p is reported only when n p >= this many entries lie beyond t_p."""
+
+
+def _is_torch(x: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _finite_vector(x: Any) -> Any:
+    """x flattened (numpy or torch, own dtype); ValueError if it holds NaN or Inf."""
+    if _is_torch(x):
+        v = x.detach().reshape(-1)
+        bad = int((~v.isfinite()).sum()) if v.is_floating_point() else 0
+    else:
+        v = np.asarray(x).reshape(-1)
+        bad = int(np.count_nonzero(~np.isfinite(v))) if v.dtype.kind == "f" else 0
+    if bad:
+        raise ValueError(f"goodness of fit: sample contains {bad} NaN/Inf values; drop them first")
+    if len(v) == 0:
+        raise ValueError("goodness of fit: empty sample")
+    return v
+
+
+def _host_sample(x: Any, max_n: int | None, seed: int) -> np.ndarray:
+    """At most max_n entries of x (uniform without replacement) as float64 numpy on the host."""
+    v = _finite_vector(x)
+    n = len(v)
+    if max_n is not None and n > max_n:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=int(max_n), replace=False))
+        if _is_torch(v):
+            idx = sys.modules["torch"].as_tensor(idx, device=v.device)
+        v = v[idx]
+    if _is_torch(v):
+        return v.double().cpu().numpy()
+    return np.asarray(v, dtype=np.float64)
+
+
+def ks_statistic(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> float:
+    """Kolmogorov-Smirnov distance D = sup_x |F_n(x) - F(x)| between the sample and the model.
+
+    Continuous families: `scipy.stats.kstest(x, dist.cdf)`. A zero-inflated model has a jump of pi
+    at 0, where kstest's continuity assumption fails, so D is taken over both one-sided limits at
+    each distinct sample value: max(F_n(u) - F(u), F(u-) - F_n(u-)) and their negatives.
+    """
+    y = _host_sample(x, max_n, seed)
+    if not isinstance(dist, ZeroInflated) or dist.pi == 0:
+        return float(scipy.stats.kstest(y, dist.cdf).statistic)
+    u, counts = np.unique(y, return_counts=True)
+    fn_right = np.cumsum(counts) / y.size
+    fn_left = fn_right - counts / y.size
+    f_right = dist.cdf(u)
+    f_left = f_right - dist.pi * (u == 0)
+    return float(max(np.abs(fn_right - f_right).max(), np.abs(f_left - fn_left).max()))
+
+
+def anderson_darling(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> float:
+    """Anderson-Darling statistic A^2 = -n - (1/n) sum_i (2i - 1) [log F(y_i) + log S(y_{n+1-i})].
+
+    y is the sorted sample, S = 1 - F. The statistic weights the tails by 1 / (F (1 - F)); it is
+    computed with the family's `logcdf` / `logsf` so that a sample point far out in a tail the
+    model says is impossible gives a large finite value instead of the log(0) = inf that
+    `statsmodels.stats.diagnostic.anderson_statistic` (which evaluates log(cdf)) returns there.
+    (scipy.stats.anderson only tests its own fitted families.) For a zero-inflated model the
+    statistic is that of the non-zero entries against the continuous component, since A^2 is
+    defined for continuous F.
+    """
+    y = _host_sample(x, max_n, seed)
+    if isinstance(dist, ZeroInflated):
+        y, dist = y[y != 0], dist.base
+        if y.size == 0:
+            return math.nan
+    y = np.sort(y)
+    n = y.size
+    i = np.arange(1, n + 1)
+    terms = (2 * i - 1) * (dist.logcdf(y) + dist.logsf(y)[::-1])
+    return float(-n - terms.sum() / n)
+
+
+def wasserstein1(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> float:
+    """Wasserstein-1 distance W1 = integral |F_n^-1(u) - F^-1(u)| du, in the units of x.
+
+    `scipy.stats.wasserstein_distance` between the sample and the model quantiles
+    F^-1((i - 1/2) / n), i = 1..n (the quantile function handles a zero-inflated atom).
+    """
+    y = _host_sample(x, max_n, seed)
+    q = dist.ppf((np.arange(y.size) + 0.5) / y.size)
+    return float(scipy.stats.wasserstein_distance(y, q))
+
+
+def nll_bits(x: Any, dist: Family, chunk: int = 1 << 18) -> float:
+    """Mean negative log-likelihood in bits per entry: -(1/n) sum_i log2 f(x_i).
+
+    For a continuous family this is a differential cross-entropy: it depends on the unit of x,
+    and only differences between models on the same sample are meaningful (the difference is the
+    per-entry log-likelihood ratio in bits). A zero-inflated model counts log2 pi for each exact 0.
+    """
+    v = _finite_vector(x)
+    tot = 0.0
+    for i in range(0, len(v), chunk):
+        c = v[i : i + chunk]
+        c = c.double().cpu().numpy() if _is_torch(c) else np.asarray(c, np.float64)
+        tot += float(dist.logpdf(c).sum())
+    return -tot / (len(v) * math.log(2.0))
+
+
+def _upper_order_stats(a: Any, k: int) -> np.ndarray:
+    """The k largest entries of a, ascending, float64 on the host."""
+    if _is_torch(a):
+        return np.sort(a.topk(k).values.double().cpu().numpy())
+    return np.sort(np.partition(a, a.size - k)[a.size - k :]).astype(np.float64)
+
+
+def tail_quantiles(x: Any, loc: float, ps: tuple[float, ...] = TAIL_PS) -> dict[float, float]:
+    """t_p = quantile(|x - loc|, 1 - p) (numpy's default linear interpolation) for each p.
+
+    Only the top n max(p) + 2 order statistics of |x - loc| are selected (np.partition or
+    torch.topk on the device), not a full sort.
+    """
+    v = _finite_vector(x)
+    n = len(v)
+    # |x - loc| in the sample's own precision (float32 at least): no float64 copy of the sample
+    if _is_torch(v):
+        torch = sys.modules["torch"]
+        w = v if v.dtype in (torch.float32, torch.float64) else v.float()
+        a = (w - loc).abs()
+    else:
+        w = v if v.dtype in (np.float32, np.float64) else v.astype(np.float32)
+        a = np.abs(w - w.dtype.type(loc))
+    k = min(n, int(math.ceil(n * max(ps))) + 2)
+    top = _upper_order_stats(a, k)
+    out = {}
+    for p in ps:
+        h = (n - 1) * (1 - p)  # linear interpolation position in the full ascending order
+        j = int(math.floor(h))
+        lo = top[j - (n - k)]
+        hi = top[min(j + 1, n - 1) - (n - k)]
+        out[p] = float(lo + (h - j) * (hi - lo))
+    return out
+
+
+def tail_error(x: Any, dist: Family, loc: float | None = None, ps: tuple[float, ...] = TAIL_PS,
+               min_count: int = TAIL_MIN_COUNT) -> dict[float, float]:
+    """Tail accuracy: log10 of the model's over empirical two-sided tail probability, per p.
+
+    t_p = quantile(|x - loc|, 1 - p) is the empirical threshold that a fraction p of the entries
+    exceeds; the model predicts P(|X - loc| > t_p) = S(loc + t_p) + F(loc - t_p), and the error is
+    log10(P_model / p): 0 is exact, +1 means the model puts 10x too much mass beyond t_p (tails
+    too heavy), -1 ten times too little (too light, the usual failure of Normal on gradients).
+    Only p with n p >= min_count is reported; others are NaN (the sample does not resolve them).
+    loc defaults to the model's location.
+    """
+    v = _finite_vector(x)
+    n = len(v)
+    loc = float(dist.loc if loc is None else loc)
+    resolved = tuple(p for p in ps if n * p >= min_count)
+    out = {p: math.nan for p in ps}
+    if not resolved:
+        return out
+    for p, t in tail_quantiles(v, loc, resolved).items():
+        model = float(dist.sf(loc + t) + dist.cdf(loc - t))
+        out[p] = math.log10(model / p) if model > 0 else -math.inf
+    return out
+
+
+def tail_column(p: float) -> str:
+    """DataFrame column name of the tail error at p, e.g. 'tail_log10_1e-03'."""
+    return f"tail_log10_{p:.0e}"
+
+
+def qq_data(x: Any, dist: Family, n_points: int = 200, max_n: int | None = None,
+            seed: int = 0) -> pd.DataFrame:
+    """Quantile-quantile data: columns p, empirical = quantile(x, p), model = F^-1(p).
+
+    The probabilities are spaced evenly in log-odds from 1/(n+1) to n/(n+1), so both tails get
+    as many points as the bulk.
+    """
+    y = _host_sample(x, max_n, seed)
+    n = y.size
+    lim = math.log(n) if n > 1 else 1.0
+    p = 1.0 / (1.0 + np.exp(-np.linspace(-lim, lim, n_points)))
+    return pd.DataFrame({"p": p, "empirical": np.quantile(y, p), "model": dist.ppf(p)})
+
+
+def goodness_of_fit(x: Any, dist: Family, loc: float | None = None, max_n: int | None = MAX_N,
+                    seed: int = 0, ps: tuple[float, ...] = TAIL_PS) -> dict[str, float]:
+    """All the scalar metrics of this module in one dict: ks, ad, w1, nll_bits, tail_log10_<p>."""
+    out = {
+        "ks": ks_statistic(x, dist, max_n, seed),
+        "ad": anderson_darling(x, dist, max_n, seed),
+        "w1": wasserstein1(x, dist, max_n, seed),
+        "nll_bits": nll_bits(x, dist),
+    }
+    out.update({tail_column(p): v for p, v in tail_error(x, dist, loc, ps).items()})
+    return out
