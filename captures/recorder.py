@@ -18,11 +18,14 @@ How a step is recorded (optimizer step ``t`` is recorded when ``t % every == 0``
    buffer; when all ``queue_size`` buffers are in flight, training waits (back-pressure), so host memory
    stays bounded.
 
-Under DDP ``p.grad`` at the step boundary is the all-reduced (averaged) gradient.
+Under DDP ``p.grad`` at the step boundary is the all-reduced (averaged) gradient. If no hook fired in a
+recorded step (gradients assigned to ``p.grad`` directly instead of by ``backward``), every selected
+parameter with a ``p.grad`` is recorded (updates then need a backward pass to snapshot x_t).
 """
 
 from __future__ import annotations
 
+import atexit
 import fnmatch
 import os
 import queue
@@ -234,6 +237,7 @@ class GradientRecorder:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._write_loop, name="GradientRecorder-writer", daemon=True)
         self._thread.start()
+        atexit.register(self.close)  # a recorder never closed still writes its queued records at exit
 
         self._hooks = [p.register_post_accumulate_grad_hook(self._make_grad_hook(name))
                        for name, p in self.params.items()]
@@ -356,8 +360,14 @@ class GradientRecorder:
         self._keys = []
 
     def _stage_grads(self) -> None:
-        if "grad" not in self.what or not self._touched:
+        if "grad" not in self.what:
             return
+        if not self._touched:
+            # No hook fired: the gradients were assigned to p.grad directly (e.g. by a simulator that
+            # averages them itself). Record every selected parameter that has one.
+            self._touched = {n for n, p in self.params.items() if p.grad is not None}
+            if not self._touched:
+                return
         self._acquire_buffers()
         for name, p in self.params.items():
             if name in self._touched and p.grad is not None:
@@ -412,6 +422,7 @@ class GradientRecorder:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.close)
         for h in self._hooks:
             h.remove()
         self._hooks = []

@@ -143,6 +143,17 @@ def test_unused_parameter_has_no_record_that_step(tmp_path):
         cap.get("0.bias", 1)
 
 
+def test_gradients_assigned_without_backward_are_recorded(tmp_path):
+    model = _model()
+    with GradientRecorder(model, tmp_path / "c", optimizer=None) as rec:
+        for p in model.parameters():
+            p.grad = torch.full_like(p, 0.5)
+        rec.step()
+    cap = open_capture(tmp_path / "c")
+    assert cap.steps == [0]
+    assert all(np.all(cap.get(n, 0) == 0.5) for n in cap.layers)
+
+
 def test_summary_only_moments_match_scipy_and_numpy(tmp_path):
     model = _model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
