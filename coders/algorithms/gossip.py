@@ -44,26 +44,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from coders.algorithms.base import Algorithm, StepStats
 from coders.compressors import make_compressor, orthogonalize
 from coders.runtime.comm import Comm
 from coders.runtime.topology import Topology
-
-try:  # the centralized engineer's StepStats (ARCHITECTURE.md, "Compressors and algorithms")
-    from coders.algorithms.base import StepStats  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - TEMPORARY until coders/algorithms/base.py lands
-    from dataclasses import dataclass, field
-
-    @dataclass
-    class StepStats:  # type: ignore[no-redef]
-        """Per worker per step communication statistics (placeholder for the shared definition)."""
-
-        bits_up: float = 0.0
-        bits_down: float = 0.0
-        bits_wire: float = 0.0
-        compress_s: float = 0.0
-        decompress_s: float = 0.0
-        extra: dict = field(default_factory=dict)
-
 
 __all__ = [
     "GossipAlgorithm",
@@ -99,11 +83,12 @@ def consensus_distance(params: Iterable[Tensor], comm: Comm) -> float:
     return float(comm.all_reduce(sq)[0]) / comm.world_size
 
 
-class GossipAlgorithm:
+class GossipAlgorithm(Algorithm):
     """Shared part of the gossip methods: neighbours, weights, local optimizer, bit accounting.
 
-    Options common to all: `gamma` (consensus step; class default), `momentum` (0.9), `nesterov`
-    (True), `weight_decay` (0.0), `seed` (0; shared randomness).
+    Options common to all: `gamma` (consensus step; class default), and those of `Algorithm`:
+    `momentum` (0.9 here), `nesterov` (True here; the reference's local optimizer),
+    `weight_decay` (0.0), `seed` (0; shared randomness).
     """
 
     name = "gossip"
@@ -111,6 +96,8 @@ class GossipAlgorithm:
     allreduce_compatible = False
     pattern = "p2p"
     default_gamma = 1.0
+    default_momentum = 0.9
+    default_nesterov = True
 
     def __init__(
         self,
@@ -119,14 +106,9 @@ class GossipAlgorithm:
         topology: Topology | None = None,
         *,
         gamma: float | None = None,
-        momentum: float = 0.9,
-        nesterov: bool = True,
-        weight_decay: float = 0.0,
-        seed: int = 0,
+        **options: Any,
     ) -> None:
-        self.params = [p for p in params]
-        if not self.params:
-            raise ValueError(f"{self.name}: no parameters given")
+        super().__init__(params, comm, **options)
         if topology is None:
             raise ValueError(f"{self.name}: a gossip method needs a topology (e.g. make_topology('ring', W))")
         if topology.workers != comm.world_size:
@@ -134,26 +116,13 @@ class GossipAlgorithm:
                 f"{self.name}: topology {topology.name} has {topology.workers} workers, "
                 f"comm has world_size {comm.world_size}"
             )
-        if not all(p.is_floating_point() for p in self.params):
-            raise ValueError(f"{self.name}: all parameters must be floating point")
         self.gamma = float(self.default_gamma if gamma is None else gamma)
         if not math.isfinite(self.gamma) or self.gamma <= 0:
             raise ValueError(f"{self.name}: gamma must be a positive finite number, got {gamma}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"{self.name}: momentum must be in [0, 1), got {momentum}")
-        if nesterov and momentum == 0.0:
-            nesterov = False
-        self.comm = comm
         self.topology = topology
-        self.rank = comm.rank
-        self.seed = int(seed)
         self.neighbours = topology.neighbours(self.rank)
         self.weights = {j: topology.weight(self.rank, j) for j in self.neighbours}
         self.self_weight = topology.weight(self.rank, self.rank)
-        self.optimizer = torch.optim.SGD(
-            self.params, lr=0.0, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
-        )
-        self.t = 0
         self.bits_sent_total = 0
 
     # --- subclasses ---------------------------------------------------------------------------
@@ -164,14 +133,11 @@ class GossipAlgorithm:
     # --- shared -------------------------------------------------------------------------------
     def step(self, lr: float) -> StepStats:
         """x <- gossip(x); then the local optimizer step with `p.grad` (computed on the pre-gossip x)."""
-        if not math.isfinite(lr) or lr < 0:
-            raise ValueError(f"{self.name}: lr must be a non-negative finite number, got {lr}")
+        self._check_lr(lr)
+        grads = self.grads()
         with torch.no_grad():
             info = self.gossip()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.step()
-        self.t += 1
+        self.apply_update(grads, lr)
         per_nb = {j: int(info["bits"].get(j, 0)) for j in self.neighbours}
         sent = sum(per_nb.values())
         self.bits_sent_total += sent

@@ -1,43 +1,47 @@
 """The same gossip run under the thread simulator and under torch.distributed (4 gloo ranks on a ring)."""
 
+import numpy as np
 import pytest
 import torch
 
 from coders.algorithms.gossip import GOSSIP_METHODS
-from coders.algorithms.gossip_run import GossipRunConfig, run_gossip, run_gossip_many
+from coders.algorithms.gossip_run import run_gossip_many
+from coders.runtime.train import TrainSpec, train
 
 OPTIONS = {"powergossip": {"rank": 2, "num_iterations": 2}, "choco-topk": {"ratio": 0.05}}
 
 
 @pytest.mark.distributed
 def test_gloo_ring_of_four_matches_the_simulator_for_every_method():
-    configs = [
-        GossipRunConfig(method=m, topology="ring", workers=4, steps=6, eval_every=3, workload="mlp",
-                        split="label-skew", seed=3, options=OPTIONS.get(m, {}))
+    specs = [
+        TrainSpec(workload="mlp", method=m, workers=4, steps=6, lr=0.05, seed=3, topology="ring",
+                  options=OPTIONS.get(m, {}), eval_every=3, split="label-skew")
         for m in sorted(GOSSIP_METHODS)
     ]
-    dist_runs = run_gossip_many(configs, backend="gloo")
-    for cfg, dist in zip(configs, dist_runs, strict=True):
-        sim = run_gossip(cfg, backend="sim")
+    dist_runs = run_gossip_many(specs, backend="gloo")
+    sim_runs = run_gossip_many(specs, backend="sim")
+    for spec, dist, sim in zip(specs, dist_runs, sim_runs, strict=True):
         assert len(sim.final_params) == len(dist.final_params) == 4
         for a, b in zip(sim.final_params, dist.final_params, strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=cfg.method)
-        # workers moved apart (the check is not vacuous) and the logged metrics agree
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=spec.method)
+        # the workers moved apart (the check is not vacuous) and the logged numbers agree
         assert float((sim.final_params[0] - sim.final_params[2]).abs().max()) > 1e-4
-        for col in ("consensus_distance", "metric_avg", "train_loss", "bits_per_worker"):
-            torch.testing.assert_close(torch.tensor(sim.history[col].to_numpy()),
-                                       torch.tensor(dist.history[col].to_numpy()), rtol=1e-6, atol=1e-9,
-                                       equal_nan=True)
+        for col in ("loss", "metric", "consensus_distance", "bits_up"):
+            np.testing.assert_allclose(sim.history[col], dist.history[col], rtol=1e-6, atol=1e-9,
+                                       err_msg=f"{spec.method} {col}")
 
 
-def test_label_skew_run_records_history_and_rejects_bad_config():
-    run = run_gossip(GossipRunConfig(method="powergossip", workers=3, steps=4, eval_every=2, workload="mlp",
-                                     split="label-skew"))
-    assert list(run.history["step"]) == [0, 2, 4]
-    assert run.history["consensus_distance"].iloc[0] == 0.0  # common init
-    assert run.history["consensus_distance"].iloc[-1] > 0.0
-    assert (run.history["bits_per_worker"].diff().dropna() > 0).all()
-    with pytest.raises(ValueError, match="unknown gossip method"):
-        GossipRunConfig(method="gossip-everything")
+def test_train_label_skew_records_consensus_and_bits_per_step():
+    res = train("mlp", "powergossip", workers=3, steps=4, topology="ring", eval_every=2, split="label-skew",
+                lr=0.05)
+    h = res.history
+    assert list(h["step"]) == [1, 2, 3, 4] and res.pattern == "p2p"
+    assert h["consensus_distance"].notna().tolist() == [False, True, False, True]
+    assert h["consensus_distance"].iloc[-1] > 0
+    # ring of 3, mlp 64-128-64-10: step 1 sends only the biases (PowerGossip skips t = 0), then rank-1 factors
+    biases = 128 + 64 + 10
+    assert h["bits_up"].iloc[0] == 2 * 32 * biases
+    assert h["bits_up"].iloc[1] == 2 * 32 * (biases + 128 + 64 + 10)  # X u: m per matrix
+    assert h["bits_up"].iloc[2] == 2 * 32 * (biases + 64 + 128 + 64)  # X^T u: n per matrix
     with pytest.raises(ValueError, match="same number of workers"):
-        run_gossip_many([GossipRunConfig(workers=2), GossipRunConfig(workers=3)], backend="gloo")
+        run_gossip_many([TrainSpec("mlp", "dpsgd", 2, 1), TrainSpec("mlp", "dpsgd", 3, 1)], backend="gloo")
