@@ -23,8 +23,9 @@ import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 FORMATS = (".png", ".svg", ".pdf")
-FAMILY_ORDER = ("normal", "laplace", "gennorm", "studentt")
-FAMILY_COLORS = {"normal": "#1f77b4", "laplace": "#2ca02c", "gennorm": "#d62728", "studentt": "#9467bd"}
+FAMILY_ORDER = ("normal", "laplace", "gennorm", "t")
+FAMILY_COLORS = {"normal": "#1f77b4", "laplace": "#2ca02c", "gennorm": "#d62728", "t": "#9467bd"}
+PRETTY = {"normal": "Normal", "laplace": "Laplace", "gennorm": "GenNorm", "t": "Student-t"}
 DPI = 150
 
 
@@ -73,63 +74,55 @@ def _values(x) -> np.ndarray:
 
 
 def family_dist(row: pd.Series | dict):
-    """The frozen distribution named by one fit row (family, beta, loc, scale).
+    """The frozen `gradstats` family named by one fit row (family + its parameter columns).
 
-    Uses `gradstats.families` (scipy's parameterization for GenNorm: density
-    beta / (2 s Gamma(1/beta)) exp(-|(x - loc)/s|^beta)).
+    `zi-<name>` rows give `ZeroInflated(<name>, pi)`: a point mass pi at exactly 0 plus
+    (1 - pi) times the continuous family.
     """
-    try:
-        from gradstats import families as fam
-    except ImportError:  # stage 2 not installed: scipy has the same parameterizations
-        fam = None
+    from gradstats import families as fam
+
     row = dict(row)
-    name = str(row["family"]).lower()
-    params = {k: float(row[k]) for k in ("loc", "scale", "beta", "df", "pi")
-              if k in row and row[k] is not None and not (isinstance(row[k], float) and math.isnan(row[k]))}
-    if fam is None:
-        return _scipy_dist(name, params)
-    if name == "gennorm":
-        return fam.GenNorm(beta=params["beta"], loc=params["loc"], scale=params["scale"])
-    if name == "normal":
-        return fam.Normal(loc=params["loc"], scale=params["scale"])
-    if name == "laplace":
-        return fam.Laplace(loc=params["loc"], scale=params["scale"])
-    if name in ("studentt", "student-t", "t") and hasattr(fam, "StudentT"):
-        return fam.StudentT(df=params["df"], loc=params["loc"], scale=params["scale"])
-    raise ValueError(f"no plot support for family {row['family']!r}")
+    name = fam.family_name(row["family"])
+    base = fam.FAMILIES[name.removeprefix("zi-")]
+    try:
+        params = {p: float(row[p]) for p in base.param_names}
+        pi = float(row["pi"]) if name.startswith("zi-") else 0.0
+    except KeyError as exc:
+        raise ValueError(f"fit row for {name} lacks parameter column {exc}") from exc
+    bad = {k: v for k, v in params.items() if not math.isfinite(v)}
+    if bad:
+        raise ValueError(f"fit row for {name} has non-finite parameters {bad} (a degenerate fit?)")
+    dist = base(**params)
+    return fam.ZeroInflated(dist, pi=pi) if name.startswith("zi-") else dist
 
 
-def _scipy_dist(name: str, params: dict):
-    from scipy import stats
-
-    if name == "gennorm":
-        return stats.gennorm(params["beta"], loc=params["loc"], scale=params["scale"])
-    if name == "normal":
-        return stats.norm(loc=params["loc"], scale=params["scale"])
-    if name == "laplace":
-        return stats.laplace(loc=params["loc"], scale=params["scale"])
-    raise ValueError(f"no plot support for family {name!r}")
+def _base(row: pd.Series) -> str:
+    return str(row["family"]).lower().removeprefix("zi-")
 
 
 def _fit_rows(fits: pd.DataFrame) -> list[pd.Series]:
+    """One row per family, continuous families first, in FAMILY_ORDER."""
     _require(fits, ("family", "loc", "scale"), "fits")
-    rows = list(fits.drop_duplicates("family").itertuples(index=False))
+    rows = [pd.Series(r._asdict()) for r in fits.drop_duplicates("family").itertuples(index=False)]
     order = {f: i for i, f in enumerate(FAMILY_ORDER)}
-    rows = [pd.Series(r._asdict()) for r in rows]
-    return sorted(rows, key=lambda r: order.get(str(r["family"]).lower(), 99))
+    return sorted(rows, key=lambda r: (str(r["family"]).startswith("zi-"), order.get(_base(r), 99)))
 
 
 def _label(row: pd.Series) -> str:
-    name = str(row["family"])
-    pretty = {"normal": "Normal", "laplace": "Laplace", "gennorm": "GenNorm", "studentt": "Student-t"}
-    lab = pretty.get(name.lower(), name)
-    if name.lower() == "gennorm" and "beta" in row and np.isfinite(row["beta"]):
+    lab = PRETTY.get(_base(row), _base(row))
+    if str(row["family"]).lower().startswith("zi-"):
+        lab = f"ZI-{lab} ($\\pi$={float(row['pi']):.2f})"
+    if _base(row) == "gennorm" and "beta" in row and np.isfinite(row["beta"]):
         lab += f" ($\\beta$={row['beta']:.2f})"
     return lab
 
 
 def _color(row: pd.Series) -> str | None:
-    return FAMILY_COLORS.get(str(row["family"]).lower())
+    return FAMILY_COLORS.get(_base(row))
+
+
+def _ls(row: pd.Series) -> str:
+    return "--" if str(row["family"]).lower().startswith("zi-") else "-"
 
 
 def plot_density(x, fits: pd.DataFrame, title: str | None = None, bins: int = 201,
@@ -152,9 +145,11 @@ def plot_density(x, fits: pd.DataFrame, title: str | None = None, bins: int = 20
         dens = counts / (a.size * np.diff(edges))
         ax.stairs(np.where(dens > 0, dens, np.nan), edges, fill=True, color="0.75", label="empirical")
         grid = np.linspace(lo, hi, 800)
+        grid = grid[grid != 0]  # a zero-inflated pdf is the atom's mass at exactly 0
         for r in rows:
             d = family_dist(r)
-            ax.plot(grid, np.asarray(d.pdf(grid), dtype=float), lw=1.8, color=_color(r), label=_label(r))
+            ax.plot(grid, np.asarray(d.pdf(grid), dtype=float), lw=1.8, color=_color(r), ls=_ls(r),
+                    label=_label(r))
         ax.set_yscale("log")
         positive = dens[dens > 0]
         if positive.size:
@@ -171,7 +166,8 @@ def plot_tail(x, fits: pd.DataFrame, title: str | None = None, points: int = 400
               path: str | Path | None = None) -> Figure:
     """Log survival of |x - loc|: empirical P(|X - loc| > t) against each model's 2 sf(loc + t).
 
-    Uses each row's own loc; the families are symmetric, so P(|X - mu| > t) = 2 sf(mu + t).
+    Uses each row's own loc; the families are symmetric, so P(|X - mu| > t) = 2 sf(mu + t) (for a
+    zero-inflated family, t > |mu| beyond the atom).
     """
     a = _values(x)
     rows = _fit_rows(fits)
@@ -189,7 +185,7 @@ def plot_tail(x, fits: pd.DataFrame, title: str | None = None, points: int = 400
         for r in rows:
             d = family_dist(r)
             mu = float(r["loc"])
-            ax.plot(grid, 2 * np.asarray(d.sf(mu + grid), dtype=float), lw=1.8, color=_color(r),
+            ax.plot(grid, 2 * np.asarray(d.sf(mu + grid), dtype=float), lw=1.8, color=_color(r), ls=_ls(r),
                     label=_label(r))
         ax.set_yscale("log")
         ax.set_ylim(max(0.3 / n, 1e-12), 1.5)
@@ -201,31 +197,25 @@ def plot_tail(x, fits: pd.DataFrame, title: str | None = None, points: int = 400
     return _finish(fig, path)
 
 
-def qq_points(x, dist, n_points: int = 200) -> pd.DataFrame:
-    """Model quantiles against empirical quantiles at plotting positions dense in both tails.
-
-    Probabilities p_i = (i - 0.5)/n thinned on a logit-spaced grid, empirical quantile =
-    order statistic, model quantile = ppf(p).
-    """
-    a = np.sort(_values(x))
-    n = a.size
-    z = np.linspace(-1, 1, n_points)
-    lim = math.log((n - 0.5) / 0.5)
-    p = 1 / (1 + np.exp(-z * lim))
-    i = np.clip(np.round(p * n + 0.5).astype(np.int64) - 1, 0, n - 1)
-    i = np.unique(i)
-    p = (i + 0.5) / n
-    return pd.DataFrame({"p": p, "empirical": a[i], "model": np.asarray(dist.ppf(p), dtype=float)})
-
-
 def plot_qq(x, fits: pd.DataFrame, title: str | None = None, path: str | Path | None = None) -> Figure:
-    """QQ plot per family (one panel each): model quantiles vs empirical quantiles, with y = x."""
+    """QQ plot per family (one panel each): model quantiles vs empirical quantiles, with y = x.
+
+    Points from `gradstats.goodness.qq_data` (probabilities evenly spaced in log-odds, so both
+    tails are drawn as densely as the bulk).
+    """
+    from gradstats.goodness import qq_data
+
+    a = _values(x)
     rows = _fit_rows(fits)
     with _style():
-        fig = Figure(figsize=(3.6 * len(rows), 3.8))
-        axes = fig.subplots(1, len(rows), squeeze=False)[0]
-        for ax, r in zip(axes, rows, strict=True):
-            q = qq_points(x, family_dist(r))
+        ncols = min(3, len(rows))
+        nrows = math.ceil(len(rows) / ncols)
+        fig = Figure(figsize=(3.8 * ncols, 3.6 * nrows))
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+        for ax in axes[len(rows):]:
+            fig.delaxes(ax)
+        for ax, r in zip(axes, rows, strict=False):
+            q = qq_data(a, family_dist(r))
             ax.plot(q["model"], q["empirical"], ".", ms=4, color=_color(r), label=_label(r))
             lo = float(min(q["model"].min(), q["empirical"].min()))
             hi = float(max(q["model"].max(), q["empirical"].max()))

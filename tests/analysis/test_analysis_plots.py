@@ -54,9 +54,33 @@ def test_qq_one_panel_per_family(sample):
     for ax in fig.axes:
         assert ax.get_xlabel() == "model quantile" and ax.get_ylabel() == "empirical quantile"
         assert len(ax.get_lines()) == 2
-    q = plots.qq_points(x, plots.family_dist(fits.iloc[2]))
-    assert q["p"].is_monotonic_increasing and q["p"].min() < 1e-3 and q["p"].max() > 1 - 1e-3
-    np.testing.assert_allclose(q["empirical"], np.sort(x)[np.round(q["p"] * len(x) - 0.5).astype(int)])
+    # the GenNorm panel's points are the family's quantiles against the sample's quantiles
+    from scipy import stats
+
+    g = fits.iloc[2]
+    model, emp = fig.axes[2].get_lines()[0].get_data()
+    p = stats.gennorm(g["beta"], g["loc"], g["scale"]).cdf(model)
+    np.testing.assert_allclose(emp, np.quantile(x, p), rtol=1e-6, atol=1e-9)
+    assert p.min() < 1e-3 and p.max() > 1 - 1e-3  # both tails are drawn
+
+
+def test_zero_inflated_family(sample):
+    x, fits = sample
+    x = np.where(np.abs(x) < 2e-4, 0.0, x)  # an atom at exactly 0, as dead ReLUs give
+    pi = float((x == 0).mean())
+    zi = fits[fits["family"] == "gennorm"].assign(family="zi-gennorm", pi=pi)
+    d = plots.family_dist(zi.iloc[0])
+    # the continuous part is (1 - pi) times the GenNorm density
+    from scipy import stats
+
+    g = zi.iloc[0]
+    gn = stats.gennorm(g["beta"], g["loc"], g["scale"])
+    np.testing.assert_allclose(d.pdf([1e-3]), (1 - pi) * gn.pdf(1e-3))
+    fig = plots.plot_density(x, pd.concat([fits, zi], ignore_index=True))
+    labels = _line_labels(fig.axes[0])
+    assert len(labels) == 4 and labels[3].startswith("ZI-GenNorm")
+    assert fig.axes[0].get_lines()[3].get_linestyle() == "--"
+    assert len(plots.plot_qq(x, pd.concat([fits, zi], ignore_index=True)).axes) == 4
 
 
 def test_beta_heatmap_layers_by_steps(fits_frame, layers, steps, tmp_path):
@@ -124,3 +148,5 @@ def test_bad_inputs(sample, tmp_path):
         plots.plot_bits_per_layer(pd.DataFrame({"layer": ["a"]}))
     with pytest.raises(ValueError, match="family"):
         plots.plot_tail(x, fits.assign(family="cauchy"))
+    with pytest.raises(ValueError, match="non-finite"):
+        plots.plot_tail(x, fits.assign(scale=np.nan))
