@@ -12,7 +12,6 @@ from coders.algorithms.gossip import (
     DPSGD,
     GOSSIP_METHODS,
     ChocoSGD,
-    DeepSqueeze,
     PowerGossip,
     consensus_distance,
     pair_seed,
@@ -94,17 +93,18 @@ def test_powergossip_edge_factors_are_bit_identical_on_both_ends():
     assert pair_seed(3, 1, 4) == pair_seed(3, 4, 1) != pair_seed(3, 1, 5)
 
 
-@pytest.mark.parametrize("method, options, steps, factor", [
-    ("dpsgd", {}, 60, 1e-8),
-    ("powergossip", {}, 150, 1e-3),
-    ("powergossip", {"warm_start": False, "rank": 2}, 150, 1e-2),
-    ("choco-topk", {"ratio": 0.3, "gamma": 0.3}, 150, 1e-3),
-    ("choco-sign", {}, 150, 1e-2),
-    ("choco-randk", {"ratio": 0.5, "gamma": 0.3}, 150, 1e-3),
-    ("choco-lowrank", {"rank": 1, "gamma": 0.3}, 150, 1e-3),
+@pytest.mark.parametrize("method, options, factor", [
+    ("dpsgd", {}, 1e-12),
+    ("powergossip", {}, 1e-4),
+    ("powergossip", {"warm_start": False, "rank": 2}, 1e-5),
+    ("choco-topk", {"ratio": 0.3, "gamma": 0.3}, 1e-6),
+    ("choco-sign", {}, 1e-3),
+    ("choco-randk", {"ratio": 0.5, "gamma": 0.3}, 1e-6),
+    ("choco-lowrank", {"rank": 1, "gamma": 0.3}, 1e-6),
+    ("deepsqueeze", {"gamma": 0.1}, 5e-2),  # error-compensated sign: slower, but still contracting
 ])
-def test_consensus_distance_decays_to_zero_without_gradients(method, options, steps, factor):
-    world = 8
+def test_consensus_distance_decays_to_zero_without_gradients(method, options, factor):
+    world, steps = 6, 80
 
     def worker(comm):
         params = make_params(comm.rank, dtype=torch.float64)
@@ -121,15 +121,7 @@ def test_consensus_distance_decays_to_zero_without_gradients(method, options, st
     start, trace = run_threads(world, worker)[0]
     assert start > 10
     assert trace[-1] < factor * start
-    assert min(trace[-10:]) <= trace[steps // 2]  # still decreasing in the second half
-
-
-def test_deepsqueeze_contracts_consensus_without_gradients():
-    # Sign-compressed DeepSqueeze (gamma 0.01 by default) contracts slowly; check a clear decrease.
-    world = 8
-    res_start = run(world, DeepSqueeze, steps=1, gamma=1e-12)[0]["dist"]
-    res = run(world, DeepSqueeze, steps=200, gamma=0.1)
-    assert res[0]["dist"] < 0.5 * res_start
+    assert trace[-1] < trace[steps // 2]  # still decreasing in the second half
 
 
 @pytest.mark.parametrize("gamma", [1.0, 0.7])
