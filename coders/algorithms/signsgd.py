@@ -55,6 +55,7 @@ class SignumMV(Algorithm):
     allreduce_compatible = False
     pattern = "ps"
     default_beta = 0.9
+    default_lr = 3e-3  # tuned on digits-cnn (sign steps); pass lr= for other workloads
 
     def __init__(self, params: Iterable[Tensor], comm: Comm, *, beta: float | None = None, **options):
         if options.get("momentum"):

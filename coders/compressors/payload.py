@@ -81,13 +81,18 @@ def pack_bits(symbols: Tensor, width: int) -> Tensor:
     flat = symbols.reshape(-1).to(torch.int64)
     if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= (1 << width)):
         raise ValueError(f"pack_bits: symbols outside [0, 2**{width})")
-    shifts = torch.arange(width - 1, -1, -1, device=flat.device, dtype=torch.int64)
-    bits = ((flat.unsqueeze(1) >> shifts) & 1).reshape(-1)
-    pad = (-bits.numel()) % 8
-    if pad:
-        bits = torch.cat([bits, bits.new_zeros(pad)])
-    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], device=flat.device, dtype=torch.int64)
-    return (bits.view(-1, 8) * weights).sum(1).to(torch.uint8)
+    n = flat.numel()
+    nbytes = (n * width + 7) // 8
+    bits = torch.zeros(nbytes * 8, dtype=torch.uint8, device=flat.device)
+    # bit j of every symbol (a loop over the width, vectorized over entries)
+    grid = bits[: n * width].view(n, width) if n else bits[:0].view(0, width)
+    for j in range(width):
+        grid[:, j] = ((flat >> (width - 1 - j)) & 1).to(torch.uint8)
+    octets = bits.view(nbytes, 8)
+    out = torch.zeros(nbytes, dtype=torch.uint8, device=flat.device)
+    for j in range(8):
+        out |= octets[:, j] << (7 - j)
+    return out
 
 
 def unpack_bits(packed: Tensor, width: int, n: int) -> Tensor:
@@ -96,10 +101,14 @@ def unpack_bits(packed: Tensor, width: int, n: int) -> Tensor:
         raise ValueError(f"unpack_bits: expected uint8, got {packed.dtype}")
     if packed.numel() * 8 < n * width:
         raise ValueError(f"unpack_bits: {packed.numel()} bytes cannot hold {n} symbols of {width} bits")
-    shifts = torch.arange(7, -1, -1, device=packed.device, dtype=torch.int64)
-    bits = ((packed.to(torch.int64).unsqueeze(1) >> shifts) & 1).reshape(-1)[: n * width]
-    weights = torch.pow(2, torch.arange(width - 1, -1, -1, device=packed.device, dtype=torch.int64))
-    return (bits.view(n, width) * weights).sum(1)
+    bits = torch.empty(packed.numel(), 8, dtype=torch.uint8, device=packed.device)
+    for j in range(8):
+        bits[:, j] = (packed >> (7 - j)) & 1
+    grid = bits.reshape(-1)[: n * width].view(n, width)
+    out = torch.zeros(n, dtype=torch.int64, device=packed.device)
+    for j in range(width):
+        out |= grid[:, j].to(torch.int64) << (width - 1 - j)
+    return out
 
 
 def log2_binomial(n: int, k: int) -> float:

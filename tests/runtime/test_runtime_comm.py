@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import torch
-from dist_workers import collectives
+from runtime_dist_workers import collectives
 
 from coders.runtime.comm import Comm, ThreadComm, run_processes, run_threads
 
