@@ -489,10 +489,11 @@ def rate_distortion(tensors: dict, compressors=RD_COMPRESSORS, step_mults=RD_STE
             q = UniformQuantizer(scale_mult=mult)
             err, norm = _rel_error(a, q.dequantize(q.quantize(a)))
             bpe = bits_per_entry(a, quantizer=q, models=list(models), coders=[coder])
+            col = "total_bits_per_entry" if "total_bits_per_entry" in bpe.columns else "bits_per_entry"
             for _, r in bpe.iterrows():
                 rows.append({"layer": layer, "kind": "quantizer", "name": f"uniform + {r['model']}/{coder}",
-                             "param": mult, "n": n, "bits": float(r["bits_per_entry"]) * n,
-                             "sq_err": err, "sq_norm": norm})
+                             "param": mult, "n": n, "bits": float(r[col]) * n, "sq_err": err,
+                             "sq_norm": norm})
     df = pd.DataFrame(rows)
     if df.empty:
         raise ValueError("rate_distortion: every tensor was empty or all zero")

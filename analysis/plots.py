@@ -262,13 +262,17 @@ def plot_bits_per_layer(bits: pd.DataFrame, baseline_bits: float | None = None,
                         path: str | Path | None = None) -> Figure:
     """Achieved bits per entry per layer for each model and coder, against the empirical entropy.
 
-    Averaged over steps and ranks. The black line is the empirical entropy of the symbols, the
-    limit any model/coder pair can reach without side information.
+    Averaged over steps and ranks; side information included (`total_bits_per_entry` when the
+    frame has it). The black line is the empirical entropy of the symbols, the limit any
+    model/coder pair can reach without side information.
     """
     _require(bits, ("layer", "model", "coder", "bits_per_entry", "entropy"), "bits")
+    bits = bits[bits["layer"] != "TOTAL"]  # code_capture's whole-model rows
+    value = "total_bits_per_entry" if "total_bits_per_entry" in bits.columns else "bits_per_entry"
     layers = list(dict.fromkeys(bits["layer"]))
     pos = {lay: i for i, lay in enumerate(layers)}
-    agg = bits.groupby(["layer", "model", "coder"], sort=False)["bits_per_entry"].mean().reset_index()
+    agg = bits.groupby(["layer", "model", "coder"], sort=False)[value].mean().rename("bits_per_entry")
+    agg = agg.reset_index()
     agg["x"] = agg["layer"].map(pos)
     agg["model / coder"] = agg["model"].astype(str) + " / " + agg["coder"].astype(str)
     ent = bits.groupby("layer", sort=False)["entropy"].mean().reindex(layers)

@@ -24,7 +24,8 @@ BF16_BITS = 16.0
 SECTIONS = ("capture", "fits", "figures", "bits", "rate-distortion", "compare")
 TAIL_COLUMNS = ("tail_log10_1e-02", "tail_log10_1e-03", "tail_log10_1e-04")
 DATA_FILES = ("fits.parquet", "bits.parquet", "rd.parquet")
-WHOLE_MODEL = "whole model (weighted)"
+WHOLE_MODEL = "whole model"
+TOTAL_LAYER = "TOTAL"  # coders.report.code_capture's whole-model rows
 
 
 def _is_unit(d: Path) -> bool:
@@ -108,25 +109,40 @@ def _weights(bits: pd.DataFrame, capture_summary: pd.DataFrame | None) -> pd.Ser
     return None
 
 
+def bits_value_column(bits: pd.DataFrame) -> str:
+    """`total_bits_per_entry` (quantizer side information included) when present, else `bits_per_entry`."""
+    return "total_bits_per_entry" if "total_bits_per_entry" in bits.columns else "bits_per_entry"
+
+
 def bits_table(bits: pd.DataFrame, capture_summary: pd.DataFrame | None = None) -> pd.DataFrame:
     """Bits per entry per layer (rows) for each model / coder (columns), the entropy, and the model total.
 
-    The last row weights layers by their entries; `vs bf16` is 16 / (best model/coder bits).
+    Values are averaged over steps. The whole-model row is `code_capture`'s per-step total (layer
+    TOTAL: bits summed over layers / entries summed) when present, else layers weighted by their
+    entries. `vs bf16` is 16 / (bits of the best model/coder).
     """
     need = ("layer", "model", "coder", "bits_per_entry", "entropy")
     missing = [c for c in need if c not in bits.columns]
     if missing:
         raise ValueError(f"bits table: bits DataFrame lacks columns {missing}")
+    value = bits_value_column(bits)
     b = bits.assign(mc=bits["model"].astype(str) + "/" + bits["coder"].astype(str))
+    total = b[b["layer"] == TOTAL_LAYER]
+    b = b[b["layer"] != TOTAL_LAYER]
     layers = list(dict.fromkeys(b["layer"]))
-    t = b.pivot_table(index="layer", columns="mc", values="bits_per_entry", aggfunc="mean").reindex(layers)
+    t = b.pivot_table(index="layer", columns="mc", values=value, aggfunc="mean").reindex(layers)
     t.columns.name = None
     t["entropy"] = b.groupby("layer", sort=False)["entropy"].mean().reindex(layers)
-    w = _weights(bits, capture_summary)
-    if w is not None:
-        w = w.reindex(layers).fillna(0.0)
-        if w.sum() > 0:
-            t.loc[WHOLE_MODEL] = (t.mul(w, axis=0).sum() / w.sum())
+    if len(total):
+        row = total.groupby("mc")[value].mean()
+        row["entropy"] = total["entropy"].mean()
+        t.loc[WHOLE_MODEL] = row.reindex(t.columns)
+    else:
+        w = _weights(bits, capture_summary)
+        if w is not None:
+            w = w.reindex(layers).fillna(0.0)
+            if w.sum() > 0:
+                t.loc[WHOLE_MODEL] = t.mul(w, axis=0).sum() / w.sum()
     coded = [c for c in t.columns if c != "entropy"]
     t["best"] = t[coded].idxmin(axis=1)
     t["vs bf16"] = BF16_BITS / t[coded].min(axis=1)
@@ -306,8 +322,9 @@ def _unit_sections(unit: Path, name: str) -> list[str]:
     out.append(_section("figures", name, f"Figures ({name})", body))
 
     if bits is not None and len(bits):
-        body = ("<p>Achieved bits per entry (payload + side information) per probability model / "
-                "entropy coder, averaged over steps; the raw bf16 baseline is 16 bits per entry.</p>"
+        body = ("<p>Achieved bits per entry (payload + side information of the model and the quantizer) "
+                "per probability model / entropy coder, averaged over steps; the raw bf16 baseline is "
+                "16 bits per entry.</p>"
                 + _table(bits_table(bits, summary)))
     else:
         body = _missing("bits.parquet")

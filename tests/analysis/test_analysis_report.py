@@ -6,10 +6,19 @@ import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analysis import compare as cmp
-from analysis.report import SECTIONS, best_family, bits_table, fit_table, headline, write_report
+from analysis.report import (
+    SECTIONS,
+    WHOLE_MODEL,
+    best_family,
+    bits_table,
+    fit_table,
+    headline,
+    write_report,
+)
 
 
 @pytest.fixture
@@ -74,12 +83,26 @@ def test_bits_table_weighted_total(bits_frame, layers):
     t = bits_table(b).set_index("layer")
     w = np.array([100, 10, 1000, 10], float)
     ent = np.array([3.0 + 0.25 * i for i in range(4)])
-    assert t.loc["whole model (weighted)", "entropy"] == pytest.approx((w * ent).sum() / w.sum())
+    assert t.loc[WHOLE_MODEL, "entropy"] == pytest.approx((w * ent).sum() / w.sum())
     assert t.loc[layers[0], "gennorm/ans"] == pytest.approx(3.02)
     assert t.loc[layers[0], "best"] == "gennorm/ans"
     assert t.loc[layers[0], "vs bf16"] == pytest.approx(16 / 3.02)
     h = headline(None, b).set_index("layer")
     assert h.loc[layers[1], "ratio vs bf16"] == pytest.approx(16 / 3.27)
+    assert WHOLE_MODEL not in h.index
+
+
+def test_bits_table_prefers_code_capture_totals(bits_frame):
+    # code_capture's TOTAL rows (bits summed over layers) and total_bits_per_entry (quantizer side
+    # information included) take precedence over the per-layer average
+    b = bits_frame.assign(total_bits_per_entry=bits_frame["bits_per_entry"] + 0.5)
+    total = b.groupby(["step", "model", "coder"], as_index=False).first().assign(
+        layer="TOTAL", total_bits_per_entry=2.0, entropy=1.5)
+    t = bits_table(pd.concat([b, total], ignore_index=True)).set_index("layer")
+    assert "TOTAL" not in t.index
+    assert t.loc[WHOLE_MODEL, "gennorm/ans"] == pytest.approx(2.0)
+    assert t.loc[WHOLE_MODEL, "entropy"] == pytest.approx(1.5)
+    assert t.iloc[0]["gennorm/ans"] == pytest.approx(3.52)
 
 
 def test_report_rejects_empty_dir(tmp_path):
@@ -126,8 +149,6 @@ def capture_run(tmp_path):
                 rows.append({"step": step, "layer": layer, "rank": 0, "family": fam, "loc": params[0],
                              "scale": params[1], "beta": params[2], "n": x.size, "bic": 0.0,
                              "best": fam == "gennorm"})
-    import pandas as pd
-
     pd.DataFrame(rows).to_parquet(unit / "fits.parquet")
     return unit
 
