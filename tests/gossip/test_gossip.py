@@ -30,12 +30,12 @@ def make_params(rank, shapes=SHAPES, dtype=torch.float64, seed=0):
 
 
 def run(world, method_cls, steps, topo=None, shapes=SHAPES, dtype=torch.float64, grad=None, lr=0.0,
-        record=False, **options):
+        record=False, device="cpu", **options):
     """Run `steps` of a method on `world` workers; return each rank's params (and per-step stats)."""
     topo = topo or ring(world)
 
     def worker(comm):
-        params = make_params(comm.rank, shapes, dtype)
+        params = [p.to(device) for p in make_params(comm.rank, shapes, dtype)]
         algo = method_cls(params, comm, topology=topo, **options)
         stats, snaps = [], []
         for t in range(steps):
@@ -213,3 +213,14 @@ def test_registry_names_and_interface():
     for name, cls in GOSSIP_METHODS.items():
         assert cls.name == name and cls.needs_topology and cls.pattern == "p2p"
         assert not cls.allreduce_compatible
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", sorted(GOSSIP_METHODS))
+def test_cuda_tensors_give_the_cpu_result(method):
+    cpu = run(4, GOSSIP_METHODS[method], steps=5)
+    gpu = run(4, GOSSIP_METHODS[method], steps=5, device="cuda")
+    for a, b in zip(cpu, gpu, strict=True):
+        for x, y in zip(a["params"], b["params"], strict=True):
+            assert y.device.type == "cuda"
+            torch.testing.assert_close(y.cpu(), x, rtol=1e-9, atol=1e-9)
