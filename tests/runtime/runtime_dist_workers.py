@@ -19,3 +19,10 @@ def collectives(comm) -> dict:
     out["exchange"] = comm.exchange(ring)
     comm.barrier()
     return out
+
+
+def train_many(comm, specs) -> list:
+    """Several training runs one after the other in one process group (saves process launches)."""
+    from coders.runtime.train import train_worker
+
+    return [train_worker(comm, spec) for spec in specs]

@@ -1,0 +1,88 @@
+"""The trainer: simulator and gloo give the same model; history columns; CLI; error messages."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from runtime_dist_workers import train_many
+
+from coders.runtime.comm import run_processes
+from coders.runtime.train import HISTORY_COLUMNS, TrainSpec, train
+
+# (method, options): every communication pattern and the methods with randomness or state
+SIM_VS_GLOO = [
+    ("bf16", {}),
+    ("powersgd", {"rank": 1}),
+    ("signum-mv", {}),
+    ("s3gd-mv", {"sparsity": 0.05}),
+    ("ef-signsgd", {}),
+    ("qsgd-ef", {"levels": 4}),
+    ("randk", {"ratio": 0.3}),
+    ("mcm", {"levels": 4}),
+    ("rand-mcm", {"levels": 4}),
+]
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_simulator_and_gloo_give_the_same_model():
+    w, steps = 2, 4
+    specs = [TrainSpec("digits-cnn", m, w, steps, seed=3, options=o, eval_every=2) for m, o in SIM_VS_GLOO]
+    gloo = run_processes(w, train_many, specs, backend="gloo")
+    from captures import make_workload
+
+    model = make_workload("digits-cnn", seed=3).make_model()
+    init = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    for i, (method, opts) in enumerate(SIM_VS_GLOO):
+        sim = train("digits-cnn", method, w, steps, seed=3, options=opts, eval_every=2)
+        for r in range(w):
+            torch.testing.assert_close(gloo[r][i]["params"], sim.final_params[r], atol=1e-6, rtol=1e-5,
+                                       msg=f"{method}: rank {r} differs between gloo and the simulator")
+        assert gloo[0][i]["rows"][-1]["bits_up"] == sim.history["bits_up"].iloc[-1]
+        assert gloo[0][i]["rows"][-1]["metric"] == pytest.approx(sim.history["metric"].iloc[-1], abs=1e-6)
+        assert not torch.equal(init, sim.final_params[0]), f"{method}: the model did not move"
+
+
+def test_history_columns_bits_and_eval_schedule():
+    res = train("digits-cnn", "topk-ef", 2, 6, seed=0, options={"ratio": 0.05}, eval_every=3)
+    h = res.history
+    assert list(h["step"]) == list(range(1, 7))
+    for c in HISTORY_COLUMNS:
+        assert c in h.columns
+    assert h["metric"].notna().tolist() == [False, False, True, False, False, True]
+    assert 0 <= res.final_metric <= 1 and res.metric_name == "accuracy"
+    # per-worker payload: k = ceil(0.05 d_l) per layer, 32-bit values + int32 indices
+    from captures import make_workload
+
+    ks = [math.ceil(0.05 * p.numel()) for p in make_workload("digits-cnn").make_model().parameters()]
+    assert (h["bits_up"] == 64 * sum(ks)).all()
+    assert (h["bits_down"] == h["bits_up"]).all()  # all-gather: one other worker's payload
+    assert res.pattern == "allgather" and not res.allreduce_compatible
+    assert (h["step_s"] > 0).all() and (h["compress_s"] >= 0).all()
+    s = res.summary()
+    assert s["method"] == "topk-ef" and s["accuracy"] == res.final_metric
+
+
+def test_mcm_evaluates_the_central_model():
+    res = train("digits-cnn", "mcm", 2, 3, seed=0, options={"levels": 2}, eval_every=3)
+    assert not torch.allclose(res.eval_params, res.final_params[0])
+
+
+def test_train_errors_name_the_problem():
+    with pytest.raises(ValueError, match="backend"):
+        train("digits-cnn", "fp32", 2, 1, backend="mpi")
+    with pytest.raises(ValueError, match="unknown method"):
+        train("digits-cnn", "zip", 2, 1)
+    with pytest.raises(ValueError, match="centralized"):
+        train("digits-cnn", "fp32", 2, 1, topology="ring")
+    with pytest.raises(ValueError, match="steps"):
+        train("digits-cnn", "fp32", 2, 0)
+    with pytest.raises(ValueError, match="lr"):
+        train("digits-cnn", "fp32", 2, 1, lr=-1.0)
+    with pytest.raises(ValueError, match="nccl"):
+        if not torch.cuda.is_available():
+            train("digits-cnn", "fp32", 2, 1, backend="nccl")
+        else:
+            raise ValueError("nccl available; nothing to check")
