@@ -89,7 +89,58 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 
 def _cmd_code(args: argparse.Namespace) -> int:
-    raise SystemExit("gradstats code: not implemented yet")
+    from pathlib import Path
+
+    import pandas as pd
+
+    from coders.quantizers import EntropyConstrainedQuantizer, LloydMaxQuantizer, UniformQuantizer
+    from coders.report import TOTAL, code_capture, family_comparison
+
+    path = Path(args.path)
+    cap_dir = path / "capture" if (path / "capture" / "manifest.json").exists() else path
+    run_dir = cap_dir.parent if cap_dir != path or path.name == "capture" else path
+    c = 0.5 if args.step_size is None else args.step_size
+    if args.quantizer == "uniform":
+        opts = {"block_size": args.block_size, "stochastic": args.stochastic}
+        quant = (UniformQuantizer(levels=args.levels, clip_quantile=args.clip_quantile, **opts)
+                 if args.levels else UniformQuantizer(scale_mult=c, **opts))
+    elif args.quantizer == "lloyd-max":
+        quant = LloydMaxQuantizer(levels=args.levels or 16, family=args.family)
+    elif args.quantizer == "ecsq":
+        quant = EntropyConstrainedQuantizer(scale_mult=c, lam=args.lam)
+    else:
+        raise SystemExit(f"gradstats code: unknown quantizer {args.quantizer!r} (uniform, lloyd-max, ecsq)")
+    steps = [int(s) for s in _csv(args.steps)] if args.steps else None
+    try:
+        df = code_capture(str(cap_dir), quant, models=_csv(args.models), coders=_csv(args.coders),
+                          steps=steps, layers=args.layers, raw_baselines=args.raw)
+    except ValueError as err:
+        raise SystemExit(f"gradstats code: {err}") from err
+    out = Path(args.out) if args.out else run_dir / "bits.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        df.to_parquet(out, index=False)
+    fmt = "{:.4f}".format
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.float_format", fmt):
+        tot = df[df["layer"] == TOTAL]
+        print(f"quantizer: {quant.name}")
+        print("whole model per step (bits per entry incl. side information; ratio vs bf16 = 16 / total):")
+        cols = ["step", "model", "coder", "bits_per_entry", "total_bits_per_entry", "entropy", "gap_entropy",
+                "ratio_vs_bf16"]
+        print(tot[cols].to_string(index=False))
+        ent_coders = [k for k in _csv(args.coders) if not k.startswith("zstd")]
+        models = set(df["model"])
+        ref = next((m for m in ("zi-gennorm", "gennorm") if m in models), None)
+        if ent_coders and ref:
+            others = [m for m in ("normal", "laplace", "zi-normal", "zi-laplace") if m in models]
+            last = df[(df["step"] == df["step"].max()) & (df["layer"] != TOTAL)]
+            print(f"\nper layer, last step, {ent_coders[0]}: saving of {ref} over the other families")
+            cmp = family_comparison(last, coder=ent_coders[0], reference=ref, others=others)
+            print(cmp.to_string(index=False))
+    print(f"\nbits written to {out}")
+    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -181,8 +232,21 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("path")
     k.add_argument("--models", default="histogram,normal,laplace,gennorm")
     k.add_argument("--coders", default="ans,huffman")
-    k.add_argument("--step-size", type=float, default=None, help="quantizer step as a multiple of scale")
-    k.add_argument("--out", default=None)
+    k.add_argument("--step-size", type=float, default=None,
+                   help="quantizer step as a multiple of the RMS (default 0.5)")
+    k.add_argument("--quantizer", default="uniform", help="uniform | lloyd-max | ecsq")
+    k.add_argument("--levels", type=int, default=None,
+                   help="number of levels (uniform with clipping, lloyd-max)")
+    k.add_argument("--clip-quantile", type=float, default=0.999,
+                   help="clip at this quantile of |x| (with --levels)")
+    k.add_argument("--block-size", type=int, default=None, help="per-block scaling, e.g. 128 or 4096")
+    k.add_argument("--stochastic", action="store_true", help="stochastic (unbiased) rounding")
+    k.add_argument("--family", default="gennorm", help="family of the Lloyd-Max density")
+    k.add_argument("--lam", type=float, default=0.2, help="rate weight of the entropy-constrained quantizer")
+    k.add_argument("--layers", default=None, help="glob of layer names")
+    k.add_argument("--steps", default=None, help="comma list of steps (default: all)")
+    k.add_argument("--raw", action="store_true", help="add zstd on the raw float32/bf16 values")
+    k.add_argument("--out", default=None, help="parquet or csv; default <run>/bits.parquet")
     k.set_defaults(func=_cmd_code)
 
     t = sub.add_parser("train", help="train a workload with a distributed compressor")

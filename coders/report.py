@@ -1,0 +1,276 @@
+"""Achieved bits per entry: quantize -> model -> entropy coder, with every limit and gap alongside.
+
+`bits_per_entry(x, quantizer, models, coders)` codes one tensor and returns one row per
+(model, coder): payload and side bits per entry (shown separately), the empirical entropy of the
+symbols (the limit for any model), the cross-entropy under the model (the limit for that model),
+the relative gaps, and encode/decode throughput (every blob is decoded and checked).
+`code_capture(capture, ...)` runs it per (step, layer) of a capture and adds, per step, a
+whole-model total (layer `TOTAL`) with the bf16 raw size (16 bits per entry) as the baseline
+ratio.
+
+Column meanings (bits are per entry of x):
+- `payload_bits_per_entry`: coded stream (incl. escapes), `side_bits_per_entry`: the model's
+  side information (histogram counts or family parameters), `bits_per_entry` = their sum;
+- `quantizer_side_bits_per_entry`: the quantizer's decoder data (step, block scales, levels),
+  `total_bits_per_entry` = `bits_per_entry` + that; `ratio_vs_bf16` = 16 / `total_bits_per_entry`;
+- `entropy`: plug-in entropy of the symbols, `cross_entropy`: -mean log2 p_model(symbol) (escapes
+  charged their raw bits), `gap_entropy` = bits_per_entry / entropy - 1,
+  `gap_cross_entropy` = bits_per_entry / cross_entropy - 1 (NaN where the limit is 0);
+- `encode_MBps` / `decode_MBps`: MB of float32 input (4 bytes per entry) per second of entropy
+  coding (the model is built beforehand), `encode_Meps` / `decode_Meps`: M entries per second;
+- rows with model `raw-float32` / `raw-bf16` are zstd on the unquantized values (lossless for
+  those formats), model `symbols` is zstd on the symbol bytes (no model, no side bits).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coders.entropy import code_length, decode, encode, huffman_code, zstd_raw_bits
+from coders.models import build_model, empirical_entropy
+from coders.quantizers import UniformQuantizer, distortion
+
+TOTAL = "TOTAL"
+BF16_BITS = 16
+DEFAULT_MODELS = ("histogram", "normal", "laplace", "gennorm")
+DEFAULT_CODERS = ("ans", "huffman")
+
+COLUMNS = [
+    "model", "coder", "payload_bits_per_entry", "side_bits_per_entry", "bits_per_entry", "entropy",
+    "cross_entropy", "gap_entropy", "gap_cross_entropy", "encode_MBps", "decode_MBps",
+    "quantizer", "n", "payload_bits", "side_bits", "quantizer_side_bits_per_entry", "total_bits_per_entry",
+    "total_bits", "ratio_vs_bf16", "mse", "snr_db", "table_size", "n_escapes", "codebook_bits",
+    "encode_Meps", "decode_Meps", "quantize_s", "model_s", "params", "error",
+]
+
+
+def _gap(bits: float, limit: float) -> float:
+    return bits / limit - 1.0 if limit > 0 else math.nan
+
+
+def _timed(fn, *args, **kw):
+    t = time.perf_counter()
+    out = fn(*args, **kw)
+    return out, time.perf_counter() - t
+
+
+def _rate(n: int, seconds: float, bytes_per_entry: float) -> float:
+    return n * bytes_per_entry / 1e6 / seconds if seconds > 0 else math.nan
+
+
+def bits_per_entry(
+    x: Any,
+    quantizer: Any = None,
+    models: Sequence[Any] = DEFAULT_MODELS,
+    coders: Sequence[str] = DEFAULT_CODERS,
+    *,
+    raw_baselines: bool = False,
+    fit_sample: int | None = 1 << 17,
+    verify: bool = True,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Quantize x once, then code its symbols with every model x coder; one row each (see module doc).
+
+    `quantizer`: any quantizer of `coders.quantizers` (default `UniformQuantizer(scale_mult=0.5)`).
+    `models`: "histogram", family names for `gradstats.fit` ("normal", "laplace", "gennorm",
+    "zi-gennorm", ...), distribution objects or `ProbabilityModel`s. `coders`: "ans", "range",
+    "huffman", "zstd-<level>" (zstd rows appear once, with model "symbols"). A family that cannot be
+    fitted (e.g. a constant layer) gives a row of NaN with the reason in `error`.
+    """
+    q = quantizer if quantizer is not None else UniformQuantizer(scale_mult=0.5)
+    qz, t_quant = _timed(q.quantize, x)
+    s = qz.symbols
+    n = s.size
+    h = empirical_entropy(s)
+    d = distortion(x, qz.dequantize()) if n else None
+    qside = qz.side_bits / n if n else math.nan
+    qname = getattr(q, "name", type(q).__name__)
+    values = None
+    rows: list[dict] = []
+
+    def base(model_name: str, coder: str) -> dict:
+        return {"model": model_name, "coder": coder, "quantizer": qname, "n": n, "entropy": h,
+                "quantizer_side_bits_per_entry": qside, "mse": d.mse if d else math.nan,
+                "snr_db": d.snr_db if d else math.nan, "quantize_s": t_quant, "error": ""}
+
+    def finish(row: dict, payload: int, side: int, enc_s: float, dec_s: float) -> dict:
+        bpe = (payload + side) / n if n else math.nan
+        total = bpe + qside if n else math.nan
+        row.update(
+            payload_bits=payload, side_bits=side,
+            payload_bits_per_entry=payload / n if n else math.nan,
+            side_bits_per_entry=side / n if n else math.nan, bits_per_entry=bpe,
+            gap_entropy=_gap(bpe, h), total_bits_per_entry=total,
+            total_bits=payload + side + qz.side_bits,
+            ratio_vs_bf16=BF16_BITS / total if n and total > 0 else math.nan,
+            encode_MBps=_rate(n, enc_s, 4), decode_MBps=_rate(n, dec_s, 4),
+            encode_Meps=_rate(n, enc_s, 1), decode_Meps=_rate(n, dec_s, 1),
+        )
+        row.setdefault("gap_cross_entropy", math.nan)
+        return row
+
+    entropy_coders = [c for c in coders if not c.lower().startswith("zstd")]
+    zstd_coders = [c for c in coders if c.lower().startswith("zstd")]
+    for spec in models:
+        name = spec if isinstance(spec, str) else getattr(spec, "name", type(spec).__name__)
+        if not entropy_coders:
+            break
+        try:
+            if isinstance(spec, str) and spec not in ("histogram", "empirical") and values is None:
+                values = q.normalize(x)
+            model, t_model = _timed(build_model, spec, qz, values, fit_sample=fit_sample, seed=seed)
+        except ValueError as err:
+            for coder in entropy_coders:
+                row = base(str(name), coder)
+                row["error"] = str(err)
+                rows.append(row)
+            continue
+        ce = model.cross_entropy(s)
+        idx = model.indices(s)
+        n_esc = int(np.count_nonzero(idx == model.escape))
+        for coder in entropy_coders:
+            row = base(str(name), coder)
+            row.update(cross_entropy=ce, model_s=t_model, table_size=model.table_size, n_escapes=n_esc,
+                       params=str({k: round(v, 6) for k, v in model.params.items()}))
+            if coder.lower() == "huffman":
+                row["codebook_bits"] = huffman_code(model).codebook_bits
+            blob, enc_s = _timed(encode, s, model, coder)
+            out, dec_s = _timed(decode, blob, model, n, coder)
+            if verify and not np.array_equal(out, s):
+                raise RuntimeError(f"{coder} with model {name}: decoded symbols differ (a coder bug)")
+            payload = code_length(s, model, coder, include_side=False)
+            finish(row, payload, model.side_bits, enc_s, dec_s)
+            row["gap_cross_entropy"] = _gap(row["bits_per_entry"], ce)
+            rows.append(row)
+    for coder in zstd_coders:
+        row = base("symbols", coder)
+        blob, enc_s = _timed(encode, s, None, coder)
+        out, dec_s = _timed(decode, blob, None, n, coder)
+        if verify and not np.array_equal(out, s):
+            raise RuntimeError(f"{coder}: decoded symbols differ")
+        finish(row, code_length(s, None, coder), 0, enc_s, dec_s)
+        rows.append(row)
+    if raw_baselines:
+        for fmt in ("float32", "bf16"):
+            for level in (3, 19):
+                row = base(f"raw-{fmt}", f"zstd-{level}")
+                bits, enc_s = _timed(zstd_raw_bits, x, fmt, level)
+                finish(row, bits, 0, enc_s, math.nan)
+                # lossless on the unquantized values: no quantizer, no symbols
+                row.update(entropy=math.nan, gap_entropy=math.nan, quantizer_side_bits_per_entry=0.0,
+                           total_bits_per_entry=row["bits_per_entry"], total_bits=bits,
+                           ratio_vs_bf16=BF16_BITS / row["bits_per_entry"] if bits else math.nan,
+                           mse=0.0 if fmt == "float32" else math.nan, snr_db=math.nan)
+                rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+
+
+def _match(name: str, patterns: str | Sequence[str] | None) -> bool:
+    if patterns is None:
+        return True
+    pats = [patterns] if isinstance(patterns, str) else list(patterns)
+    return any(fnmatch.fnmatchcase(name, p) for p in pats)
+
+
+def code_capture(
+    capture: Any,
+    quantizer: Any = None,
+    models: Sequence[Any] = DEFAULT_MODELS,
+    coders: Sequence[str] = DEFAULT_CODERS,
+    *,
+    steps: Sequence[int] | None = None,
+    layers: str | Sequence[str] | None = None,
+    kind: str = "grad",
+    rank: int = 0,
+    raw_baselines: bool = False,
+    fit_sample: int | None = 1 << 17,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """`bits_per_entry` for every (step, layer) of a capture, plus a whole-model total per step.
+
+    `capture`: a `Capture` or a path for `captures.open_capture`. `layers`: glob pattern(s) of
+    layer names. Total rows (layer `TOTAL`) sum bits and entries over the layers of the step;
+    `ratio_vs_bf16` = 16 / total bits per entry. A total is NaN when any of its layers failed.
+    Note: a sampled capture codes the sampled entries only (bits per entry still apply).
+    """
+    if isinstance(capture, (str, bytes)) or hasattr(capture, "__fspath__"):
+        from captures import open_capture
+
+        capture = open_capture(capture)
+    layer_list = [name for name in capture.layers if _match(name, layers)]
+    if not layer_list:
+        raise ValueError(f"code_capture: no layer matches {layers!r}")
+    frames = []
+    for rec in capture.records(kind=kind, ranks=[rank], layers=layer_list, steps=steps):
+        x = np.asarray(rec.values).ravel()
+        if x.size == 0:
+            continue
+        df = bits_per_entry(x, quantizer, models, coders, raw_baselines=raw_baselines, fit_sample=fit_sample)
+        df.insert(0, "layer", rec.layer)
+        df.insert(0, "step", rec.step)
+        frames.append(df)
+        if progress:
+            print(f"step {rec.step} {rec.layer}: n={x.size}", flush=True)
+    if not frames:
+        raise ValueError("code_capture: the capture has no records for that selection")
+    per_layer = pd.concat(frames, ignore_index=True)
+    return pd.concat([per_layer, _totals(per_layer)], ignore_index=True)
+
+
+def _pooled_rate(g: pd.DataFrame, col: str) -> float:
+    """MB/s over all layers of a group: total MB / total seconds (NaN if any layer lacks a rate)."""
+    seconds = 4 * g["n"] / 1e6 / g[col]
+    total = float(seconds.sum())
+    if seconds.isna().any() or not total > 0:
+        return math.nan
+    return 4 * float(g["n"].sum()) / 1e6 / total
+
+
+def _totals(df: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (step, model, coder), g in df.groupby(["step", "model", "coder"], sort=False):
+        n = int(g["n"].sum())
+        bad = bool(g["total_bits"].isna().any())
+        total_bits = math.nan if bad else float(g["total_bits"].sum())
+        payload = math.nan if bad else float(g["payload_bits"].sum())
+        side = math.nan if bad else float(g["side_bits"].sum())
+        qside = float((g["quantizer_side_bits_per_entry"] * g["n"]).sum())
+        ent = math.nan if g["entropy"].isna().any() else float((g["entropy"] * g["n"]).sum()) / n
+        ce = math.nan if g["cross_entropy"].isna().any() else float((g["cross_entropy"] * g["n"]).sum()) / n
+        bpe = (payload + side) / n
+        tot = total_bits / n
+        rows.append({
+            "step": step, "layer": TOTAL, "model": model, "coder": coder, "quantizer": g["quantizer"].iloc[0],
+            "n": n, "payload_bits": payload, "side_bits": side, "payload_bits_per_entry": payload / n,
+            "side_bits_per_entry": side / n, "bits_per_entry": bpe, "entropy": ent, "cross_entropy": ce,
+            "gap_entropy": _gap(bpe, ent), "gap_cross_entropy": _gap(bpe, ce),
+            "quantizer_side_bits_per_entry": qside / n, "total_bits_per_entry": tot, "total_bits": total_bits,
+            "ratio_vs_bf16": BF16_BITS / tot if tot > 0 else math.nan,
+            "encode_MBps": _pooled_rate(g, "encode_MBps"), "decode_MBps": _pooled_rate(g, "decode_MBps"),
+            "error": "; ".join(e for e in g["error"].fillna("") if e),
+        })
+    return pd.DataFrame(rows)
+
+
+def family_comparison(df: pd.DataFrame, coder: str = "ans", reference: str = "gennorm",
+                      others: Sequence[str] = ("normal", "laplace")) -> pd.DataFrame:
+    """Per (step, layer): bits per entry of each model with `coder`, and how much `reference` saves.
+
+    Columns `saving_vs_<other>` = 1 - bits(reference) / bits(other) (fraction of the other's bits).
+    """
+    d = df[df["coder"] == coder]
+    keys = [k for k in ("step", "layer") if k in d.columns]
+    wide = d.pivot_table(index=keys or None, columns="model", values="bits_per_entry", sort=False)
+    if reference not in wide.columns:
+        raise ValueError(f"family_comparison: no rows for model {reference!r} with coder {coder!r}")
+    for o in others:
+        if o in wide.columns:
+            wide[f"saving_vs_{o}"] = 1.0 - wide[reference] / wide[o]
+    return wide.reset_index()
