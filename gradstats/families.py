@@ -322,11 +322,12 @@ class ZeroInflated(Family):
         return x
 
     def interval_probs(self, edges: ArrayLike) -> np.ndarray:
-        """(1 - pi) times the base cell probabilities, plus pi in the cell [edges[i], edges[i+1])
-        that contains 0 (none when 0 lies outside the edges)."""
+        """(1 - pi) times the base cell probabilities, plus pi in the cell (edges[i], edges[i+1]]
+        that contains 0 (the same half-open convention as the continuous part and the cdf; none
+        when 0 lies outside the edges)."""
         e = _f64(edges).ravel()
         out = (1 - self.pi) * self.base.interval_probs(e)
-        i = int(np.searchsorted(e, 0.0, side="right")) - 1
+        i = int(np.searchsorted(e, 0.0, side="left")) - 1
         if 0 <= i < out.size:
             out[i] += self.pi
         return out

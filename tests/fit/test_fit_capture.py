@@ -1,0 +1,93 @@
+"""fit_capture over a real capture directory (captures.write_capture) and the `gradstats fit` CLI."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats as st
+
+from captures import write_capture
+from gradstats import fit_all, fit_capture, open_capture
+from gradstats.cli import main
+from gradstats.fitting import summarize_fits
+
+CONTRACT = ["step", "layer", "rank", "family", "beta", "loc", "scale", "loglik", "aic", "bic", "n", "ks",
+            "ad", "w1", "nll_bits", "tail_log10_1e-02", "tail_log10_1e-03", "tail_log10_1e-04", "best",
+            "flags"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    grads = {}
+    for step in (0, 5, 10, 15):
+        conv = st.gennorm.rvs(0.7, scale=1e-3, size=(32, 8, 3, 3), random_state=rng).astype(np.float32)
+        conv[:4] = 0.0  # dead filters: exact zeros
+        grads[step] = {"conv.weight": conv,
+                       "fc.weight": rng.laplace(0, 1e-2, size=(120, 40)).astype(np.float32),
+                       "fc.bias": rng.normal(0, 1e-2, size=(400,)).astype(np.float32)}
+    root = tmp_path_factory.mktemp("run")
+    write_capture(root / "capture", grads)
+    return root
+
+
+def test_fit_capture_rows_columns_and_values(run_dir):
+    cap = open_capture(run_dir / "capture")
+    fams = ["normal", "laplace", "gennorm", "zi-gennorm"]
+    df = fit_capture(cap, families=fams, every=2, progress=False, n_jobs=2)
+    assert [c for c in CONTRACT if c not in df.columns] == []
+    assert sorted(df["step"].unique()) == [0, 10]
+    assert len(df) == 2 * 3 * len(fams)
+    # one best per record
+    assert (df.groupby(["step", "layer", "rank"])["best"].sum() == 1).all()
+    # identical to fitting the record directly
+    one = df[(df["step"] == 10) & (df["layer"] == "fc.weight")].reset_index(drop=True)
+    ref = fit_all(cap.get("fc.weight", 10), fams)
+    for col in ("beta", "scale", "loglik", "ks", "tail_log10_1e-02"):
+        np.testing.assert_allclose(one[col], ref[col], rtol=1e-12, equal_nan=True)
+    conv = df[(df["layer"] == "conv.weight") & (df["step"] == 0)].set_index("family")
+    assert conv.loc["zi-gennorm", "pi"] == pytest.approx(0.125, abs=0.002)  # 4 of 32 filters dead
+    assert conv.loc["zi-gennorm", "best"]
+    assert conv.loc["zi-gennorm", "beta"] == pytest.approx(0.7, rel=0.1)
+
+
+def test_fit_capture_serial_equals_parallel_and_selects_layers(run_dir):
+    a = fit_capture(run_dir, families=["laplace", "gennorm"], layers="fc.*", progress=False, n_jobs=1)
+    b = fit_capture(run_dir, families=["laplace", "gennorm"], layers=["fc.*"], progress=False, n_jobs=3)
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+    assert set(a["layer"]) == {"fc.weight", "fc.bias"}
+    with pytest.raises(ValueError, match="no layer matches"):
+        fit_capture(run_dir, layers="decoder.*", progress=False)
+    with pytest.raises(ValueError, match="not in the capture"):
+        fit_capture(run_dir, steps=[3], progress=False)
+    with pytest.raises(ValueError, match="every"):
+        fit_capture(run_dir, every=0, progress=False)
+
+
+def test_fit_capture_bootstrap_interval_covers_estimate(run_dir):
+    df = fit_capture(run_dir, families=["gennorm"], layers="fc.weight", steps=[5], bootstrap=30,
+                     progress=False)
+    row = df.iloc[0]
+    assert row["beta_lo"] < row["beta"] < row["beta_hi"]
+    # the interval is about 4 standard errors wide
+    assert 1.5 < (row["beta_hi"] - row["beta_lo"]) / row["beta_se"] < 8
+
+
+def test_cli_fit_writes_parquet_and_csv(run_dir, capsys):
+    assert main(["fit", str(run_dir), "--families", "normal,laplace,gennorm", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    df = pd.read_parquet(run_dir / "fits.parquet")
+    assert len(df) == 4 * 3 * 3 and "fits written to" in out
+    summary = summarize_fits(df)
+    assert list(summary["layer"]) == ["conv.weight", "fc.weight", "fc.bias"]
+    assert summary.set_index("layer").loc["fc.weight", "best"] == "laplace"
+    for layer in summary["layer"]:
+        assert layer in out
+    csv = run_dir / "fits.csv"
+    assert main(["fit", str(run_dir / "capture"), "--out", str(csv), "--loc", "0", "--layers", "fc.bias",
+                 "--no-progress"]) == 0
+    back = pd.read_csv(csv)
+    assert set(back["layer"]) == {"fc.bias"} and (back["loc"] == 0).all()
+    with pytest.raises(SystemExit, match="parquet or .csv"):
+        main(["fit", str(run_dir), "--out", str(run_dir / "fits.txt")])
+    with pytest.raises(SystemExit, match="unknown family"):
+        main(["fit", str(run_dir), "--families", "cauchy", "--no-progress"])

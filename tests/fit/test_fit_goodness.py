@@ -1,0 +1,159 @@
+"""Goodness of fit: tail error on a closed-form case, KS/AD/W1 against scipy/statsmodels, QQ data."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats as st
+import torch
+from statsmodels.stats.diagnostic import anderson_statistic
+
+from gradstats import (
+    GenNorm,
+    Laplace,
+    Normal,
+    ZeroInflated,
+    anderson_darling,
+    fit,
+    fit_all,
+    goodness_of_fit,
+    ks_statistic,
+    nll_bits,
+    qq_data,
+    tail_error,
+    wasserstein1,
+)
+from gradstats.goodness import tail_quantiles
+
+
+def _laplace_quantile_grid(b, n):
+    """Signed Laplace(0, b) sample whose |x| are the exact Exp(b) quantiles k/(n-1), k = 0..n-1.
+
+    np.quantile's linear rule reads position (n-1) q, so for (n-1) p integral the empirical
+    threshold is exactly t_p = b ln(1/p)."""
+    u = np.arange(n) / (n - 1)
+    with np.errstate(divide="ignore"):
+        a = -b * np.log1p(-u)
+    a[-1] = a[-2] * 2  # the q = 1 point is infinite; only the top point changes
+    return np.where(np.arange(n) % 2 == 0, a, -a)
+
+
+def test_tail_error_exact_on_closed_form_case():
+    b, n = 2.0, 400_001  # n - 1 divisible by 1e4
+    x = _laplace_quantile_grid(b, n)
+    ps = (1e-2, 1e-3, 1e-4)
+    t = tail_quantiles(x, 0.0, ps)
+    for p in ps:
+        assert t[p] == pytest.approx(b * math.log(1 / p), rel=1e-12)
+    # the true model: error 0; a model with half the scale predicts P = p^(b / b') = p^2
+    np.testing.assert_allclose(list(tail_error(x, Laplace(0.0, b), loc=0.0).values()), 0.0, atol=1e-9)
+    err = tail_error(x, Laplace(0.0, b / 2), loc=0.0)
+    for p in ps:
+        assert err[p] == pytest.approx((b / (b / 2) - 1) * math.log10(p), rel=1e-9)
+    # Normal with the same variance: far too light tails, increasingly so
+    e_norm = tail_error(x, Normal(0.0, b * math.sqrt(2)), loc=0.0)
+    assert e_norm[1e-2] < 0 and e_norm[1e-4] < e_norm[1e-3] < e_norm[1e-2]
+
+
+def test_tail_quantiles_equal_numpy_and_torch():
+    x = np.random.default_rng(0).standard_t(3, size=54_321).astype(np.float32)
+    ps = (0.05, 1e-2, 1e-3)
+    ref = np.quantile(np.abs(x - np.float32(0.1)), [1 - p for p in ps])
+    for v in (x, torch.from_numpy(x)):
+        got = tail_quantiles(v, 0.1, ps)
+        np.testing.assert_allclose([got[p] for p in ps], ref, rtol=1e-6)
+
+
+def test_tail_error_only_where_resolved():
+    x = np.random.default_rng(1).laplace(size=5_000)
+    e = tail_error(x, Laplace(0, 1))
+    assert math.isfinite(e[1e-2]) and math.isnan(e[1e-3]) and math.isnan(e[1e-4])
+    e = tail_error(x, Laplace(0, 1), min_count=5)
+    assert math.isfinite(e[1e-3]) and math.isnan(e[1e-4])
+
+
+def test_ks_equals_scipy_and_subsamples():
+    x = np.random.default_rng(2).laplace(0, 1, 30_000)
+    d = GenNorm(1.2, 0.0, 1.0)
+    assert ks_statistic(x, d, max_n=None) == pytest.approx(st.kstest(x, d.cdf).statistic, rel=1e-14)
+    sub = ks_statistic(x, d, max_n=5_000)
+    assert sub != ks_statistic(x, d, max_n=None) and abs(sub - ks_statistic(x, d, max_n=None)) < 0.03
+    assert ks_statistic(x, d, max_n=5_000, seed=0) == sub  # deterministic
+
+
+def test_ks_zero_inflated_handles_the_atom():
+    rng = np.random.default_rng(3)
+    z = ZeroInflated(Laplace(0.0, 1.0), 0.3)
+    x = z.sample(4_000, rng)
+    d = ks_statistic(x, z, max_n=None)
+    # brute force sup over both one-sided limits at every sample value
+    u = np.unique(x)
+    fn = np.searchsorted(np.sort(x), u, side="right") / x.size
+    fn_left = np.searchsorted(np.sort(x), u, side="left") / x.size
+    f_left = z.cdf(u) - 0.3 * (u == 0)
+    brute = max(np.abs(fn - z.cdf(u)).max(), np.abs(fn_left - f_left).max())
+    assert d == pytest.approx(brute, rel=1e-12)
+    assert d < 0.03
+    assert ks_statistic(x[x != 0], z, max_n=None) > 0.14  # zeros removed: half the jump of 0.3 unmatched
+
+
+def test_anderson_darling_equals_statsmodels_and_stays_finite_in_tails():
+    x = np.random.default_rng(4).normal(0.1, 1.3, 3_000)
+    d = Normal(0.0, 1.2)
+    ref = anderson_statistic(d.cdf(x), dist=st.uniform, fit=False)
+    assert anderson_darling(x, d, max_n=None) == pytest.approx(ref, rel=1e-9)
+    y = np.append(x, 60.0)  # a 50-sigma point: statsmodels' log(1 - F) gives inf
+    assert math.isinf(anderson_statistic(d.cdf(y), dist=st.uniform, fit=False))
+    ad_y = anderson_darling(y, d, max_n=None)
+    # the outlier enters through log S(60) = -1251 with weight 1/n
+    assert math.isfinite(ad_y) and ad_y > ref + 0.3
+
+
+def test_wasserstein_and_nll_bits():
+    g = GenNorm(0.8, 0.0, 1.0)
+    grid = g.ppf((np.arange(10_000) + 0.5) / 10_000)
+    assert wasserstein1(grid, g, max_n=None) == pytest.approx(0.0, abs=1e-9)
+    x = g.sample(10_000, 5)
+    ref = st.wasserstein_distance(x, g.ppf((np.arange(x.size) + 0.5) / x.size))
+    assert wasserstein1(x, g, max_n=None) == pytest.approx(ref, rel=1e-12)
+    assert wasserstein1(x + 0.5, GenNorm(0.8, 0.5, 1.0), max_n=None) == pytest.approx(ref, rel=1e-9)
+    f = fit(x, "gennorm")
+    assert nll_bits(x, f.dist) == pytest.approx(-f.loglik / (x.size * math.log(2)), rel=1e-12)
+    assert nll_bits(torch.from_numpy(x), f.dist) == pytest.approx(nll_bits(x, f.dist), rel=1e-12)
+
+
+def test_qq_data_and_goodness_dict():
+    x = np.random.default_rng(6).laplace(size=20_000)
+    d = Laplace(0, 1)
+    qq = qq_data(x, d, n_points=101)
+    assert list(qq.columns) == ["p", "empirical", "model"] and len(qq) == 101
+    assert (np.diff(qq["p"]) > 0).all() and qq["p"].iloc[0] < 1e-4
+    np.testing.assert_allclose(qq["model"], d.ppf(qq["p"]))
+    np.testing.assert_allclose(qq["empirical"], np.quantile(x, qq["p"]))
+    gof = goodness_of_fit(x, d)
+    tails = {"tail_log10_1e-02", "tail_log10_1e-03", "tail_log10_1e-04"}
+    assert set(gof) == {"ks", "ad", "w1", "nll_bits"} | tails
+    assert math.isnan(gof["tail_log10_1e-04"]) and abs(gof["tail_log10_1e-02"]) < 0.1
+
+
+def test_goodness_rejects_nan():
+    with pytest.raises(ValueError, match="NaN"):
+        ks_statistic(np.array([1.0, np.nan]), Normal())
+
+
+def test_fit_all_picks_the_generating_family():
+    rng = np.random.default_rng(7)
+    lap = rng.laplace(0, 0.01, 100_000).astype(np.float32)
+    df = fit_all(lap, ["normal", "laplace", "gennorm", "t"])
+    assert list(df["family"]) == ["normal", "laplace", "gennorm", "t"]
+    assert df.loc[df["best"], "family"].item() == "laplace"  # gennorm's beta ~ 1 costs a BIC parameter
+    row = df.set_index("family")
+    assert row.loc["gennorm", "beta"] == pytest.approx(1.0, rel=0.03)
+    assert row.loc["normal", "tail_log10_1e-04"] < -1  # Normal misses Laplace tails by > 10x
+    assert abs(row.loc["laplace", "tail_log10_1e-03"]) < 0.1
+    for col in ("ks", "ad", "w1", "nll_bits", "loglik", "aic", "bic", "flags", "beta_se"):
+        assert col in df.columns
+    zi = ZeroInflated(GenNorm(0.7, 0, 1), 0.2).sample(50_000, 8)
+    dz = fit_all(zi, ["laplace", "gennorm", "zi-laplace", "zi-gennorm"], loc=0.0)
+    assert dz.loc[dz["best"], "family"].item() == "zi-gennorm"
+    assert "beta_at_lower_bound" in dz.set_index("family").loc["gennorm", "flags"]
