@@ -466,9 +466,9 @@ def rate_distortion(tensors: dict, compressors=RD_COMPRESSORS, step_mults=RD_STE
     """
     import torch
 
-    from coders import bits_per_entry
     from coders.compressors import make_compressor
     from coders.quantizers import UniformQuantizer
+    from coders.report import bits_per_entry
 
     if not tensors:
         raise ValueError("rate_distortion needs at least one tensor")

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis.compare import Network, aggregate_rd, compare, rate_distortion
@@ -28,14 +29,16 @@ class DemoConfig:
     workloads: tuple[str, ...] = ("stdlib-lm", "digits-cnn")
     capture_steps: int = 200
     every: int = 50
-    families: tuple[str, ...] = ("normal", "laplace", "gennorm")
-    models: tuple[str, ...] = ("histogram", "normal", "laplace", "gennorm")
+    # zero-inflated variants: real gradients hold exact zeros (dead ReLUs, zero input pixels)
+    families: tuple[str, ...] = ("normal", "laplace", "gennorm", "zi-normal", "zi-laplace", "zi-gennorm")
+    models: tuple[str, ...] = ("histogram", "normal", "laplace", "gennorm", "zi-gennorm")
     coders: tuple[str, ...] = ("ans", "huffman")
     rd_steps: int = 1  # rate-distortion on the last `rd_steps` recorded steps
+    rd_max_layers: int | None = None  # None: every layer; else the largest ones
+    rd_models: tuple[str, ...] = ("gennorm", "zi-gennorm", "laplace", "normal")
     compare_workload: str = "digits-cnn"
     methods: tuple[str, ...] = ("bf16", "powersgd", "signum-mv", "s3gd-mv", "mcm", "powergossip")
-    # sign methods take steps of +-lr per entry, so they need a much smaller lr than SGD
-    lrs: dict[str, float] = field(default_factory=lambda: {"signum-mv": 0.01, "s3gd-mv": 0.01})
+    lrs: dict[str, float] = field(default_factory=dict)  # per-method lr overrides (else the method's default)
     workers: int = 4
     compare_steps: int = 150
     eval_every: int = 15
@@ -46,7 +49,8 @@ class DemoConfig:
     @classmethod
     def quick(cls, **kw) -> DemoConfig:
         """Small sizes for the test suite: every stage runs, on little data."""
-        base = {"capture_steps": 20, "every": 10, "models": ("histogram", "gennorm"), "coders": ("ans",),
+        base = {"capture_steps": 20, "every": 10, "models": ("histogram", "gennorm", "zi-gennorm"),
+                "coders": ("ans",), "rd_max_layers": 3, "rd_models": ("gennorm", "zi-gennorm"),
                 "methods": ("bf16", "powersgd", "signum-mv", "powergossip"), "workers": 2,
                 "compare_steps": 12, "eval_every": 6}
         base.update(kw)
@@ -89,16 +93,20 @@ def _fit(cap, cfg: DemoConfig) -> pd.DataFrame:
 
 
 def _code(cap, cfg: DemoConfig, fits: pd.DataFrame) -> pd.DataFrame:
-    from coders import code_capture
+    from coders.report import code_capture
 
     return code_capture(cap, models=list(cfg.models), coders=list(cfg.coders))
 
 
 def _rd(cap, cfg: DemoConfig) -> pd.DataFrame:
+    layers = list(cap.layers)
+    if cfg.rd_max_layers is not None:
+        size = {layer: int(np.prod(cap.shapes[layer])) for layer in layers}
+        layers = sorted(layers, key=lambda k: -size[k])[: cfg.rd_max_layers]
     frames = []
     for step in cap.steps[-cfg.rd_steps:]:
-        tensors = {layer: cap.get(layer, step) for layer in cap.layers}
-        frames.append(rate_distortion(tensors).assign(step=step))
+        tensors = {layer: cap.get(layer, step) for layer in layers}
+        frames.append(rate_distortion(tensors, models=cfg.rd_models).assign(step=step))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -193,11 +201,13 @@ def format_result(res: DemoResult) -> str:
         show = h.drop(columns=["workload"])
         lines.append(show.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         tot = res.totals[res.totals["workload"] == wl] if len(res.totals) else res.totals
-        if len(tot) and "gennorm/ans" in tot.columns:
-            g = float(tot["gennorm/ans"].iloc[0])
+        if len(tot):
             ent = float(tot["entropy"].iloc[0])
-            lines.append(f"   whole model: GenNorm-ANS {g:.3f} bits/entry vs bf16 {BF16_BITS:g} "
-                         f"({BF16_BITS / g:.2f}x smaller; empirical entropy {ent:.3f})")
+            for col, label in (("gennorm/ans", "GenNorm-ANS"), ("zi-gennorm/ans", "ZI-GenNorm-ANS")):
+                if col in tot.columns:
+                    g = float(tot[col].iloc[0])
+                    lines.append(f"   whole model: {label} {g:.3f} bits/entry vs bf16 {BF16_BITS:g} "
+                                 f"({BF16_BITS / g:.2f}x smaller; empirical entropy {ent:.3f})")
         lines.append("")
     if res.comparison is not None:
         c = res.comparison

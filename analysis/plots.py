@@ -228,16 +228,19 @@ def plot_qq(x, fits: pd.DataFrame, title: str | None = None, path: str | Path | 
     return _finish(fig, path)
 
 
-def plot_beta_heatmap(fits: pd.DataFrame, path: str | Path | None = None, annotate: bool | None = None,
-                      ) -> Figure:
+def plot_beta_heatmap(fits: pd.DataFrame, family: str = "gennorm", path: str | Path | None = None,
+                      annotate: bool | None = None) -> Figure:
     """Heatmap of the fitted GenNorm shape beta over layers (rows) x training steps (columns).
 
     beta = 2 is Gaussian, beta = 1 Laplace; smaller is heavier-tailed. Averaged over ranks.
+    `family="zi-gennorm"` shows the zero-inflated fit's beta (the shape of the non-zero entries).
     """
     _require(fits, ("family", "layer", "step", "beta"), "fits")
-    g = fits[fits["family"].astype(str).str.lower() == "gennorm"]
+    if family.lower() not in ("gennorm", "zi-gennorm"):
+        raise ValueError(f"beta heatmap needs family 'gennorm' or 'zi-gennorm', got {family!r}")
+    g = fits[fits["family"].astype(str).str.lower() == family.lower()]
     if g.empty:
-        raise ValueError("fits has no gennorm rows to draw beta from")
+        raise ValueError(f"fits has no {family} rows to draw beta from")
     layers = list(dict.fromkeys(g["layer"]))  # model order as recorded
     table = g.pivot_table(index="layer", columns="step", values="beta", aggfunc="mean").reindex(layers)
     if annotate is None:
@@ -246,11 +249,12 @@ def plot_beta_heatmap(fits: pd.DataFrame, path: str | Path | None = None, annota
         fig = Figure(figsize=(1.6 + 0.55 * table.shape[1] + 0.08 * max(map(len, map(str, layers))),
                               1.4 + 0.32 * table.shape[0]))
         ax = fig.add_subplot()
+        label = "GenNorm" if family.lower() == "gennorm" else "ZI-GenNorm"
         sns.heatmap(table, ax=ax, cmap="viridis", annot=annotate, fmt=".2f", annot_kws={"size": 7},
-                    cbar_kws={"label": "GenNorm shape $\\beta$"})
+                    cbar_kws={"label": f"{label} shape $\\beta$"})
         ax.set_xlabel("training step")
         ax.set_ylabel("layer")
-        ax.set_title("GenNorm $\\beta$ per layer and step")
+        ax.set_title(f"{label} $\\beta$ per layer and step")
     return _finish(fig, path)
 
 

@@ -26,6 +26,7 @@ TAIL_COLUMNS = ("tail_log10_1e-02", "tail_log10_1e-03", "tail_log10_1e-04")
 DATA_FILES = ("fits.parquet", "bits.parquet", "rd.parquet")
 WHOLE_MODEL = "whole model"
 TOTAL_LAYER = "TOTAL"  # coders.report.code_capture's whole-model rows
+FIGURE_FAMILIES = ("normal", "laplace", "gennorm", "zi-gennorm")  # overlaid in the per-layer figures
 
 
 def _is_unit(d: Path) -> bool:
@@ -88,7 +89,11 @@ def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
         f = fits[fits["layer"] == layer]
         g = f[f["family"].astype(str) == "gennorm"]
         row["GenNorm beta"] = float(g["beta"].median()) if len(g) and "beta" in g else np.nan
-        for fam in ("normal", "laplace", "gennorm"):
+        z = f[f["family"].astype(str) == "zi-gennorm"]
+        if len(z):
+            row["ZI-GenNorm beta"] = float(z["beta"].median())
+            row["zeros (pi)"] = float(z["pi"].median())
+        for fam in ("normal", "laplace", "gennorm", "zi-gennorm"):
             ff = f[f["family"].astype(str) == fam]
             for col in TAIL_COLUMNS:
                 if col in ff.columns and len(ff):
@@ -154,12 +159,16 @@ def headline(fits: pd.DataFrame | None, bits: pd.DataFrame | None,
     """Per layer: best family, GenNorm beta, bits/entry of GenNorm-ANS and its ratio to bf16 (16 bits)."""
     parts = []
     if fits is not None and len(fits):
-        parts.append(fit_table(fits)[["layer", "best family", "GenNorm beta"]].set_index("layer"))
+        ft = fit_table(fits)
+        cols = [c for c in ("layer", "best family", "GenNorm beta", "ZI-GenNorm beta", "zeros (pi)")
+                if c in ft.columns]
+        parts.append(ft[cols].set_index("layer"))
     if bits is not None and len(bits):
         t = bits_table(bits, capture_summary).set_index("layer").drop(index=WHOLE_MODEL, errors="ignore")
-        if "gennorm/ans" in t.columns:
-            parts.append(pd.DataFrame({"GenNorm-ANS bits/entry": t["gennorm/ans"],
-                                       "ratio vs bf16": BF16_BITS / t["gennorm/ans"]}))
+        for col, label in (("gennorm/ans", "GenNorm-ANS"), ("zi-gennorm/ans", "ZI-GenNorm-ANS")):
+            if col in t.columns:
+                parts.append(pd.DataFrame({f"{label} bits/entry": t[col],
+                                           f"{label} vs bf16": BF16_BITS / t[col]}))
     if not parts:
         raise ValueError("headline: neither fits nor bits given")
     out = pd.concat(parts, axis=1)
@@ -200,8 +209,12 @@ def write_figures(unit: str | Path, layers: list[str] | None = None) -> list[Pat
         made.append(path)
 
     if fits is not None and len(fits):
-        if (fits["family"].astype(str) == "gennorm").any():
-            _draw(plots.plot_beta_heatmap, fits, name="beta_heatmap.png")
+        fams = set(fits["family"].astype(str))
+        # the zero-inflated fit's beta is the shape of the non-zero entries; where a layer has no
+        # exact zeros it equals the plain GenNorm beta, where it has many the plain fit degenerates
+        heat = "zi-gennorm" if "zi-gennorm" in fams else "gennorm" if "gennorm" in fams else None
+        if heat:
+            _draw(plots.plot_beta_heatmap, fits, family=heat, name="beta_heatmap.png")
         if (unit / "capture").is_dir():
             from captures import open_capture
 
@@ -209,7 +222,8 @@ def write_figures(unit: str | Path, layers: list[str] | None = None) -> list[Pat
             chosen = layers or [representative_layer(fits)[0]]
             for layer in chosen:
                 step = int(fits[fits["layer"] == layer]["step"].max())
-                sel = fits[(fits["layer"] == layer) & (fits["step"] == step)]
+                sel = fits[(fits["layer"] == layer) & (fits["step"] == step)
+                           & fits["family"].astype(str).isin(FIGURE_FAMILIES)]
                 if "rank" in sel:
                     sel = sel[sel["rank"] == sel["rank"].min()]
                 x = cap.get(layer, step)

@@ -88,7 +88,7 @@ def test_bits_table_weighted_total(bits_frame, layers):
     assert t.loc[layers[0], "best"] == "gennorm/ans"
     assert t.loc[layers[0], "vs bf16"] == pytest.approx(16 / 3.02)
     h = headline(None, b).set_index("layer")
-    assert h.loc[layers[1], "ratio vs bf16"] == pytest.approx(16 / 3.27)
+    assert h.loc[layers[1], "GenNorm-ANS vs bf16"] == pytest.approx(16 / 3.27)
     assert WHOLE_MODEL not in h.index
 
 

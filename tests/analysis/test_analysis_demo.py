@@ -1,0 +1,64 @@
+"""`gradstats demo --quick` runs every stage for real, end to end, and its outputs agree with each other."""
+
+import re
+
+import pandas as pd
+import pytest
+
+from analysis.demo import DemoConfig, format_result, run_demo
+from analysis.report import SECTIONS
+from gradstats.cli import main
+
+
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    report = out / "report.html"
+    assert f"report: {report.resolve()}" in printed
+    assert "SKIPPED" not in printed  # every stage ran for real
+    page = report.read_text()
+    kinds = set(re.findall(r'<section id="[^"]+" class="section-([^"]+)">', page))
+    assert kinds == set(SECTIONS)
+    assert "not present" not in page
+    cfg = DemoConfig.quick()
+    for wl in cfg.workloads:
+        unit = out / wl
+        fits = pd.read_parquet(unit / "fits.parquet")
+        assert set(fits["family"]) == set(cfg.families)
+        assert fits.groupby(["step", "layer"])["best"].sum().eq(1).all()  # one best family per record
+        bits = pd.read_parquet(unit / "bits.parquet")
+        assert {"histogram", "gennorm", "zi-gennorm"} <= set(bits["model"])
+        # no model/coder beats the empirical entropy of the symbols it codes (the histogram oracle
+        # pays its side information, so its payload alone is the bound to check)
+        per_layer = bits[(bits["layer"] != "TOTAL") & bits["error"].fillna("").eq("")]
+        assert (per_layer["payload_bits_per_entry"] >= per_layer["entropy"] - 1e-6).all()
+        rd = pd.read_parquet(unit / "rd.parquet")
+        assert {"compressor", "quantizer"} == set(rd["kind"])
+        bf16 = rd[rd["name"] == "bf16"]
+        assert (bf16["bits_per_entry"] == 16).all() and (bf16["rel_error"] < 1e-2).all()
+        assert (out / wl / "figures" / "beta_heatmap.png").exists()
+        assert wl in printed
+    comp = pd.read_parquet(out / "compare.parquet").set_index("method")
+    assert list(comp.index) == list(cfg.methods)
+    assert comp.loc["bf16", "up_ratio_vs_bf16"] == 1.0
+    assert comp.loc["powersgd", "bits_up"] < comp.loc["bf16", "bits_up"]
+    assert comp.loc["powergossip", "pattern"] == "p2p" and comp.loc["bf16", "allreduce_compatible"]
+    hist = pd.read_parquet(out / "compare_history.parquet")
+    assert len(hist) == len(cfg.methods) * cfg.compare_steps
+    assert "whole model: GenNorm-ANS" in printed and "compressor comparison" in printed
+
+
+def test_format_result_names_skipped_stages(tmp_path):
+    from analysis.demo import DemoResult
+
+    res = DemoResult(tmp_path, tmp_path / "report.html", pd.DataFrame(), pd.DataFrame(), None,
+                     {"report": 1.0}, {"code": "ImportError: no module"})
+    text = format_result(res)
+    assert "SKIPPED code: ImportError" in text and "report 1.0" in text
+
+
+def test_run_demo_rejects_unknown_workload(tmp_path):
+    with pytest.raises(ValueError, match="workload"):
+        run_demo(tmp_path, DemoConfig.quick(workloads=("imagenet",)), progress=False)
