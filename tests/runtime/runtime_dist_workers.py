@@ -26,3 +26,50 @@ def train_many(comm, specs) -> list:
     from coders.runtime.train import train_worker
 
     return [train_worker(comm, spec) for spec in specs]
+
+
+def ddp_hooks_compare(comm, steps: int = 6) -> dict:
+    """Train the same small DDP model with several hooks; return the final flat parameters of each."""
+    import torch.distributed as dist
+    from torch import nn
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+    from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as torch_psgd
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from coders.compressors import Cast, TopK
+    from coders.runtime import ddp_hooks
+
+    def run(register) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 6), nn.ReLU(), nn.Linear(6, 3))
+        ddp = DDP(model)
+        register(ddp)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+        g = torch.Generator().manual_seed(100 + comm.rank)
+        for _ in range(steps):
+            x = torch.randn(16, 12, generator=g)
+            y = torch.randint(0, 3, (16,), generator=g)
+            opt.zero_grad()
+            nn.functional.cross_entropy(ddp(x), y).backward()
+            opt.step()
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    out = {}
+    for rank in (1, 2):
+        out[f"torch_psgd{rank}"] = run(lambda d, r=rank: d.register_comm_hook(
+            torch_psgd.PowerSGDState(None, matrix_approximation_rank=r, start_powerSGD_iter=2,
+                                     min_compression_rate=1.0), torch_psgd.powerSGD_hook))
+        out[f"ours_psgd{rank}"] = run(lambda d, r=rank: d.register_comm_hook(
+            ddp_hooks.PowerSGDHookState(None, matrix_approximation_rank=r, start_powerSGD_iter=2,
+                                        min_compression_rate=1.0), ddp_hooks.powersgd_hook))
+    out["torch_fp16"] = run(lambda d: d.register_comm_hook(None, default_hooks.fp16_compress_hook))
+    out["ours_fp16"] = run(lambda d: d.register_comm_hook(ddp_hooks.CompressorHookState(Cast("fp16")),
+                                                          ddp_hooks.compressor_hook))
+    out["plain"] = run(lambda d: None)
+    topk = ddp_hooks.CompressorHookState(TopK(ratio=0.1), error_feedback=True)
+    out["ours_topk_ef"] = run(lambda d: d.register_comm_hook(topk, ddp_hooks.compressor_hook))
+    out["topk_bits"] = topk.bits_up
+    vote = ddp_hooks.SignVoteHookState(beta=0.0)
+    out["ours_vote"] = run(lambda d: d.register_comm_hook(vote, ddp_hooks.sign_vote_hook))
+    dist.barrier()
+    return out
