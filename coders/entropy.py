@@ -383,6 +383,14 @@ def _check_chunk(chunk_size: int) -> int:
     return int(chunk_size)
 
 
+def _indices(m: ProbabilityModel, part: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(table indices, escaped values or None)."""
+    idx = m.indices(part)
+    if part.size == 0 or (int(part.min()) >= m.lo and int(part.max()) <= m.hi):
+        return idx, None
+    return idx, part[idx == m.escape]
+
+
 def encode(symbols: Any, model: ProbabilityModel | None = None, coder: str = "ans", *,
            chunk_size: int = DEFAULT_CHUNK, lane: int = HUFFMAN_LANE) -> bytes:
     """Entropy-code integer symbols with `model` -> self-delimiting bytes (see module docstring)."""
@@ -399,10 +407,9 @@ def encode(symbols: Any, model: ProbabilityModel | None = None, coder: str = "an
         if kind == "zstd":
             payloads.append(_zstd_compress(part.astype(_ZSTD_DTYPES[dcode]).tobytes(), level))
             continue
-        idx = m.indices(part)
-        esc = idx == m.escape
-        if esc.any():
-            esc_parts.append(part[esc])
+        idx, esc = _indices(m, part)
+        if esc is not None:
+            esc_parts.append(esc)
         if kind == "huffman":
             payloads.append(_huffman_encode_chunk(huffman_code(m), idx, lane))
         else:
@@ -487,8 +494,8 @@ def decode(blob: bytes, model: ProbabilityModel | None = None, n: int | None = N
             idx = _huffman_decode_chunk(huffman_code(m), data, count, lane)
         else:
             idx = _stream_decode_chunk(kind, m, data, count)
-        out[a : a + count] = idx.astype(np.int64) + m.lo
-    if m is not None:
+        np.add(idx, np.int64(m.lo), out=out[a : a + count], casting="unsafe")
+    if m is not None and sizes[n_chunks] > 0:
         esc = np.flatnonzero(out == m.lo + m.escape)
         out[esc] = _unpack_escapes(blob[off : off + sizes[n_chunks]], esc.size)
     return out
@@ -517,10 +524,9 @@ def code_length(symbols: Any, model: ProbabilityModel | str | None = None, coder
     esc_parts = []
     for a in range(0, s.size, chunk_size):
         part = s[a : a + chunk_size]
-        idx = m.indices(part)
-        esc = idx == m.escape
-        if esc.any():
-            esc_parts.append(part[esc])
+        idx, esc = _indices(m, part)
+        if esc is not None:
+            esc_parts.append(esc)
         if kind == "huffman":
             bits += _huffman_chunk_bits(huffman_code(m), idx, lane)
         else:

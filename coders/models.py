@@ -111,9 +111,16 @@ class ProbabilityModel:
     def indices(self, symbols: np.ndarray) -> np.ndarray:
         """Table index of each symbol (int32); symbols outside [lo, hi] map to the escape entry."""
         s = np.asarray(symbols, dtype=np.int64)
+        if s.size == 0:
+            return np.zeros(0, dtype=np.int32)
+        if int(s.min()) >= self.lo and int(s.max()) <= self.hi:
+            # common case, one pass: no symbol escapes
+            out = np.empty(s.shape, dtype=np.int32)
+            np.subtract(s, np.int64(self.lo), out=out, casting="unsafe")
+            return out
         idx = s - self.lo
-        out = (idx >= 0) & (idx <= self.escape - 1)
-        idx = np.where(out, idx, self.escape)
+        inside = (idx >= 0) & (idx <= self.escape - 1)
+        idx = np.where(inside, idx, self.escape)
         return idx.astype(np.int32)
 
     def ideal_bits(self, symbols: Any) -> float:
@@ -200,10 +207,15 @@ def histogram_model(symbols: Any, max_table: int = MAX_TABLE) -> ProbabilityMode
         lo = 0
     else:
         lo, hi = _window(s, max_table)
-        idx = s - lo
-        inside = (idx >= 0) & (idx <= hi - lo)
-        counts = np.bincount(idx[inside], minlength=hi - lo + 1)
-        counts = np.append(counts, s.size - int(inside.sum()))
+        windowed = lo > int(s.min()) or hi < int(s.max())
+        counts = np.zeros(hi - lo + 1, dtype=np.int64)
+        step = 1 << 20  # chunks keep the temporaries small (and in cache)
+        for a in range(0, s.size, step):
+            idx = s[a : a + step] - lo
+            if windowed:
+                idx = idx[(idx >= 0) & (idx <= hi - lo)]
+            counts += np.bincount(idx, minlength=hi - lo + 1)
+        counts = np.append(counts, s.size - int(counts.sum()))
     side = 2 * HEADER_FLOAT_BITS + int(elias_gamma_bits(counts + 1).sum())
     p = counts.astype(np.float64)
     return ProbabilityModel("histogram", lo, p, side, params={"n": int(s.size)})

@@ -200,6 +200,17 @@ def _block_rms(a: np.ndarray, block: int) -> np.ndarray:
     return np.sqrt(sums / counts)
 
 
+def _rms(a: np.ndarray) -> float:
+    """sqrt(mean(a^2)) accumulated in float64, chunk by chunk (no full-size float64 copy)."""
+    if a.size == 0:
+        return 0.0
+    total = 0.0
+    for i in range(0, a.size, 1 << 20):
+        c = a[i : i + (1 << 20)].astype(np.float64)
+        total += float(np.dot(c, c))
+    return math.sqrt(total / a.size)
+
+
 def _quantile_abs(a: np.ndarray, q: float) -> float:
     if a.size == 0:
         return 0.0
@@ -293,7 +304,7 @@ class UniformQuantizer:
 
                 scale = float(fit_dist(u, self.family).params["scale"]) if u.size else 0.0
             else:
-                scale = float(np.sqrt(np.mean(np.square(u, dtype=np.float64)))) if u.size else 0.0
+                scale = _rms(u)
             step = self.scale_mult * scale
         else:
             step = _quantile_abs(u, self.clip_quantile) / ((self.levels - 1) // 2)
@@ -310,13 +321,14 @@ class UniformQuantizer:
         scales = self._scales(a)
         u = a if scales is None else a / _expand_blocks(scales, a.size, self.block_size)
         step = self._step(u)
-        t = u * (1.0 / step)
+        t = u * u.dtype.type(1.0 / step)  # float32 input stays float32 (half the memory traffic)
         if self.stochastic:
             rng = np.random.default_rng([self.seed, self._calls])
             self._calls += 1
-            k = np.floor(t + rng.random(t.size, dtype=np.float32 if t.dtype == np.float32 else np.float64))
+            t += rng.random(t.size, dtype=t.dtype)
+            k = np.floor(t, out=t)
         else:
-            k = np.rint(t)
+            k = np.rint(t, out=t)
         b = self._bounds()
         if b is not None:
             np.clip(k, b[0], b[1], out=k)
@@ -563,7 +575,7 @@ class EntropyConstrainedQuantizer:
         if self.step is not None:
             step = float(self.step)
         else:
-            rms = float(np.sqrt(np.mean(np.square(a, dtype=np.float64)))) if a.size else 0.0
+            rms = _rms(a)
             step = float(np.float32(self.scale_mult * rms)) if rms > 0 else 1.0
         if a.size == 0:
             k_lo, t = 0, np.zeros(0)
