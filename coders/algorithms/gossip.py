@@ -30,7 +30,9 @@ neighbour this step (the per-edge message size).
 
 Defaults for the consensus steps gamma come from epfml/powergossip's tuned CIFAR-10 runs
 (`experiments/resnet20_cifar10_shuffled.py`): Choco sign 0.45, Choco top-1% 0.0375,
-DeepSqueeze sign 0.01; PowerGossip and D-PSGD use gamma = 1 (PowerGossip needs no tuning).
+DeepSqueeze sign 0.01; Choco random-1% 0.01 and Choco rank-1 0.03 (no reference value) come
+from a sweep on digits (benchmarks/RESULTS.md). PowerGossip and D-PSGD use gamma = 1
+(PowerGossip needs no tuning). All are configurable with `gamma=`.
 """
 
 from __future__ import annotations
@@ -412,11 +414,15 @@ class ChocoTopK(ChocoSGD):
 
 
 class ChocoRandK(ChocoSGD):
-    """Choco-SGD with shared-seed random-k (1% per tensor, values only; contractive, not rescaled)."""
+    """Choco-SGD with shared-seed random-k (1% per tensor, values only; contractive, not rescaled).
+
+    No tuned value in the reference; gamma 0.01 from a sweep on digits-cnn, ring of 8
+    (0.0375 let the consensus distance grow, 0.1 diverged; benchmarks/RESULTS.md).
+    """
 
     name = "choco-randk"
     default_compressor = "randk"
-    default_gamma = 0.0375
+    default_gamma = 0.01
 
 
 class ChocoSign(ChocoSGD):
@@ -428,11 +434,15 @@ class ChocoSign(ChocoSGD):
 
 
 class ChocoLowRank(ChocoSGD):
-    """Choco-SGD with a rank-r operator (rank 1 default), the `SVD` baseline of epfml/powergossip."""
+    """Choco-SGD with a rank-r operator (rank 1 default; one warm-started power step, PowerSGD's).
+
+    The reference's `SVD` baseline has no tuned value; gamma 0.03 from a sweep on digits-cnn,
+    ring of 8 (0.1 and above diverged; benchmarks/RESULTS.md).
+    """
 
     name = "choco-lowrank"
     default_compressor = "lowrank"
-    default_gamma = 0.45
+    default_gamma = 0.03
 
 
 class DeepSqueeze(_CompressedGossip):
