@@ -385,10 +385,12 @@ def _check_chunk(chunk_size: int) -> int:
 
 def _indices(m: ProbabilityModel, part: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """(table indices, escaped values or None)."""
-    idx = m.indices(part)
-    if part.size == 0 or (int(part.min()) >= m.lo and int(part.max()) <= m.hi):
+    if part.size and int(part.min()) >= m.lo and int(part.max()) <= m.hi:
+        idx = np.empty(part.shape, dtype=np.int32)
+        np.subtract(part, np.int64(m.lo), out=idx, casting="unsafe")
         return idx, None
-    return idx, part[idx == m.escape]
+    idx = m.indices(part)
+    return idx, (part[idx == m.escape] if part.size else None)
 
 
 def encode(symbols: Any, model: ProbabilityModel | None = None, coder: str = "ans", *,

@@ -184,8 +184,7 @@ def empirical_entropy(symbols: Any) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def _window(s: np.ndarray, max_table: int) -> tuple[int, int]:
-    lo, hi = int(s.min()), int(s.max())
+def _window(s: np.ndarray, max_table: int, lo: int, hi: int) -> tuple[int, int]:
     if hi - lo + 1 <= max_table:
         return lo, hi
     # too wide an alphabet: keep the max_table symbols centred on the median, escape the rest
@@ -206,8 +205,9 @@ def histogram_model(symbols: Any, max_table: int = MAX_TABLE) -> ProbabilityMode
         counts = np.zeros(2, dtype=np.int64)
         lo = 0
     else:
-        lo, hi = _window(s, max_table)
-        windowed = lo > int(s.min()) or hi < int(s.max())
+        smin, smax = int(s.min()), int(s.max())
+        lo, hi = _window(s, max_table, smin, smax)
+        windowed = lo > smin or hi < smax
         counts = np.zeros(hi - lo + 1, dtype=np.int64)
         step = 1 << 20  # chunks keep the temporaries small (and in cache)
         for a in range(0, s.size, step):

@@ -201,14 +201,14 @@ def _block_rms(a: np.ndarray, block: int) -> np.ndarray:
 
 
 def _rms(a: np.ndarray) -> float:
-    """sqrt(mean(a^2)) accumulated in float64, chunk by chunk (no full-size float64 copy)."""
+    """sqrt(mean(a^2)) without a full-size temporary."""
     if a.size == 0:
         return 0.0
-    total = 0.0
-    for i in range(0, a.size, 1 << 20):
-        c = a[i : i + (1 << 20)].astype(np.float64)
-        total += float(np.dot(c, c))
-    return math.sqrt(total / a.size)
+    if a.dtype == np.float32:
+        # BLAS dot in float32: ~1e-5 relative error, 10x faster than a float64 pass; the step is
+        # sent as side information, so the decoder never recomputes it
+        return math.sqrt(max(float(np.dot(a, a)), 0.0) / a.size)
+    return math.sqrt(float(np.dot(a, a)) / a.size)
 
 
 def _quantile_abs(a: np.ndarray, q: float) -> float:
