@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from captures.store import KINDS, CaptureWriter, LayerSpec, _dtype_name
-from captures.summary import layer_histogram, layer_moments
+from captures.summary import layer_summary
 
 LayerSelector = str | Sequence[str] | Callable[[str, nn.Parameter], bool] | None
 
@@ -333,8 +333,8 @@ class GradientRecorder:
     def _put(self, kind: str, name: str, value: Tensor) -> None:
         """Reduce ``value`` (already sampled) as configured and start its copy into a host buffer."""
         if self.summary_only:
-            items = [(f"moments/{kind}/{name}", layer_moments(value)),
-                     (f"hist/{kind}/{name}", layer_histogram(value, self.hist_bins))]
+            moments, counts = layer_summary(value, self.hist_bins)
+            items = [(f"moments/{kind}/{name}", moments), (f"hist/{kind}/{name}", counts)]
         else:
             items = [(f"{kind}/{name}", value if self.dtype is None else value.to(self.dtype))]
         for key, src in items:

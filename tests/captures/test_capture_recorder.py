@@ -184,6 +184,24 @@ def test_summary_only_moments_match_scipy_and_numpy(tmp_path):
     assert cap.summary()["stored"].tolist() == [9 + 16] * 4
 
 
+@pytest.mark.parametrize("dist", ["normal", "laplace", "sparse"])
+def test_summary_fast_cpu_path_equals_device_path_and_numpy(dist):
+    from captures.summary import _summary_finite_cpu, _summary_masked, layer_summary
+
+    rng = np.random.default_rng(3)
+    x = {"normal": rng.normal(size=100_000), "laplace": rng.laplace(size=100_000),
+         "sparse": rng.normal(size=100_000) * (rng.random(100_000) < 0.1)}[dist]
+    t = torch.from_numpy(x.astype(np.float32))
+    x64 = t.double()
+    fast_m, fast_c = _summary_finite_cpu(x64, x64.sum(), 128)
+    slow_m, slow_c = _summary_masked(x64, 128)
+    np.testing.assert_allclose(fast_m.numpy(), slow_m.numpy(), rtol=1e-10)
+    np.testing.assert_array_equal(fast_c.numpy(), slow_c.numpy())
+    m, c = layer_summary(t, 128)
+    np.testing.assert_array_equal(c.numpy(), np.histogram(x64.numpy(), bins=128)[0])
+    assert m[7] == np.count_nonzero(x64.numpy() == 0)
+
+
 def test_summary_moments_handle_constant_and_nonfinite():
     from captures.summary import MOMENT_FIELDS, layer_histogram, layer_moments
 
