@@ -27,6 +27,7 @@ FAMILY_ORDER = ("normal", "laplace", "gennorm", "t")
 FAMILY_COLORS = {"normal": "#1f77b4", "laplace": "#2ca02c", "gennorm": "#d62728", "t": "#9467bd"}
 PRETTY = {"normal": "Normal", "laplace": "Laplace", "gennorm": "GenNorm", "t": "Student-t"}
 DPI = 150
+BETA_COLOR_MAX = 3.0
 
 
 @contextlib.contextmanager
@@ -110,11 +111,13 @@ def _fit_rows(fits: pd.DataFrame) -> list[pd.Series]:
 
 def _label(row: pd.Series) -> str:
     lab = PRETTY.get(_base(row), _base(row))
+    params = []
     if str(row["family"]).lower().startswith("zi-"):
-        lab = f"ZI-{lab} ($\\pi$={float(row['pi']):.2f})"
+        lab = f"ZI-{lab}"
+        params.append(f"$\\pi$={float(row['pi']):.2f}")
     if _base(row) == "gennorm" and "beta" in row and np.isfinite(row["beta"]):
-        lab += f" ($\\beta$={row['beta']:.2f})"
-    return lab
+        params.append(f"$\\beta$={row['beta']:.2f}")
+    return f"{lab} ({', '.join(params)})" if params else lab
 
 
 def _color(row: pd.Series) -> str | None:
@@ -158,7 +161,7 @@ def plot_density(x, fits: pd.DataFrame, title: str | None = None, bins: int = 20
         ax.set_ylabel("probability density (log scale)")
         if title:
             ax.set_title(title)
-        ax.legend(loc="upper right", frameon=True)
+        ax.legend(loc="upper right", frameon=True, fontsize=9, framealpha=0.85)
     return _finish(fig, path)
 
 
@@ -250,8 +253,11 @@ def plot_beta_heatmap(fits: pd.DataFrame, family: str = "gennorm", path: str | P
                               1.4 + 0.32 * table.shape[0]))
         ax = fig.add_subplot()
         label = "GenNorm" if family.lower() == "gennorm" else "ZI-GenNorm"
+        # colours span beta in [0, 3] (heavy tails to near-uniform); fits at the upper bound
+        # (beta -> 50, a flat layer) would otherwise wash out every other cell; annotations are exact
+        vmax = float(min(np.nanmax(table.to_numpy()), BETA_COLOR_MAX))
         sns.heatmap(table, ax=ax, cmap="viridis", annot=annotate, fmt=".2f", annot_kws={"size": 7},
-                    cbar_kws={"label": f"{label} shape $\\beta$"})
+                    vmin=0.0, vmax=vmax, cbar_kws={"label": f"{label} shape $\\beta$", "extend": "max"})
         ax.set_xlabel("training step")
         ax.set_ylabel("layer")
         ax.set_title(f"{label} $\\beta$ per layer and step")
@@ -281,7 +287,7 @@ def plot_bits_per_layer(bits: pd.DataFrame, baseline_bits: float | None = None,
     agg["model / coder"] = agg["model"].astype(str) + " / " + agg["coder"].astype(str)
     ent = bits.groupby("layer", sort=False)["entropy"].mean().reindex(layers)
     with _style():
-        fig = Figure(figsize=(max(6.4, 0.55 * len(layers) + 3.5), 4.6))
+        fig = Figure(figsize=(min(14.0, max(6.4, 0.4 * len(layers) + 3.5)), 4.8))
         ax = fig.add_subplot()
         sns.lineplot(data=agg, x="x", y="bits_per_entry", hue="model", style="coder", markers=True,
                      dashes=False, ax=ax, lw=1.2, ms=7)
