@@ -18,7 +18,7 @@ from coders.algorithms.gossip import (
 )
 from coders.compressors import Identity
 from coders.runtime.comm import run_threads
-from coders.runtime.topology import make_topology, ring, torus
+from coders.runtime.topology import fully_connected, make_topology, ring, star, torus, watts_strogatz
 
 SHAPES = [(6, 4), (5, 3, 2, 2), (7,), (3, 9)]
 SQUARE = [(4, 4), (3, 3), (2, 1, 2), (5,)]  # (2, 1, 2) is viewed as a 2 x 2 matrix
@@ -64,6 +64,15 @@ def test_every_method_preserves_the_network_sum(method):
     res = run(world, GOSSIP_METHODS[method], steps=7)
     for k in range(len(SHAPES)):
         np.testing.assert_allclose(total(res, k), initial_total(world, k), rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("topo", [star(5), watts_strogatz(8), fully_connected(4)], ids=lambda t: t.name)
+@pytest.mark.parametrize("method", ["powergossip", "choco-sign", "deepsqueeze"])
+def test_sum_is_preserved_on_irregular_graphs(method, topo):
+    res = run(topo.workers, GOSSIP_METHODS[method], steps=5, topo=topo)
+    for k in range(len(SHAPES)):
+        np.testing.assert_allclose(total(res, k), initial_total(topo.workers, k), rtol=0, atol=1e-11)
+    assert res[0]["dist"] < run(topo.workers, GOSSIP_METHODS[method], steps=1, topo=topo)[0]["dist"]
 
 
 def test_powergossip_preserves_the_sum_to_float32_precision_with_gradients():
