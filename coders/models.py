@@ -6,11 +6,13 @@ probability is at least `PROB_FLOOR` (2^-24, the smallest probability constricti
 categorical models can represent), so any symbol can occur.
 
 Side information (what a decoder must receive before it can decode) is counted in `side_bits`:
-- `histogram_model` (the oracle): lo and the table size (2 x 32 bits) plus every count coded with
-  the Elias-gamma code of count + 1 (Elias 1975; 2 floor(log2(c + 1)) + 1 bits each);
-- `family_model`: the family's parameters as float32 (32 bits each), lo and the table size
-  (2 x 32 bits), plus whatever the quantizer's cells cost beyond its decoder data
-  (`Quantized.edges_side_bits`, e.g. the thresholds of an entropy-constrained quantizer).
+- the table range: Elias-gamma codes (Elias 1975; 2 floor(log2 v) + 1 bits) of zigzag(lo) + 1 and
+  of the table size (`range_header_bits`);
+- `histogram_model` (the oracle): the range plus every count coded as Elias-gamma of count + 1;
+- `family_model`: the range plus the family's parameters as bfloat16 (16 bits each; the table is
+  computed from the rounded parameters, exactly what a decoder could rebuild), plus whatever the
+  quantizer's cells cost beyond its decoder data (`Quantized.edges_side_bits`, e.g. the
+  thresholds of an entropy-constrained quantizer).
   Probabilities are the family's `interval_probs` over the quantizer's cells (model domain).
 """
 
@@ -22,10 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from coders.quantizers import round_bf16
+
 PROB_FLOOR = 2.0**-24
 MAX_TABLE = 1 << 16
 MAX_TABLE_LIMIT = 1 << 22
 HEADER_FLOAT_BITS = 32
+BF16_PARAM_BITS = 16
 
 
 def elias_gamma_bits(values: np.ndarray) -> np.ndarray:
@@ -216,7 +221,7 @@ def histogram_model(symbols: Any, max_table: int = MAX_TABLE) -> ProbabilityMode
                 idx = idx[(idx >= 0) & (idx <= hi - lo)]
             counts += np.bincount(idx, minlength=hi - lo + 1)
         counts = np.append(counts, s.size - int(counts.sum()))
-    side = 2 * HEADER_FLOAT_BITS + int(elias_gamma_bits(counts + 1).sum())
+    side = range_header_bits(lo, counts.size) + int(elias_gamma_bits(counts + 1).sum())
     p = counts.astype(np.float64)
     return ProbabilityModel("histogram", lo, p, side, params={"n": int(s.size)})
 
@@ -256,6 +261,40 @@ def _params(dist: Any) -> dict:
     return {}
 
 
+def _count_params(dist: Any) -> int:
+    """Number of parameters: `params` of a gradstats family, args + kwds of a scipy frozen dist."""
+    p = _params(dist)
+    if p:
+        return len(p)
+    return len(getattr(dist, "args", ())) + len(getattr(dist, "kwds", {}))
+
+
+def _bf16(v: float) -> float:
+    return float(round_bf16(np.array([v], dtype=np.float32))[0])
+
+
+def bf16_params(dist: Any) -> Any | None:
+    """The same family with every parameter rounded to bfloat16 (what a decoder receives in
+    16 bits each), or None when the object cannot be rebuilt from its `params`."""
+    try:
+        base = getattr(dist, "base", None)
+        if base is not None and hasattr(dist, "pi"):  # ZeroInflated(base, pi)
+            rebuilt = bf16_params(base)
+            return None if rebuilt is None else type(dist)(rebuilt, _bf16(dist.pi))
+        p = _params(dist)
+        if not p:
+            return None
+        return type(dist)(**{k: _bf16(v) for k, v in p.items()})
+    except (TypeError, ValueError):
+        return None
+
+
+def range_header_bits(lo: int, size: int) -> int:
+    """Bits to state a table's range: Elias-gamma of zigzag(lo) + 1 and of the table size."""
+    z = int(zigzag(np.array([lo]))[0])
+    return int(elias_gamma_bits(np.array([min(z + 1, 2**62), max(size, 1)])).sum())
+
+
 def family_model(dist: Any, quantized: Any, symbols: Any = None, *, name: str | None = None,
                  max_table: int = MAX_TABLE, n_params: int | None = None) -> ProbabilityModel:
     """Model from a fitted family: p_k = dist.interval_probs(cells of the quantizer)[k].
@@ -263,7 +302,9 @@ def family_model(dist: Any, quantized: Any, symbols: Any = None, *, name: str | 
     The table spans the quantizer's bounded symbol range if it clips, else the observed
     [min, max] of `symbols` (the default: `quantized.symbols`), at most `max_table` wide around
     the family's median; the escape entry gets the family's mass outside the table.
-    Side bits: 32 per parameter + 2 x 32 (lo, table size) + `quantized.edges_side_bits`.
+    Side bits: 16 per parameter (the probabilities are computed from the bf16-rounded
+    parameters the decoder receives; 32 each when the object cannot be rebuilt from them, e.g. a
+    scipy distribution), the range header (`range_header_bits`) and `quantized.edges_side_bits`.
     """
     s = as_symbols(quantized.symbols if symbols is None else symbols)
     if quantized.bounds is not None:
@@ -282,12 +323,17 @@ def family_model(dist: Any, quantized: Any, symbols: Any = None, *, name: str | 
             pass
         lo = max(lo, centre - max_table // 2)
         hi = lo + max_table - 1
+    k = _count_params(dist) if n_params is None else n_params
+    sent = bf16_params(dist) if n_params is None else None
+    if sent is not None:
+        dist, param_bits = sent, BF16_PARAM_BITS * k
+    else:
+        param_bits = HEADER_FLOAT_BITS * k
     p = _interval_probs(dist, quantized.edges(lo, hi))
     p = np.where(np.isfinite(p), np.maximum(p, 0.0), 0.0)
     esc = max(0.0, 1.0 - float(p.sum()))
     params = _params(dist)
-    k = len(params) if n_params is None else n_params
-    side = HEADER_FLOAT_BITS * k + 2 * HEADER_FLOAT_BITS + int(getattr(quantized, "edges_side_bits", 0))
+    side = param_bits + range_header_bits(lo, hi - lo + 2) + int(getattr(quantized, "edges_side_bits", 0))
     label = name or getattr(dist, "name", None) or type(dist).__name__.lower()
     return ProbabilityModel(str(label), lo, np.append(p, esc), side, params=params)
 

@@ -15,7 +15,8 @@ Column meanings (bits are per entry of x):
   `total_bits_per_entry` = `bits_per_entry` + that; `ratio_vs_bf16` = 16 / `total_bits_per_entry`;
 - `entropy`: plug-in entropy of the symbols, `cross_entropy`: -mean log2 p_model(symbol) (escapes
   charged their raw bits), `gap_entropy` = bits_per_entry / entropy - 1,
-  `gap_cross_entropy` = bits_per_entry / cross_entropy - 1 (NaN where the limit is 0);
+  `gap_cross_entropy` = bits_per_entry / cross_entropy - 1 (NaN where the limit is 0),
+  `gap_payload_cross_entropy` = payload_bits_per_entry / cross_entropy - 1 (the coder alone);
 - `encode_MBps` / `decode_MBps`: MB of float32 input (4 bytes per entry) per second of entropy
   coding (the model is built beforehand), `encode_Meps` / `decode_Meps`: M entries per second;
 - rows with model `raw-float32` / `raw-bf16` are zstd on the unquantized values (lossless for
@@ -44,7 +45,7 @@ DEFAULT_CODERS = ("ans", "huffman")
 
 COLUMNS = [
     "model", "coder", "payload_bits_per_entry", "side_bits_per_entry", "bits_per_entry", "entropy",
-    "cross_entropy", "gap_entropy", "gap_cross_entropy", "encode_MBps", "decode_MBps",
+    "cross_entropy", "gap_entropy", "gap_cross_entropy", "encode_MBps", "decode_MBps", "gap_payload_cross_entropy",
     "quantizer", "n", "payload_bits", "side_bits", "quantizer_side_bits_per_entry", "total_bits_per_entry",
     "total_bits", "ratio_vs_bf16", "mse", "snr_db", "table_size", "n_escapes", "codebook_bits",
     "encode_Meps", "decode_Meps", "quantize_s", "model_s", "params", "error",
@@ -148,6 +149,7 @@ def bits_per_entry(
             payload = code_length(s, model, coder, include_side=False)
             finish(row, payload, model.side_bits, enc_s, dec_s)
             row["gap_cross_entropy"] = _gap(row["bits_per_entry"], ce)
+            row["gap_payload_cross_entropy"] = _gap(row["payload_bits_per_entry"], ce)
             rows.append(row)
     for coder in zstd_coders:
         row = base("symbols", coder)
@@ -251,6 +253,7 @@ def _totals(df: pd.DataFrame) -> pd.DataFrame:
             "n": n, "payload_bits": payload, "side_bits": side, "payload_bits_per_entry": payload / n,
             "side_bits_per_entry": side / n, "bits_per_entry": bpe, "entropy": ent, "cross_entropy": ce,
             "gap_entropy": _gap(bpe, ent), "gap_cross_entropy": _gap(bpe, ce),
+            "gap_payload_cross_entropy": _gap(payload / n, ce),
             "quantizer_side_bits_per_entry": qside / n, "total_bits_per_entry": tot, "total_bits": total_bits,
             "ratio_vs_bf16": BF16_BITS / tot if tot > 0 else math.nan,
             "encode_MBps": _pooled_rate(g, "encode_MBps"), "decode_MBps": _pooled_rate(g, "decode_MBps"),

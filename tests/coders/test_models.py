@@ -14,11 +14,14 @@ from coders.entropy import decode, encode
 from coders.models import (
     PROB_FLOOR,
     ProbabilityModel,
+    bf16_params,
     build_model,
     elias_gamma_bits,
     empirical_entropy,
     family_model,
+    fit_dist,
     histogram_model,
+    range_header_bits,
     unzigzag,
     zigzag,
 )
@@ -44,7 +47,8 @@ def test_histogram_model_counts_and_side_bits():
     m = histogram_model(s)
     assert (m.lo, m.hi, m.table_size) == (-1, 3, 6)
     counts = np.array([1, 3, 1, 0, 2, 0])  # symbols -1..3, then escape
-    assert m.side_bits == 64 + int(sum(2 * math.floor(math.log2(c + 1)) + 1 for c in counts))
+    # range: gamma(zigzag(-1) + 1 = 2) = 3 bits, gamma(6) = 5 bits; then gamma(count + 1) per entry
+    assert m.side_bits == 3 + 5 + int(sum(2 * math.floor(math.log2(c + 1)) + 1 for c in counts))
     np.testing.assert_allclose(m.probs[[0, 1, 2, 4]], counts[[0, 1, 2, 4]] / 7, rtol=1e-6)
     assert m.probs.min() >= PROB_FLOOR * (1 - 1e-9) and m.probs.sum() == pytest.approx(1.0)
     # the oracle model's cross-entropy is the empirical entropy (up to the floors)
@@ -61,7 +65,7 @@ def test_empirical_entropy_closed_form():
 def test_family_model_matches_scipy_cells():
     x = np.random.default_rng(0).laplace(scale=2.0, size=50_000)
     q = UniformQuantizer(step=1.0).quantize(x)
-    dist = gradstats_families.Laplace(loc=0.0, scale=2.0)
+    dist = gradstats_families.Laplace(loc=0.0, scale=2.0)  # exact in bf16
     m = family_model(dist, q)
     k = np.arange(m.lo, m.hi + 1)
     ref = scipy.stats.laplace(scale=2.0)
@@ -70,7 +74,9 @@ def test_family_model_matches_scipy_cells():
     # the escape entry holds the tails beyond the table
     tails = ref.cdf(m.lo - 0.5) + ref.sf(m.hi + 0.5)
     assert m.probs[-1] == pytest.approx(max(tails, PROB_FLOOR), rel=1e-6)
-    assert m.side_bits == 32 * 2 + 64  # loc, scale + table range
+    assert m.side_bits == 16 * 2 + range_header_bits(m.lo, m.table_size)  # bf16 loc, scale + range
+    # a scipy distribution cannot be rebuilt from bf16 parameters: 32 bits each
+    assert family_model(ref, q).side_bits == 32 * 1 + range_header_bits(m.lo, m.table_size)
     # the true model's cross-entropy is close to the empirical entropy
     assert m.cross_entropy(q.symbols) == pytest.approx(empirical_entropy(q.symbols), abs=0.01)
 
@@ -93,7 +99,13 @@ def test_zero_inflated_model_puts_mass_on_zero():
     plain = build_model("laplace", q, x)
     assert zi.params["pi"] == pytest.approx(0.4, abs=0.02)
     assert zi.cross_entropy(q.symbols) < plain.cross_entropy(q.symbols) - 0.05
-    assert zi.side_bits == plain.side_bits + 32
+    assert zi.side_bits == plain.side_bits + 16
+    # the table is the one a decoder rebuilds from the bf16 parameters it receives
+    zi_dist = fit_dist(x, "zi-laplace")
+    sent = bf16_params(zi_dist)
+    assert abs(sent.pi - zi_dist.pi) <= 2**-8 * zi_dist.pi
+    assert abs(sent.base.scale - zi_dist.base.scale) <= 2**-8 * zi_dist.base.scale
+    np.testing.assert_allclose(family_model(zi_dist, q).probs, family_model(sent, q, n_params=3).probs)
 
 
 def test_gennorm_codebook_beats_normal_and_laplace_on_gennorm_data():
