@@ -45,7 +45,8 @@ DEFAULT_CODERS = ("ans", "huffman")
 
 COLUMNS = [
     "model", "coder", "payload_bits_per_entry", "side_bits_per_entry", "bits_per_entry", "entropy",
-    "cross_entropy", "gap_entropy", "gap_cross_entropy", "encode_MBps", "decode_MBps", "gap_payload_cross_entropy",
+    "cross_entropy", "gap_entropy", "gap_cross_entropy", "encode_MBps", "decode_MBps",
+    "gap_payload_cross_entropy",
     "quantizer", "n", "payload_bits", "side_bits", "quantizer_side_bits_per_entry", "total_bits_per_entry",
     "total_bits", "ratio_vs_bf16", "mse", "snr_db", "table_size", "n_escapes", "codebook_bits",
     "encode_Meps", "decode_Meps", "quantize_s", "model_s", "params", "error",
