@@ -114,7 +114,9 @@ class RandomKSGD(CompressedSGD):
 
 
 class QSGDSGD(CompressedSGD):
-    """QSGD SGD (all-gather of bucket norms + packed levels); `levels` (16), `bucket_size` (512)."""
+    """QSGD SGD (all-gather of bucket norms + packed levels); `levels` (16), `bucket_size` (512).
+    With EF the decoder uses the contractive Q / (1 + omega) (the plain unbiased Q diverges under EF
+    when omega > 1)."""
 
     name = "qsgd"
     pattern = "allgather"
@@ -122,8 +124,10 @@ class QSGDSGD(CompressedSGD):
     def __init__(self, params: Iterable[Tensor], comm: Comm, *, levels: int = 16,
                  bucket_size: int | None = 512, **options):
         self.levels, self.bucket_size = levels, bucket_size
+        self.error_feedback = bool(options.get("error_feedback", False))
         super().__init__(params, comm, **options)
 
     def make_compressor(self, layer: int) -> Compressor:
-        # each worker draws its own rounding noise
-        return QSGD(self.levels, self.bucket_size, seed=shared_seed(self.seed, 1000 * self.rank + layer, 1))
+        # each worker draws its own rounding noise; under EF the contractive Q / (1 + omega)
+        return QSGD(self.levels, self.bucket_size, seed=shared_seed(self.seed, 1000 * self.rank + layer, 1),
+                    contractive=self.error_feedback)

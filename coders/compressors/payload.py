@@ -71,6 +71,10 @@ class Compressor:
         return f"{type(self).__name__}({opts})"
 
 
+def _int_type(width: int) -> torch.dtype:
+    return torch.int32 if width <= 30 else torch.int64
+
+
 def pack_bits(symbols: Tensor, width: int) -> Tensor:
     """Pack non-negative integers < 2**width into a uint8 tensor, `width` bits each, MSB first.
 
@@ -78,21 +82,20 @@ def pack_bits(symbols: Tensor, width: int) -> Tensor:
     """
     if not 1 <= width <= 32:
         raise ValueError(f"pack_bits: width must be in [1, 32], got {width}")
+    it = _int_type(width)
     flat = symbols.reshape(-1).to(torch.int64)
-    if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= (1 << width)):
-        raise ValueError(f"pack_bits: symbols outside [0, 2**{width})")
+    if flat.numel():
+        lo, hi = torch.aminmax(flat)
+        if int(lo) < 0 or int(hi) >= (1 << width):
+            raise ValueError(f"pack_bits: symbols outside [0, 2**{width})")
+    flat = flat.to(it)
     n = flat.numel()
     nbytes = (n * width + 7) // 8
     bits = torch.zeros(nbytes * 8, dtype=torch.uint8, device=flat.device)
-    # bit j of every symbol (a loop over the width, vectorized over entries)
-    grid = bits[: n * width].view(n, width) if n else bits[:0].view(0, width)
-    for j in range(width):
-        grid[:, j] = ((flat >> (width - 1 - j)) & 1).to(torch.uint8)
-    octets = bits.view(nbytes, 8)
-    out = torch.zeros(nbytes, dtype=torch.uint8, device=flat.device)
-    for j in range(8):
-        out |= octets[:, j] << (7 - j)
-    return out
+    shifts = torch.arange(width - 1, -1, -1, dtype=it, device=flat.device)
+    bits[: n * width] = ((flat.unsqueeze(1) >> shifts) & 1).reshape(-1)
+    byte_shifts = torch.arange(7, -1, -1, dtype=torch.int32, device=flat.device)
+    return (bits.view(nbytes, 8).to(torch.int32) << byte_shifts).sum(1, dtype=torch.int32).to(torch.uint8)
 
 
 def unpack_bits(packed: Tensor, width: int, n: int) -> Tensor:
@@ -101,14 +104,11 @@ def unpack_bits(packed: Tensor, width: int, n: int) -> Tensor:
         raise ValueError(f"unpack_bits: expected uint8, got {packed.dtype}")
     if packed.numel() * 8 < n * width:
         raise ValueError(f"unpack_bits: {packed.numel()} bytes cannot hold {n} symbols of {width} bits")
-    bits = torch.empty(packed.numel(), 8, dtype=torch.uint8, device=packed.device)
-    for j in range(8):
-        bits[:, j] = (packed >> (7 - j)) & 1
-    grid = bits.reshape(-1)[: n * width].view(n, width)
-    out = torch.zeros(n, dtype=torch.int64, device=packed.device)
-    for j in range(width):
-        out |= grid[:, j].to(torch.int64) << (width - 1 - j)
-    return out
+    it = _int_type(width)
+    byte_shifts = torch.arange(7, -1, -1, dtype=torch.int32, device=packed.device)
+    bits = ((packed.to(torch.int32).unsqueeze(1) >> byte_shifts) & 1).reshape(-1)[: n * width]
+    shifts = torch.arange(width - 1, -1, -1, dtype=it, device=packed.device)
+    return (bits.view(n, width).to(it) << shifts).sum(1, dtype=it).to(torch.int64)
 
 
 def log2_binomial(n: int, k: int) -> float:

@@ -30,19 +30,24 @@ class QSGD(Compressor):
     """s-level stochastic quantization, bucketed norms (bucket_size=None: one norm per tensor).
 
     Randomness comes from a per-worker generator kept in `state["generator"]`, seeded with
-    `seed` on first use (give each worker its own seed).
+    `seed` on first use (give each worker its own seed). `contractive=True` decodes
+    Q(x) / (1 + omega), a contractive operator (E||C(x) - x||^2 <= omega/(1+omega) ||x||^2), which
+    error feedback needs (Stich & Karimireddy 2020); the wire is unchanged.
     """
 
     name = "qsgd"
     linear = False
     unbiased = True
 
-    def __init__(self, levels: int = 16, bucket_size: int | None = 512, seed: int = 0):
+    def __init__(self, levels: int = 16, bucket_size: int | None = 512, seed: int = 0,
+                 contractive: bool = False):
         if levels < 1:
             raise ValueError(f"QSGD: levels must be >= 1, got {levels}")
         if bucket_size is not None and bucket_size < 1:
             raise ValueError(f"QSGD: bucket_size must be >= 1 or None, got {bucket_size}")
         self.levels, self.bucket_size, self.seed = levels, bucket_size, seed
+        self.contractive = bool(contractive)
+        self.unbiased = not self.contractive
         self.width = max(1, math.ceil(math.log2(2 * levels + 1)))
 
     def omega(self, d: int) -> float:
@@ -62,6 +67,8 @@ class QSGD(Compressor):
     def compress(self, x: Tensor, state: dict | None = None) -> Payload:
         flat = x.detach().reshape(-1).float()
         d = flat.numel()
+        if not bool(torch.isfinite(flat).all()):
+            raise ValueError("QSGD: the input has non-finite values (did training diverge?)")
         b = d if self.bucket_size is None else self.bucket_size
         b = max(b, 1)
         nb = math.ceil(d / b)
@@ -86,4 +93,6 @@ class QSGD(Compressor):
         vals = torch.zeros(nb * b, dtype=norms.dtype, device=norms.device)
         vals[:d] = signed.to(norms.dtype)
         out = (vals.view(nb, b) * (norms[:, None] / self.levels)).reshape(-1)[:d]
+        if self.contractive:
+            out = out / (1.0 + self.omega(d))
         return out.reshape(m["shape"]).to(m["dtype"])
