@@ -50,7 +50,8 @@ def _check_finite(x: Any) -> None:
         a = np.asarray(x)
         if a.dtype.kind not in "fiub":
             raise ValueError(f"quantize: expected a real-valued array, got dtype {a.dtype}")
-        if a.size and not np.isfinite(a).all():
+        # two reductions instead of a boolean array: NaN propagates through min, Inf shows in min/max
+        if a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
             raise ValueError("quantize: input contains NaN or Inf")
 
 
