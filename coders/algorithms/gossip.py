@@ -31,8 +31,9 @@ neighbour this step (the per-edge message size).
 Defaults for the consensus steps gamma come from epfml/powergossip's tuned CIFAR-10 runs
 (`experiments/resnet20_cifar10_shuffled.py`): Choco sign 0.45, Choco top-1% 0.0375,
 DeepSqueeze sign 0.01; Choco random-1% 0.01 and Choco rank-1 0.03 (no reference value) come
-from a sweep on digits (benchmarks/RESULTS.md). PowerGossip and D-PSGD use gamma = 1
-(PowerGossip needs no tuning). All are configurable with `gamma=`.
+from a sweep on digits (benchmarks/RESULTS.md). PowerGossip and D-PSGD use the topology's
+optimal over-relaxed step 2 / (mu_2 + mu_max) (1.308 on the 8-ring, the reference's setting;
+computed from W, no tuning). All are configurable with `gamma=` (a number or "optimal").
 """
 
 from __future__ import annotations
@@ -88,7 +89,8 @@ def consensus_distance(params: Iterable[Tensor], comm: Comm) -> float:
 class GossipAlgorithm(Algorithm):
     """Shared part of the gossip methods: neighbours, weights, local optimizer, bit accounting.
 
-    Options common to all: `gamma` (consensus step; class default), and those of `Algorithm`:
+    Options common to all: `gamma` (consensus step; class default; "optimal" = the topology's
+    over-relaxed step 2 / (mu_2 + mu_max) of I - W), and those of `Algorithm`:
     `momentum` (0.9 here), `nesterov` (True here; the reference's local optimizer),
     `weight_decay` (0.0), `seed` (0; shared randomness).
     """
@@ -97,7 +99,7 @@ class GossipAlgorithm(Algorithm):
     needs_topology = True
     allreduce_compatible = False
     pattern = "p2p"
-    default_gamma = 1.0
+    default_gamma: float | str = 1.0
     default_momentum = 0.9
     default_nesterov = True
 
@@ -107,7 +109,7 @@ class GossipAlgorithm(Algorithm):
         comm: Comm,
         topology: Topology | None = None,
         *,
-        gamma: float | None = None,
+        gamma: float | str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(params, comm, **options)
@@ -118,7 +120,12 @@ class GossipAlgorithm(Algorithm):
                 f"{self.name}: topology {topology.name} has {topology.workers} workers, "
                 f"comm has world_size {comm.world_size}"
             )
-        self.gamma = float(self.default_gamma if gamma is None else gamma)
+        gamma = self.default_gamma if gamma is None else gamma
+        if gamma == "optimal":
+            gamma = topology.optimal_gossip_step
+        if isinstance(gamma, str):
+            raise ValueError(f"{self.name}: gamma must be a number or 'optimal', got {gamma!r}")
+        self.gamma = float(gamma)
         if not math.isfinite(self.gamma) or self.gamma <= 0:
             raise ValueError(f"{self.name}: gamma must be a positive finite number, got {gamma}")
         self.topology = topology
@@ -176,9 +183,14 @@ class GossipAlgorithm(Algorithm):
 
 
 class DPSGD(GossipAlgorithm):
-    """D-PSGD (Lian et al. 2017): exact gossip x <- x + gamma (W - I) x, the uncompressed reference."""
+    """D-PSGD (Lian et al. 2017): exact gossip x <- x + gamma (W - I) x, the uncompressed reference.
+
+    gamma defaults to the optimal over-relaxed step of the topology (1.308 on the 8-ring, as the
+    reference's CIFAR-10 experiments); gamma = 1 is plain x <- W x.
+    """
 
     name = "dpsgd"
+    default_gamma = "optimal"
 
     def gossip(self) -> dict[str, Any]:
         per = self._exact_gossip(self.params, self.gamma)
@@ -190,13 +202,16 @@ class PowerGossip(GossipAlgorithm):
 
     Options: `rank` (1), `num_iterations` (1, power steps and messages per SGD step), `warm_start`
     (True: u is the previous iteration's factor; False: redrawn from the edge's RNG each
-    iteration), `gamma` (1.0, applied to the matrices; 1-D parameters always use 1), `eps`
+    iteration), `gamma` ("optimal": the topology's over-relaxed step 2 / (mu_2 + mu_max), 1.308
+    on the 8-ring as in the reference's experiments; it needs no tuning; applied to the
+    matrices, 1-D parameters always use 1), `eps`
     (1e-8, Gram-Schmidt guard col / (||col|| + eps) as the reference). A
     parameter with ndim >= 2 is the matrix X.view(shape[0], -1) (m x n); r = min(rank, m, n).
     Per neighbour and iteration it sends r*m (odd t) or r*n (even t) values per matrix.
     """
 
     name = "powergossip"
+    default_gamma = "optimal"
 
     def __init__(
         self,

@@ -216,6 +216,19 @@ def test_bad_options_raise():
     assert run_threads(1, worker) == [True]
 
 
+def test_default_gamma_is_the_optimal_over_relaxed_step_for_exact_and_power_gossip():
+    def worker(comm):
+        params = make_params(comm.rank)
+        out = {name: GOSSIP_METHODS[name](params, comm, topology=ring(8)).gamma for name in GOSSIP_METHODS}
+        with pytest.raises(ValueError, match="'optimal'"):
+            DPSGD(params, comm, topology=ring(8), gamma="best")
+        return out
+
+    gammas = run_threads(8, worker)[0]
+    assert gammas["dpsgd"] == gammas["powergossip"] == pytest.approx(2 / (0.1952621 + 4 / 3), abs=1e-6)
+    assert gammas["choco-sign"] == 0.45 and gammas["choco-topk"] == 0.0375 and gammas["deepsqueeze"] == 0.01
+
+
 def test_registry_names_and_interface():
     assert set(GOSSIP_METHODS) == {"dpsgd", "powergossip", "choco-topk", "choco-randk", "choco-sign",
                                    "choco-lowrank", "deepsqueeze"}
