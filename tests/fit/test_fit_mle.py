@@ -153,14 +153,17 @@ def test_dtypes_and_torch_give_the_same_fit():
     x64 = _gennorm_sample(1.2, 0.01, 300_000, seed=8)
     x32 = x64.astype(np.float32)
     ref = fit(x32.astype(np.float64), "gennorm", loc=0.0)
+    # float32 input runs its Newton iterations in float32 and polishes in float64: the two paths
+    # stop within 1e-6 nats of the same maximum
     for v in (x32, torch.from_numpy(x32), torch.from_numpy(x32).reshape(600, 500)):
         f = fit(v, "gennorm", loc=0.0)
-        assert f.params == pytest.approx(ref.params, rel=1e-9)
-        assert f.loglik == pytest.approx(ref.loglik, rel=1e-12)
+        assert f.params == pytest.approx(ref.params, rel=2e-5)
+        assert f.loglik == pytest.approx(ref.loglik, abs=1e-5)
     bf = torch.from_numpy(x32).to(torch.bfloat16)
     f_bf = fit(bf, "gennorm")
     f_ref = fit(bf.float().numpy().astype(np.float64), "gennorm")
-    assert f_bf.params == pytest.approx(f_ref.params, rel=1e-9)
+    assert f_bf.params == pytest.approx(f_ref.params, rel=2e-5, abs=1e-7)  # loc: 1e-5 of the scale
+    assert f_bf.loglik == pytest.approx(f_ref.loglik, abs=1e-5)
     f16 = x32.astype(np.float16)
     ref16 = fit(f16.astype(np.float64), "laplace").params
     assert fit(f16, "laplace").params == pytest.approx(ref16, rel=1e-12)
