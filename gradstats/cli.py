@@ -143,8 +143,54 @@ def _cmd_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_options(items: list[str] | None) -> dict:
+    """`--option key=value` pairs; values parsed as int, float, bool or None when they look like one."""
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"gradstats train: --option needs key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        low = value.strip().lower()
+        parsed: object = value
+        if low in ("true", "false"):
+            parsed = low == "true"
+        elif low == "none":
+            parsed = None
+        else:
+            for cast in (int, float):
+                try:
+                    parsed = cast(value)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip().replace("-", "_")] = parsed
+    return out
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    raise SystemExit("gradstats train: not implemented yet")
+    import os
+
+    from coders.runtime.train import train
+
+    result = train(
+        args.workload, args.method, args.workers, args.steps, backend=args.backend,
+        topology=args.topology, seed=args.seed, lr=args.lr, options=_parse_options(args.option),
+        eval_every=args.eval_every, split=args.split, batch_size=args.batch_size, device=args.device,
+    )
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
+    h = result.history
+    evals = h[h["metric"].notna()][["step", "loss", "metric", "bits_up", "bits_down", "bits_wire", "step_s"]]
+    print(evals.to_string(index=False))
+    for key, value in result.summary().items():
+        print(f"{key:>22}: {value}")
+    if args.out:
+        if args.out.endswith(".csv"):
+            h.to_csv(args.out, index=False)
+        else:
+            h.to_parquet(args.out, index=False)
+        print(f"history written to {args.out}")
+    return 0
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -258,7 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=200)
     t.add_argument("--lr", type=float, default=None)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default=None)
+    t.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps (default steps/10)")
+    t.add_argument("--split", default="iid", help="iid | label-skew")
+    t.add_argument("--batch-size", type=int, default=None, help="per worker (default: the workload's)")
+    t.add_argument("--device", default=None, help="cpu | cuda (default: cuda for nccl, else cpu)")
+    t.add_argument("--option", action="append", default=None, metavar="KEY=VALUE",
+                   help="method option, repeatable (e.g. --option rank=2 --option ratio=0.01)")
+    t.add_argument("--out", default=None, help="history as .parquet (default) or .csv")
     t.set_defaults(func=_cmd_train)
 
     m = sub.add_parser("compare", help="end-to-end comparison of compressors")

@@ -123,10 +123,12 @@ class MCM(Algorithm):
                     g_hat = []
                     for i, c in enumerate(self.up):
                         acc = torch.zeros_like(grads[i])
-                        for rank_payloads in gathered:
-                            acc += c.decompress(rank_payloads[i]).float()
+                        for r, rank_payloads in enumerate(gathered):
+                            msg = c.decompress(rank_payloads[i]).float()
+                            if r == self.rank:
+                                self.h_own[i] += self.alpha_up[i] * msg
+                            acc += msg
                         acc /= w
-                        self.h_own[i] += self.alpha_up[i] * c.decompress(payloads[i]).float()
                         g_hat.append(acc + self.h[i])
                         self.h[i] += self.alpha_up[i] * acc
                 up = float(sum(p.bits for p in payloads))

@@ -122,7 +122,7 @@ def test_gloo_collectives_match_the_simulator():
 @pytest.mark.distributed
 def test_gloo_failure_carries_the_traceback():
     with pytest.raises(RuntimeError, match="rank 0 failed"):
-        run_processes(2, collectives_bad)
+        run_processes(1, collectives_bad)
 
 
 def collectives_bad(comm):

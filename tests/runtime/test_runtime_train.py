@@ -86,3 +86,19 @@ def test_train_errors_name_the_problem():
             train("digits-cnn", "fp32", 2, 1, backend="nccl")
         else:
             raise ValueError("nccl available; nothing to check")
+
+
+def test_cli_train_writes_history(tmp_path, capsys):
+    import pandas as pd
+
+    from gradstats.cli import main
+
+    out = tmp_path / "h.csv"
+    assert main(["train", "--workers", "2", "--method", "topk-ef", "--steps", "4", "--eval-every", "2",
+                 "--option", "ratio=0.05", "--out", str(out)]) == 0
+    h = pd.read_csv(out)
+    assert list(h["step"]) == [1, 2, 3, 4] and h["metric"].notna().sum() == 2
+    printed = capsys.readouterr().out
+    assert "topk-ef" in printed and "bits_up_per_step" in printed
+    with pytest.raises(SystemExit, match="key=value"):
+        main(["train", "--option", "ratio"])
