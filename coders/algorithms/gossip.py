@@ -200,14 +200,17 @@ class DPSGD(GossipAlgorithm):
 class PowerGossip(GossipAlgorithm):
     """PowerGossip (Vogels, Karimireddy, Jaggi, NeurIPS 2020): low-rank power steps on model differences.
 
-    Options: `rank` (1), `num_iterations` (1, power steps and messages per SGD step), `warm_start`
-    (True: u is the previous iteration's factor; False: redrawn from the edge's RNG each
-    iteration), `gamma` ("optimal": the topology's over-relaxed step 2 / (mu_2 + mu_max), 1.308
-    on the 8-ring as in the reference's experiments; it needs no tuning; applied to the
-    matrices, 1-D parameters always use 1), `eps`
-    (1e-8, Gram-Schmidt guard col / (||col|| + eps) as the reference). A
-    parameter with ndim >= 2 is the matrix X.view(shape[0], -1) (m x n); r = min(rank, m, n).
+    Options:
+    - `rank` (1) and `num_iterations` (1: power steps, hence messages, per SGD step);
+    - `warm_start` (True: u is the previous iteration's factor; False: redrawn from the edge's
+      RNG at every iteration);
+    - `gamma` ("optimal": the topology's over-relaxed step 2 / (mu_2 + mu_max), 1.308 on the
+      8-ring as in the reference's experiments, computed, not tuned); it scales the matrix
+      updates, 1-D parameters always use 1;
+    - `eps` (1e-8): Gram-Schmidt guard col / (||col|| + eps), as the reference.
+    A parameter with ndim >= 2 is the matrix X.view(shape[0], -1) (m x n), r = min(rank, m, n).
     Per neighbour and iteration it sends r*m (odd t) or r*n (even t) values per matrix.
+    `compress_s` times forming the messages, `decompress_s` rebuilding and applying P Q^T.
     """
 
     name = "powergossip"
@@ -266,7 +269,7 @@ class PowerGossip(GossipAlgorithm):
         dense = self._exact_gossip(self.vectors, 1.0)
         for j in self.neighbours:
             bits[j] += dense
-        compress_s = 0.0
+        compress_s = decompress_s = 0.0
         start, self.iteration = self.iteration, self.iteration + self.num_iterations
         if not self.matrices or not self.neighbours:
             return {"bits": bits}
@@ -308,8 +311,8 @@ class PowerGossip(GossipAlgorithm):
             for coef, j in updates:
                 for x, p, q in zip(self.matrices, self.P[j], self.Q[j], strict=True):
                     x.add_((p @ q.T).view_as(x), alpha=coef)
-            compress_s += time.perf_counter() - tic
-        return {"bits": bits, "compress_s": compress_s}
+            decompress_s += time.perf_counter() - tic
+        return {"bits": bits, "compress_s": compress_s, "decompress_s": decompress_s}
 
 
 # ---------------------------------------------------------------------------------------------
