@@ -508,6 +508,9 @@ def aggregate_rd(rd: pd.DataFrame) -> pd.DataFrame:
     """
     keys = ["kind", "name", "param"]
     cols = ["bits", "n", "sq_err", "sq_norm"]
+    missing = [c for c in (*keys, *cols) if c not in rd.columns]
+    if missing:
+        raise ValueError(f"aggregate_rd: rate-distortion frame lacks columns {missing}")
     g = rd.assign(param=rd["param"].fillna(-1.0)).groupby(keys, sort=False)[cols]
     out = g.sum().reset_index()
     out["param"] = out["param"].where(out["param"] >= 0, np.nan)

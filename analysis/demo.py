@@ -86,10 +86,10 @@ def _stage(seconds: dict, skipped: dict, name: str, fn: Callable, *args, **kw):
     return out
 
 
-def _fit(cap, cfg: DemoConfig) -> pd.DataFrame:
+def _fit(cap, cfg: DemoConfig, progress: bool) -> pd.DataFrame:
     from gradstats import fit_capture
 
-    return fit_capture(cap, families=list(cfg.families))
+    return fit_capture(cap, families=list(cfg.families), progress=progress)
 
 
 def _code(cap, cfg: DemoConfig, fits: pd.DataFrame) -> pd.DataFrame:
@@ -143,7 +143,7 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
             continue
         tick(f"captured {wl}")
         try:
-            fits = _stage(seconds, skipped, "fit", _fit, cap, cfg)
+            fits = _stage(seconds, skipped, "fit", _fit, cap, cfg, progress)
             fits.to_parquet(unit / "fits.parquet", index=False)
         except _Skipped:
             pass
@@ -198,7 +198,7 @@ def format_result(res: DemoResult) -> str:
     groups = res.headline.groupby("workload", sort=False) if len(res.headline) else []
     for wl, h in groups:
         lines.append(f"== {wl}: best family per layer, GenNorm beta, GenNorm-ANS bits/entry (bf16 = 16)")
-        show = h.drop(columns=["workload"])
+        show = h.drop(columns=["workload", *[c for c in h.columns if c.endswith("vs bf16")]])
         lines.append(show.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         tot = res.totals[res.totals["workload"] == wl] if len(res.totals) else res.totals
         if len(tot):

@@ -220,9 +220,14 @@ def plot_qq(x, fits: pd.DataFrame, title: str | None = None, path: str | Path | 
         for ax, r in zip(axes, rows, strict=False):
             q = qq_data(a, family_dist(r))
             ax.plot(q["model"], q["empirical"], ".", ms=4, color=_color(r), label=_label(r))
-            lo = float(min(q["model"].min(), q["empirical"].min()))
-            hi = float(max(q["model"].max(), q["empirical"].max()))
+            # axes span the data (padded): a model with far heavier tails leaves the box instead
+            # of squashing the data into a vertical line
+            lo, hi = float(q["empirical"].min()), float(q["empirical"].max())
+            pad = 0.25 * (hi - lo) if hi > lo else 1.0
+            lo, hi = lo - pad, hi + pad
             ax.plot([lo, hi], [lo, hi], "--", color="0.3", lw=1, label="y = x")
+            ax.set_xlim(lo, hi)
+            ax.set_ylim(lo, hi)
             ax.set_title(_label(r))
             ax.set_xlabel("model quantile")
             ax.set_ylabel("empirical quantile")

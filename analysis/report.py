@@ -72,19 +72,22 @@ def best_family(fits: pd.DataFrame) -> pd.Series:
 def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
     """One row per layer: best family (most often best over steps), its share, GenNorm beta, tail errors.
 
-    Tail error = log10(model P(|X-loc| > t_p) / empirical p) at p = 1e-2, 1e-3, 1e-4, averaged
-    over steps; 0 is exact, -1 means the model predicts 10x too few exceedances.
+    Tail error at p = log10(model P(|X-loc| > t_p) / p), t_p the empirical (1-p)-quantile of
+    |x - loc| (0 is exact, -1 means the model predicts 10x too few exceedances), averaged over
+    steps. Columns `tail <p>` are the best family's; `|tail| <family>` is each family's mean
+    absolute tail error over the p the sample resolves.
     """
     if fits is None or fits.empty:
         raise ValueError("fit table: no fits")
     best = best_family(fits).reset_index()
     layers = list(dict.fromkeys(fits["layer"]))
+    fams = [f for f in ("normal", "laplace", "gennorm", "zi-gennorm") if (fits["family"] == f).any()]
+    tails = [c for c in TAIL_COLUMNS if c in fits.columns]
     rows = []
     for layer in layers:
-        bl = best[best["layer"] == layer]["family"]
-        counts = bl.value_counts()
-        row = {"layer": layer,
-               "best family": counts.index[0] if len(counts) else "",
+        counts = best[best["layer"] == layer]["family"].value_counts()
+        top = counts.index[0] if len(counts) else ""
+        row = {"layer": layer, "best family": top,
                "best share": counts.iloc[0] / counts.sum() if len(counts) else np.nan}
         f = fits[fits["layer"] == layer]
         g = f[f["family"].astype(str) == "gennorm"]
@@ -93,11 +96,13 @@ def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
         if len(z):
             row["ZI-GenNorm beta"] = float(z["beta"].median())
             row["zeros (pi)"] = float(z["pi"].median())
-        for fam in ("normal", "laplace", "gennorm", "zi-gennorm"):
+        b = f[f["family"].astype(str) == top]
+        for col in tails:
+            row[f"tail {col.rsplit('_', 1)[-1]}"] = float(b[col].mean()) if len(b) else np.nan
+        for fam in fams:
             ff = f[f["family"].astype(str) == fam]
-            for col in TAIL_COLUMNS:
-                if col in ff.columns and len(ff):
-                    row[f"{fam} tail {col.rsplit('_', 1)[-1]}"] = float(ff[col].mean())
+            if tails and len(ff):
+                row[f"|tail| {fam}"] = float(np.nanmean(np.abs(ff[tails].to_numpy(dtype=float))))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -235,7 +240,9 @@ def write_figures(unit: str | Path, layers: list[str] | None = None) -> list[Pat
     if bits is not None and len(bits):
         _draw(plots.plot_bits_per_layer, bits, name="bits_per_layer.png")
     if rd is not None and len(rd):
-        _draw(plots.plot_rate_distortion, rd, name="rate_distortion.png")
+        from analysis.compare import aggregate_rd
+
+        _draw(plots.plot_rate_distortion, aggregate_rd(rd), name="rate_distortion.png")
     return made
 
 
@@ -324,8 +331,10 @@ def _unit_sections(unit: Path, name: str) -> list[str]:
     fits, bits, rd = (_read(unit / f) for f in DATA_FILES)
     if fits is not None and len(fits):
         body = ("<p>Best family by BIC per layer (share of steps where it won), median GenNorm "
-                "&beta; (2 = Normal, 1 = Laplace), and tail errors log<sub>10</sub>(model / empirical "
-                "P(|X-loc| &gt; t<sub>p</sub>)) at p = 1e-2, 1e-3, 1e-4 averaged over steps.</p>"
+                "&beta; (2 = Normal, 1 = Laplace), fraction of exact zeros, and tail errors "
+                "log<sub>10</sub>(model / empirical P(|X-loc| &gt; t<sub>p</sub>)): at p = 1e-2, 1e-3, "
+                "1e-4 for the best family, and as the mean absolute value over the resolved p for each "
+                "family; averaged over steps, blank where the sample is too small to resolve p.</p>"
                 + _table(fit_table(fits)))
     else:
         body = _missing("fits.parquet")
@@ -345,10 +354,15 @@ def _unit_sections(unit: Path, name: str) -> list[str]:
     out.append(_section("bits", name, f"Bits per entry ({name})", body))
 
     if rd is not None and len(rd):
-        agg = rd.groupby(["kind", "name", "param"], dropna=False, sort=False)[
-            ["bits_per_entry", "rel_error"]].mean().reset_index()
-        body = ("<p>Compressors and quantizer + codebook pairs on the same captured gradients: "
-                "bits per entry vs relative error ||x - x&#770;|| / ||x||.</p>" + _table(agg))
+        from analysis.compare import aggregate_rd
+
+        agg = aggregate_rd(rd)[["kind", "name", "param", "bits_per_entry", "rel_error"]]
+        steps = sorted(set(rd["step"])) if "step" in rd.columns else []
+        body = ("<p>Compressors (exact wire bits) and quantizer + codebook pairs (uniform step c &times; "
+                "RMS, side information included) on the same captured gradients"
+                + (f" (step {', '.join(map(str, steps))})" if steps else "")
+                + ", pooled over layers: total bits / entries and ||x - x&#770;|| / ||x||.</p>"
+                + _table(agg.rename(columns={"param": "c"})))
         out.append(_section("rate-distortion", name, f"Rate-distortion ({name})", body))
     return out
 

@@ -80,7 +80,9 @@ def rd_frame():
     for name, bpe, err in (("bf16", 16.0, 0.003), ("topk-1%", 0.64, 0.8), ("sign", 1.0, 0.6)):
         rows.append({"name": name, "kind": "compressor", "param": np.nan, "layer": "fc.weight",
                      "bits_per_entry": bpe, "rel_error": err})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # the per-layer sums that analysis.compare.aggregate_rd pools (one layer of 1000 entries, ||x|| = 1)
+    return df.assign(n=1000, bits=df["bits_per_entry"] * 1000, sq_err=df["rel_error"] ** 2, sq_norm=1.0)
 
 
 @pytest.fixture(scope="session")
