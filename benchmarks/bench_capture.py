@@ -6,8 +6,10 @@ Usage (from the repository root)::
 
 Each round times ``--steps`` optimizer steps of every mode in turn on the same model (the modes are
 interleaved so that a change in machine load hits all of them alike); the figure reported is the
-median over rounds of the mean step time. ``--every 1`` records every step (the worst case);
-``ratio`` is step time / step time with capture off. Prints a markdown table.
+median over rounds of the mean step time, as wall-clock time and as CPU time of the whole process
+(all threads, so the writer thread's work is counted; CPU time is the steadier figure on a shared
+machine). ``--every 1`` records every step (the worst case); a ratio is step time / step time with
+capture off. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ MODES = {
 
 
 def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*.safetensors"))
+    return sum(p.stat().st_size for p in (path / "steps").glob("*.safetensors"))
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     for _ in range(5):  # warm-up
         wl.step()
     times: dict[str, list[float]] = {m: [] for m in MODES}
+    cpu: dict[str, list[float]] = {m: [] for m in MODES}
     written: dict[str, list[float]] = {m: [] for m in MODES}
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         for rnd in range(args.rounds):
@@ -55,21 +58,64 @@ def run(args: argparse.Namespace) -> list[dict]:
                     rec = GradientRecorder(wl.model, out, every=args.every, optimizer=wl.optimizer,
                                            model_name="stdlib-lm", **kwargs)
                 sync()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 for _ in range(args.steps):
                     wl.step()
                 if rec is not None:
                     rec.close()  # includes draining the writer: the cost of writing is counted
                 sync()
                 times[mode].append((time.perf_counter() - t0) / args.steps)
+                cpu[mode].append((time.process_time() - c0) / args.steps)
                 if rec is not None:
                     written[mode].append(_dir_bytes(out) / max(len(rec.steps_recorded), 1))
     base = statistics.median(times["off"])
+    cpu_base = statistics.median(cpu["off"])
     rows = []
     for mode in MODES:
         t = statistics.median(times[mode])
+        c = statistics.median(cpu[mode])
         rows.append({"mode": mode, "ms_per_step": 1e3 * t, "ratio": t / base,
+                     "cpu_ms_per_step": 1e3 * c, "cpu_ratio": c / cpu_base,
                      "MB_per_record": statistics.median(written[mode]) / 1e6 if written[mode] else 0.0})
+    return rows
+
+
+def per_record_costs(args: argparse.Namespace, records: int = 10) -> list[dict]:
+    """Cost of recording one step, measured directly: ``recorder.step()`` on fixed gradients.
+
+    ``main_ms``: time the training thread spends per recorded step (sampling / moments / copies to
+    host buffers; what training waits for). ``drain_ms``: wall time per record including the writer
+    thread's serialisation and disk write (from the first record to ``close()``).
+    """
+    wl = make_workload("stdlib-lm", seed=0, device=args.device, d_model=args.d_model, n_heads=8,
+                       n_layers=args.layers, d_ff=4 * args.d_model, seq_len=args.seq_len)
+    sync = torch.cuda.synchronize if wl.device.type == "cuda" else (lambda: None)
+    for _ in range(3):
+        wl.step()
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        for mode, kwargs in MODES.items():
+            if kwargs is None:
+                continue
+            main_s: list[float] = []
+            drain_s: list[float] = []
+            for rnd in range(args.rounds):
+                out = Path(tmp) / f"direct_{len(rows)}_{rnd}"
+                rec = GradientRecorder(wl.model, out, every=1, optimizer=None, **kwargs)
+                sync()
+                t_start = time.perf_counter()
+                spent = 0.0
+                for _ in range(records):
+                    rec._touched = set(rec.params)  # as after a backward pass: every layer has a gradient
+                    t0 = time.perf_counter()
+                    rec.step()
+                    sync()
+                    spent += time.perf_counter() - t0
+                rec.close()
+                drain_s.append((time.perf_counter() - t_start) / records)
+                main_s.append(spent / records)
+            rows.append({"mode": mode, "main_ms": 1e3 * statistics.median(main_s),
+                         "drain_ms": 1e3 * statistics.median(drain_s)})
     return rows
 
 
@@ -94,10 +140,19 @@ def main() -> None:
           f"{big} tensors > 1e5 entries; device {args.device}, torch threads {torch.get_num_threads()}, "
           f"every={args.every}, {args.steps} steps x {args.rounds} rounds, load avg {os.getloadavg()[0]:.1f}")
     rows = run(args)
-    print("| capture | ms / step | ratio to off | MB written / record |")
-    print("|---|---:|---:|---:|")
+    print("| capture | wall ms / step | wall ratio | CPU ms / step | CPU ratio | MB written / record |")
+    print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['mode']} | {r['ms_per_step']:.1f} | {r['ratio']:.3f} | {r['MB_per_record']:.2f} |")
+        print(f"| {r['mode']} | {r['ms_per_step']:.1f} | {r['ratio']:.3f} | {r['cpu_ms_per_step']:.1f} | "
+              f"{r['cpu_ratio']:.3f} | {r['MB_per_record']:.2f} |")
+    step_ms = rows[0]["ms_per_step"]
+    print()
+    print(f"Cost of one recorded step, measured directly (step time with capture off: {step_ms:.1f} ms):")
+    print("| capture | training-thread ms / record | % of a step | with write, ms / record |")
+    print("|---|---:|---:|---:|")
+    for r in per_record_costs(args):
+        print(f"| {r['mode']} | {r['main_ms']:.1f} | {100 * r['main_ms'] / step_ms:.1f} | "
+              f"{r['drain_ms']:.1f} |")
 
 
 if __name__ == "__main__":
