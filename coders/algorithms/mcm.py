@@ -13,6 +13,7 @@ layer, with omega = min(d / s^2, sqrt(d) / s) for s-level quantization of a d-en
 (one norm per layer, the paper's `SQuantization`); identity compressors have omega = 0.
 Initialization: H_0 = w_0; h_i = the first gradient (so Delta = 0 at k = 1), which costs one
 uncompressed exchange at the first step (counted: 32 bits per entry up).
+`entropy_coder="ans"` adds the entropy-coded uplink size (`extra["bits_up_coded"]`).
 Rand-MCM (`randomized=True`): one down memory H_i per worker and independent messages
 Omega_i = C_dwn^i(w - H_i), so the downlink is N unicasts. The server rule runs identically on
 every rank after an all-gather (shared seed for the MCM downlink); bits are PS traffic.
@@ -57,8 +58,9 @@ class MCM(Algorithm):
     def __init__(self, params: Iterable[Tensor], comm: Comm, *, compressor: str = "qsgd", levels: int = 4,
                  up_levels: int | None = None, down_levels: int | None = None,
                  alpha_up: float | None = None, alpha_down: float | None = None,
-                 init_memory: str = "gradient", **options):
+                 init_memory: str = "gradient", entropy_coder: str | None = None, **options):
         super().__init__(params, comm, **options)
+        self.entropy_coder = entropy_coder
         if compressor not in ("qsgd", "identity"):
             raise ValueError(f"{self.name}: compressor must be 'qsgd' or 'identity', got {compressor!r}")
         if init_memory not in ("gradient", "zero"):
@@ -105,6 +107,7 @@ class MCM(Algorithm):
         grads = [g.float() for g in self.grads()]
         w = self.world_size
         comp, dec = Timer(self.device), Timer(self.device)
+        coded_up = None
         with torch.no_grad():
             if self.t == 0 and self.init_memory == "gradient":
                 flat = flatten(grads)
@@ -132,6 +135,11 @@ class MCM(Algorithm):
                         g_hat.append(acc + self.h[i])
                         self.h[i] += self.alpha_up[i] * acc
                 up = float(sum(p.bits for p in payloads))
+                if self.entropy_coder:
+                    from coders.compressors.coded import entropy_coded_bits
+
+                    coded_up = float(sum(entropy_coded_bits(c, p, self.entropy_coder)
+                                         for c, p in zip(self.up, payloads, strict=True)))
             # server: SGD (momentum, weight decay) on the central model
             for c, g in zip(self.central, g_hat, strict=True):
                 c.grad = g.to(c.dtype)
@@ -149,9 +157,11 @@ class MCM(Algorithm):
                 p.copy_((self.H[i] + omega).to(p.dtype))
                 self.H[i] += self.alpha_down[i] * omega
         self.t += 1
-        return StepStats(up, down, up + down, comp.seconds, dec.seconds,
-                         {"alpha_up_mean": sum(self.alpha_up) / len(self.alpha_up),
-                          "alpha_down_mean": sum(self.alpha_down) / len(self.alpha_down)})
+        extra = {"alpha_up_mean": sum(self.alpha_up) / len(self.alpha_up),
+                 "alpha_down_mean": sum(self.alpha_down) / len(self.alpha_down)}
+        if self.entropy_coder:
+            extra["bits_up_coded"] = up if coded_up is None else coded_up
+        return StepStats(up, down, up + down, comp.seconds, dec.seconds, extra)
 
 
 class RandMCM(MCM):

@@ -217,3 +217,30 @@ def test_operators_keep_cuda_device():
     for c in [Identity(), Cast("bf16"), TopK(k=5), RandomK(k=5), QSGD(), Sign(), ScaledSign(), LowRank(2)]:
         y = c(x, {})
         assert y.device == x.device and y.shape == x.shape
+
+
+def test_entropy_coded_sizes_match_the_codebook_coder():
+    import numpy as np
+
+    from coders import code_length
+    from coders.compressors.coded import entropy_coded_bits, payload_symbols
+
+    x = _x(5000, seed=12)
+    q = QSGD(levels=16, bucket_size=None, seed=0)
+    p = q.compress(x, {})
+    levels = torch.round(q.decompress(p) * 16 / torch.linalg.vector_norm(x)).long().numpy()
+    assert entropy_coded_bits(q, p) == 32 + code_length(levels, "histogram", "ans")
+    # one norm per tensor and s = 16 on a Gaussian: far fewer than the 6 raw bits per entry
+    assert entropy_coded_bits(q, p) < 0.5 * p.bits
+    # top-k: gaps between sorted indices, values raw
+    t = TopK(k=50)
+    pt = t.compress(x)
+    idx = np.sort(pt.tensors["indices"].numpy())
+    gaps = np.diff(np.concatenate([[-1], idx])) - 1
+    assert entropy_coded_bits(t, pt) == 50 * 32 + code_length(gaps, "histogram", "ans")
+    # a skewed sign vector codes below 1 bit per entry; casts have nothing to code
+    skew = torch.where(torch.arange(4000) % 10 == 0, -1.0, 1.0)
+    ps = Sign().compress(skew)
+    assert entropy_coded_bits(Sign(), ps) < 0.6 * ps.bits
+    pc = Cast("bf16").compress(x)
+    assert payload_symbols(Cast("bf16"), pc) is None and entropy_coded_bits(Cast("bf16"), pc) == pc.bits
