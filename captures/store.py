@@ -112,6 +112,16 @@ def _atomic_save_tensors(path: Path, tensors: Mapping[str, torch.Tensor], metada
     os.replace(tmp, path)
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.generic, torch.Tensor)) and np.size(value) == 1:
+        return value.item()
+    if isinstance(value, (np.ndarray, tuple, set)):
+        return list(np.asarray(value).tolist()) if isinstance(value, np.ndarray) else list(value)
+    if isinstance(value, (torch.dtype, torch.device, Path)):
+        return str(value)
+    raise TypeError(f"manifest value of type {type(value).__name__} is not JSON serialisable: {value!r}")
+
+
 class CaptureWriter:
     """Writes one rank's part of a capture directory: manifests, sampled indices, one file per step.
 
@@ -204,7 +214,7 @@ class CaptureWriter:
             (self.dir / "manifest.json").unlink(missing_ok=True)
 
     def _write_manifest(self) -> None:
-        data = (json.dumps(self.manifest, indent=1) + "\n").encode()
+        data = (json.dumps(self.manifest, indent=1, default=_json_default) + "\n").encode()
         _atomic_write_bytes(self.dir / f"manifest.rank{self.rank}.json", data)
         if self.rank == 0:
             _atomic_write_bytes(self.dir / "manifest.json", data)
@@ -402,6 +412,9 @@ class Capture:
         for layer in layer_list:
             self._check_layer(layer)
         rank_list = self.ranks if ranks is None else list(ranks)
+        unknown = [r for r in rank_list if r not in self.ranks]
+        if unknown:
+            raise ValueError(f"no records of rank(s) {unknown}; the capture has ranks {self.ranks}")
         step_list = self.steps if steps is None else sorted(steps)
         for step in step_list:
             for rank in rank_list:

@@ -81,6 +81,8 @@ def test_updates_and_multi_rank(tmp_path, arrays):
     np.testing.assert_array_equal(cap.get("fc.bias", 6, rank=0, kind="update"), -arrays[6]["fc.bias"])
     ranks = [r.rank for r in cap.records(layers=["fc.bias"], steps=[0])]
     assert ranks == [0, 1]
+    with pytest.raises(ValueError, match=r"no records of rank\(s\) \[2\]"):
+        list(cap.records(ranks=[2]))
 
 
 def test_truncated_file_names_the_file_and_other_steps_stay_readable(cap, arrays):
@@ -148,3 +150,8 @@ def test_write_capture_refuses_existing_and_bad_input(cap, arrays, tmp_path):
         write_capture(tmp_path / "y", {0: {"a": np.ones(3)}}, indices={"a": [0, 1, 9]}, shapes={"a": (5,)})
     with pytest.raises(ValueError, match="expected"):
         write_capture(tmp_path / "z", {0: {"a": np.ones(3)}, 1: {"a": np.ones(4)}})
+
+
+def test_manifest_accepts_numpy_scalars(tmp_path):
+    cap = write_capture(tmp_path / "c", {0: {"a": np.ones(2)}}, every=np.int64(2))
+    assert cap.manifest["every"] == 2
