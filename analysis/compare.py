@@ -284,6 +284,35 @@ def summarize_runs(runs: Sequence[MethodRun], net: Network, compute_s: float,
     return df
 
 
+def bandwidth_sweep(summary: pd.DataFrame, bandwidths_gbps: Sequence[float] = (0.1, 0.3, 1, 3, 10, 30, 100),
+                    latency_us: float | None = None) -> pd.DataFrame:
+    """Estimated iteration time of each summarized method as the link bandwidth varies.
+
+    Re-prices the measured bits and overheads of `summarize_runs` rows under Network(B, alpha)
+    for each B; shows where a compressor starts to pay off against the bf16 baseline.
+    """
+    need = ("method", "pattern", "workers", "degree", "bits_up", "bits_down", "compress_s", "decompress_s",
+            "compute_s", "can_overlap", "latency_us")
+    missing = [c for c in need if c not in summary.columns]
+    if missing:
+        raise ValueError(f"bandwidth_sweep: summary lacks columns {missing}")
+    rows = []
+    for bw in bandwidths_gbps:
+        for _, r in summary.iterrows():
+            net = Network(float(bw), float(r["latency_us"] if latency_us is None else latency_us))
+            degree = None if pd.isna(r["degree"]) else int(r["degree"])
+            comm = comm_time(r["pattern"], r["bits_up"], r["bits_down"], int(r["workers"]), net, degree)
+            codec = r["compress_s"] + r["decompress_s"]
+            t = iteration_time(r["compute_s"], codec, comm, bool(r["can_overlap"]))
+            rows.append({"method": r["method"], "bandwidth_gbps": float(bw), "latency_us": net.latency_us,
+                         "comm_s": comm, "iter_overlap_s": t})
+    df = pd.DataFrame(rows)
+    if (summary["method"] == "bf16").any():
+        base = df[df["method"] == "bf16"].set_index("bandwidth_gbps")["iter_overlap_s"]
+        df["speedup_vs_bf16"] = df["bandwidth_gbps"].map(base) / df["iter_overlap_s"]
+    return df
+
+
 def history_frame(runs: Sequence[MethodRun], summary: pd.DataFrame) -> pd.DataFrame:
     """All histories stacked with a `method` column and the simulated wall time `time_s`.
 

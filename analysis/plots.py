@@ -382,3 +382,21 @@ def plot_metric_vs_time(history: pd.DataFrame, metric_name: str = "accuracy", ne
                      + (f"\n{network}" if network else ""), fontsize=10 if network else None)
         ax.legend(title="method", fontsize=8)
     return _finish(fig, path)
+
+
+def plot_iteration_time_vs_bandwidth(sweep: pd.DataFrame, path: str | Path | None = None) -> Figure:
+    """Estimated iteration time vs link bandwidth (alpha-beta model), one line per method (log-log)."""
+    _require(sweep, ("method", "bandwidth_gbps", "iter_overlap_s"), "bandwidth sweep")
+    with _style():
+        fig = Figure(figsize=(6.4, 4.2))
+        ax = fig.add_subplot()
+        sns.lineplot(data=sweep, x="bandwidth_gbps", y="iter_overlap_s", hue="method", marker="o", ms=5,
+                     ax=ax)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("link bandwidth (Gbit/s, log scale)")
+        ax.set_ylabel("estimated time per step (s, log scale)")
+        lat = sweep["latency_us"].iloc[0] if "latency_us" in sweep else None
+        ax.set_title("Iteration time vs bandwidth" + (f" (latency {lat:g} us)" if lat is not None else ""))
+        ax.legend(title="method", fontsize=8)
+    return _finish(fig, path)

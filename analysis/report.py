@@ -256,10 +256,13 @@ def write_compare_figures(run_dir: str | Path) -> list[Path]:
         return []
     metric = str(summ["metric_name"].iloc[0]) if "metric_name" in summ else "accuracy"
     net = _network_line(root)
+    from analysis.compare import bandwidth_sweep
+
     out = root / "figures"
-    paths = [out / "metric_vs_bits.png", out / "metric_vs_time.png"]
+    paths = [out / "metric_vs_bits.png", out / "metric_vs_time.png", out / "time_vs_bandwidth.png"]
     plots.plot_metric_vs_bits(hist, metric_name=metric, path=paths[0]).clear()
     plots.plot_metric_vs_time(hist, metric_name=metric, network=net, path=paths[1]).clear()
+    plots.plot_iteration_time_vs_bandwidth(bandwidth_sweep(summ), path=paths[2]).clear()
     return paths
 
 
@@ -398,10 +401,14 @@ def write_report(run_dir: str | Path, figures: bool = True, title: str | None = 
                             "comm_s", "iter_s", "iter_overlap_s", "speedup_vs_bf16") if c in summ.columns]
         net = root / "network.json"
         desc = json.loads(net.read_text())["model"] if net.exists() else ""
-        figs = [root / "figures" / n for n in ("metric_vs_bits.png", "metric_vs_time.png")]
+        figs = [root / "figures" / n for n in ("metric_vs_bits.png", "metric_vs_time.png",
+                                                 "time_vs_bandwidth.png")]
         body = (f"<p>{html.escape(desc)}. Bits are payload per worker per step; times are seconds per "
-                "step (compute measured, compression measured, communication modelled). The baseline "
-                "is bf16 all-reduce.</p>" + _table(summ[cols], digits=4)
+                "step: compute measured (one worker, one forward + backward), compression measured in "
+                "the run (in the simulator the W workers share this machine's cores, which inflates it), "
+                "communication modelled. <i>iter_overlap_s</i> lets communication overlap the backward "
+                "pass where the method allows it. The baseline is bf16 all-reduce.</p>"
+                + _table(summ[cols], digits=4)
                 + "\n".join(_img(p) for p in figs if p.exists()))
     else:
         body = _missing("A compressor comparison (compare.parquet)")

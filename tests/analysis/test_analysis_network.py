@@ -205,3 +205,22 @@ def test_rate_distortion_on_real_operators():
     assert q.iloc[0]["rel_error"] == pytest.approx(0.05 / np.sqrt(12), rel=0.1)
     with pytest.raises(ValueError, match="at least one"):
         rate_distortion({})
+
+
+def test_bandwidth_sweep_reprices_summary():
+    from analysis.compare import bandwidth_sweep
+
+    d = 1_000_000
+    runs = [MethodRun("bf16", _history(16 * d, 16 * d, 0.05), "allreduce", True, 8),
+            MethodRun("mcm", _history(d, d, 0.03, codec=0.002), "ps", False, 8)]
+    s = summarize_runs(runs, NET, compute_s=0.03)
+    sw = bandwidth_sweep(s, bandwidths_gbps=(1.0, 10.0)).set_index(["method", "bandwidth_gbps"])
+    # at the summary's own network the sweep reproduces the summary
+    assert sw.loc[("bf16", 10.0), "iter_overlap_s"] == pytest.approx(s.set_index("method").loc["bf16",
+                                                                                             "iter_overlap_s"])
+    slow = Network(1.0, 5.0)
+    comm = ring_allreduce_time(16e6, 8, slow)
+    assert sw.loc[("bf16", 1.0), "iter_overlap_s"] == pytest.approx(0.01 + max(0.02, comm))
+    ps = parameter_server_time(1e6, 1e6, 8, slow)
+    assert sw.loc[("mcm", 1.0), "iter_overlap_s"] == pytest.approx(0.03 + 0.002 + ps)
+    assert sw.loc[("mcm", 1.0), "speedup_vs_bf16"] == pytest.approx((0.01 + max(0.02, comm)) / (0.032 + ps))

@@ -150,3 +150,14 @@ def test_bad_inputs(sample, tmp_path):
         plots.plot_tail(x, fits.assign(family="cauchy"))
     with pytest.raises(ValueError, match="non-finite"):
         plots.plot_tail(x, fits.assign(scale=np.nan))
+
+
+def test_iteration_time_vs_bandwidth():
+    sweep = pd.DataFrame({"method": ["bf16", "bf16", "powersgd", "powersgd"],
+                          "bandwidth_gbps": [1, 10, 1, 10], "iter_overlap_s": [0.2, 0.03, 0.05, 0.04],
+                          "latency_us": 5.0})
+    ax = plots.plot_iteration_time_vs_bandwidth(sweep).axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    got = sorted(tuple(ln.get_ydata()) for ln in ax.get_lines() if len(ln.get_xdata()) == 2)
+    assert got == [(0.05, 0.04), (0.2, 0.03)]
+    assert "latency 5 us" in ax.get_title()

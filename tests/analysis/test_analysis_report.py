@@ -51,7 +51,8 @@ def test_report_has_every_section(run_dir, layers):
     assert "not present" in cap
     # every figure the data supports is embedded, decodable PNG, and no image is linked from disk
     imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(imgs) == 5  # beta heatmap, bits per layer, rate-distortion, metric vs bits / time
+    # beta heatmap, bits per layer, rate-distortion, metric vs bits / time, time vs bandwidth
+    assert len(imgs) == 6
     for b in imgs:
         assert base64.b64decode(b)[:8] == b"\x89PNG\r\n\x1a\n"
     assert not re.search(r'src="(?!data:)', page)
