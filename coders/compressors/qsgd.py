@@ -58,10 +58,12 @@ class QSGD(Compressor):
     def _generator(self, state: dict | None, device: torch.device) -> torch.Generator:
         state = {} if state is None else state
         g = state.get("generator")
-        if g is None or g.device != device:
+        # compare the device we created it for ("cuda" vs "cuda:0" must not reseed every call)
+        if g is None or state.get("generator_device") != device:
             g = torch.Generator(device=device)
             g.manual_seed(int(self.seed))
             state["generator"] = g
+            state["generator_device"] = device
         return g
 
     def compress(self, x: Tensor, state: dict | None = None) -> Payload:
