@@ -256,3 +256,23 @@ def test_compressed_sgd_bits():
     assert s.bits_up == (2 * 32 + 8 * math.ceil(1000 * 6 / 8)) + (32 + 8 * math.ceil(200 * 6 / 8))
     s = run_threads(w, fn, "ef-signsgd", {})[0]
     assert s.bits_up == (1000 + 32) + (200 + 32)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("method,opts", [("bf16", {}), ("signum-mv", {}), ("s3gd-mv", {}), ("powersgd", {}),
+                                         ("qsgd-ef", {}), ("randk", {}), ("mcm", {}), ("ef-signsgd", {})])
+def test_methods_run_on_cuda(method, opts):
+    def fn(c):
+        params = [p.cuda().requires_grad_(True) for p in _params(0)]
+        algo = make_algorithm(method, params, c, **opts)
+        for t in range(2):
+            g = torch.Generator().manual_seed(1000 + 17 * c.rank + 101 * t)
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g).cuda()
+            algo.step(0.01)
+        return [p.detach().cpu() for p in params], params[0].device.type
+
+    res = run_threads(2, fn)
+    assert res[0][1] == "cuda"
+    for a, b in zip(res[0][0], res[1][0], strict=True):  # MCM: the shared downlink gives equal local models
+        assert torch.equal(a, b)
