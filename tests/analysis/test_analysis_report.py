@@ -21,9 +21,10 @@ from analysis.report import (
 )
 
 
-@pytest.fixture
-def run_dir(tmp_path, fits_frame, bits_frame, rd_frame, history_frame):
-    root = tmp_path / "run"
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, fits_frame, bits_frame, rd_frame, history_frame):
+    """A run directory with fits, bits, rate-distortion and a comparison, and its report written once."""
+    root = tmp_path_factory.mktemp("report") / "run"
     unit = root / "digits-cnn"
     unit.mkdir(parents=True)
     fits_frame.to_parquet(unit / "fits.parquet")
@@ -33,6 +34,7 @@ def run_dir(tmp_path, fits_frame, bits_frame, rd_frame, history_frame):
                           True, 4) for m, g in history_frame.groupby("method")]
     summary = cmp.summarize_runs(runs, cmp.Network(), compute_s=0.01)
     cmp.Comparison(summary, cmp.history_frame(runs, summary), cmp.Network(), 0.01).save(root)
+    write_report(root)
     return root
 
 
@@ -41,8 +43,7 @@ def _sections(page):
 
 
 def test_report_has_every_section(run_dir, layers):
-    path = write_report(run_dir)
-    page = path.read_text()
+    page = (run_dir / "report.html").read_text()
     secs = _sections(page)
     assert set(secs.values()) == set(SECTIONS)
     assert "capture-digits-cnn" in secs and "compare" in secs
@@ -122,7 +123,7 @@ CHROMIUM = shutil.which("chromium", path="/usr/bin")
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed")
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
-    path = write_report(run_dir)
+    path = run_dir / "report.html"
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
                     "--window-size=1280,2000", path.as_uri()], check=True, timeout=120,
