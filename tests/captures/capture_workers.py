@@ -35,6 +35,22 @@ def gloo_rank(rank: int, world_size: int, out_dir: str, rendezvous: str) -> None
                     p -= 0.1 * g / world_size
             rec.step()
     torch.save(reference, os.path.join(out_dir, f"reference.rank{rank}.pt"))
+
+    # DDP with gradient accumulation under no_sync: the recorder sees the accumulated, all-reduced p.grad
+    from torch.nn.parallel import DistributedDataParallel
+
+    ddp = DistributedDataParallel(model)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+    reference = {}
+    with GradientRecorder(ddp, out_dir + "_ddp", every=1, optimizer=opt):
+        for step in range(2):
+            opt.zero_grad()
+            with ddp.no_sync():
+                nn.functional.mse_loss(ddp(torch.randn(8, 6, generator=gen)), torch.zeros(8, 3)).backward()
+            nn.functional.mse_loss(ddp(torch.randn(8, 6, generator=gen)), torch.zeros(8, 3)).backward()
+            reference[step] = {n: p.grad.clone() for n, p in ddp.named_parameters()}
+            opt.step()
+    torch.save(reference, os.path.join(out_dir + "_ddp", f"reference.rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()
 

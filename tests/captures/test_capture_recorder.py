@@ -356,6 +356,16 @@ def test_two_gloo_ranks_write_one_capture_readable_per_rank(tmp_path):
     assert not np.array_equal(cap.get("2.bias", 0, rank=0), cap.get("2.bias", 0, rank=1))
     np.testing.assert_allclose(cap.get("2.bias", 2, rank=0, kind="update"),
                                cap.get("2.bias", 2, rank=1, kind="update"), rtol=0, atol=0)
+    # DDP + no_sync accumulation: one record per step = the all-reduced p.grad, the same on both ranks
+    ddp = open_capture(tmp_path / "dist_ddp")
+    assert ddp.ranks == [0, 1] and ddp.steps == [0, 1] and ddp.layers[0] == "module.0.weight"
+    for rank in (0, 1):
+        ref = torch.load(tmp_path / "dist_ddp" / f"reference.rank{rank}.pt")
+        for step in (0, 1):
+            for name in ddp.layers:
+                assert torch.equal(ddp.get(name, step, rank=rank, as_torch=True), ref[step][name])
+    np.testing.assert_array_equal(ddp.get("module.2.weight", 1, rank=0),
+                                  ddp.get("module.2.weight", 1, rank=1))
 
 
 @pytest.mark.cuda
