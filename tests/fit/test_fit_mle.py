@@ -240,3 +240,25 @@ def test_fit_result_is_a_dataclass_with_a_frozen_family():
     assert isinstance(f, Fit) and f.family == "normal" and f.n == 1000 and f.seconds > 0
     assert f.dist.params == f.params
     assert GenNorm.fit(_gennorm_sample(1.5, 1.0, 5000, seed=1), loc=0.0).beta == pytest.approx(1.5, rel=0.1)
+
+
+def test_large_float32_fixed_loc_fit_reads_the_data_twice(monkeypatch):
+    """One float32 pass (Taylor model in beta) + one float64 pass; the rest runs on a subsample."""
+    import gradstats.fitting as fitting
+
+    n = 400_000
+    x = _gennorm_sample(0.9, 1e-3, n, seed=12).astype(np.float32)
+    full = []
+    for name in ("_reduce", "_reduce_f32"):
+        orig = getattr(fitting, name)
+
+        def counted(v, *a, _orig=orig, _name=name, **k):
+            if len(v) == n:
+                full.append(_name)
+            return _orig(v, *a, **k)
+
+        monkeypatch.setattr(fitting, name, counted)
+    f = fit(x, "gennorm", loc=0.0)
+    assert full == ["_reduce_f32", "_reduce"]
+    ref = fit(x.astype(np.float64), "gennorm", loc=0.0)
+    assert f.loglik == pytest.approx(ref.loglik, abs=1e-5)
