@@ -8,7 +8,8 @@ torus of 8 and 16 workers in the thread simulator and writes
   per step, total MB per worker, and the bits / steps each method needed to reach target accuracies.
 
 Run by hand (not a test):
-    python benchmarks/bench_gossip.py --steps 200 --out benchmarks/gossip_results.csv
+    python benchmarks/bench_gossip.py --steps 200 --out /tmp/gossip_results.csv
+A method may carry options after "@", e.g. `powergossip@rank=2@num_iterations=2`, `dpsgd@gamma=1`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from typing import Any
 
 import pandas as pd
 import torch
@@ -32,26 +34,51 @@ def run_grid(methods: list[str], topologies: list[str], workers: list[int], step
     for n in workers:
         for topo_name in topologies:
             topo = make_topology(topo_name, n)
-            for method in methods:
+            for label in methods:
+                method, options = parse_method(label)
                 tic = time.perf_counter()
                 res = train(workload, method, workers=n, steps=steps, topology=topo_name, lr=lr, seed=seed,
-                            eval_every=eval_every, split=split)
+                            eval_every=eval_every, split=split, options=options)
                 h = res.history.copy()
                 h["bits_cum"] = h["bits_up"].cumsum()
                 cols = ["step", "metric", "consensus_distance", "bits_cum", "bits_up"]
                 ev = h.dropna(subset=["metric"])[cols]
-                ev = ev.assign(method=method, topology=topo.name, workers=n,
-                               gamma=_gamma(method, topo), seconds=time.perf_counter() - tic,
+                ev = ev.assign(method=label, topology=topo.name, workers=n,
+                               gamma=_gamma(method, topo, options), seconds=time.perf_counter() - tic,
                                bits_per_step=float(h["bits_up"].mean()))
                 frames.append(ev)
                 last = ev.iloc[-1]
-                print(f"# {topo.name:10s} {method:14s} acc={last['metric']:.4f} "
+                print(f"# {topo.name:10s} {label:14s} acc={last['metric']:.4f} "
                       f"cd={last['consensus_distance']:.3g} {time.perf_counter() - tic:.1f}s", flush=True)
     return pd.concat(frames, ignore_index=True)
 
 
-def _gamma(method: str, topo: Topology) -> float:
-    g = GOSSIP_METHODS[method].default_gamma
+def parse_method(label: str) -> tuple[str, dict[str, Any]]:
+    """`name@key=value@...` -> (name, options); values become bool / int / float where they parse."""
+    name, *items = label.split("@")
+    if name not in GOSSIP_METHODS:
+        raise ValueError(f"unknown gossip method {name!r}; choose one of {sorted(GOSSIP_METHODS)}")
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"method option {item!r} is not key=value")
+        value: Any = text
+        if text in ("True", "False"):
+            value = text == "True"
+        else:
+            for cast in (int, float):
+                try:
+                    value = cast(text)
+                    break
+                except ValueError:
+                    pass
+        options[key] = value
+    return name, options
+
+
+def _gamma(method: str, topo: Topology, options: dict[str, Any]) -> float:
+    g = options.get("gamma", GOSSIP_METHODS[method].default_gamma)
     return topo.optimal_gossip_step if g == "optimal" else float(g)
 
 
