@@ -13,7 +13,9 @@ Side information (what a decoder must receive before it can decode) is counted i
   computed from the rounded parameters, exactly what a decoder could rebuild), plus whatever the
   quantizer's cells cost beyond its decoder data (`Quantized.edges_side_bits`, e.g. the
   thresholds of an entropy-constrained quantizer).
-  Probabilities are the family's `interval_probs` over the quantizer's cells (model domain).
+  Probabilities are the family's `interval_probs` over the quantizer's cells (model domain); for
+  stochastic rounding, the density convolved with the rounding triangle
+  (`stochastic_rounding_probs`).
 """
 
 from __future__ import annotations
@@ -295,6 +297,30 @@ def range_header_bits(lo: int, size: int) -> int:
     return int(elias_gamma_bits(np.array([min(z + 1, 2**62), max(size, 1)])).sum())
 
 
+def stochastic_rounding_probs(dist: Any, lo: int, hi: int, step: float, sub: int = 16,
+                              bounded: bool = False) -> np.ndarray:
+    """P(K = k), k = lo..hi, for stochastic rounding K = floor(X / step + U), U ~ U[0, 1).
+
+    P(K <= k) = E[clip(k + 1 - X / step, 0, 1)] = (G((k + 1) s) - G(k s)) / s with
+    G(x) = int_{-inf}^x F(t) dt (the density convolved with a triangle of half-width s); G by the
+    midpoint rule on a grid of s / `sub` (exact at atoms such as a zero-inflated point mass, which
+    sit on grid points). Returns lo..hi probabilities; with `bounded`, the end symbols absorb the
+    tails (a clipping quantizer), else the tails are left for the escape entry.
+    """
+    K = hi - lo + 1
+    h = step / sub
+    mids = (lo - 1 + (np.arange((K + 1) * sub) + 0.5) / sub) * step
+    F = np.asarray(dist.cdf(mids), dtype=np.float64)
+    G = np.concatenate([[0.0], np.cumsum(F) * h])[::sub]  # at k s, k = lo - 1 .. hi + 1 (offset cancels)
+    C = np.clip(np.diff(G) / step, 0.0, 1.0)  # P(K <= k), k = lo - 1 .. hi
+    C = np.maximum.accumulate(C)
+    p = np.diff(C)
+    if bounded:
+        p[0] = C[1]
+        p[-1] = 1.0 - C[-2] if K > 1 else 1.0
+    return p
+
+
 def family_model(dist: Any, quantized: Any, symbols: Any = None, *, name: str | None = None,
                  max_table: int = MAX_TABLE, n_params: int | None = None) -> ProbabilityModel:
     """Model from a fitted family: p_k = dist.interval_probs(cells of the quantizer)[k].
@@ -329,7 +355,12 @@ def family_model(dist: Any, quantized: Any, symbols: Any = None, *, name: str | 
         dist, param_bits = sent, BF16_PARAM_BITS * k
     else:
         param_bits = HEADER_FLOAT_BITS * k
-    p = _interval_probs(dist, quantized.edges(lo, hi))
+    if getattr(quantized, "stochastic", False) and quantized.levels is None and quantized.thresholds is None:
+        sub = int(np.clip((1 << 20) // (hi - lo + 2), 16, 256))
+        p = stochastic_rounding_probs(dist, lo, hi, quantized.step, sub=sub,
+                                      bounded=quantized.bounds is not None)
+    else:
+        p = _interval_probs(dist, quantized.edges(lo, hi))
     p = np.where(np.isfinite(p), np.maximum(p, 0.0), 0.0)
     esc = max(0.0, 1.0 - float(p.sum()))
     params = _params(dist)

@@ -138,8 +138,7 @@ class Quantized:
         """Cell boundaries (model domain) of symbols lo..hi: length hi - lo + 2.
 
         Cells of a clipping quantizer's end symbols extend to -inf / +inf. For stochastic rounding
-        the cells are the nearest-rounding cells (an approximation: the true symbol law is the
-        density convolved with a triangle of width 2 step).
+        these are the nearest-rounding cells; `family_model` uses the exact triangle-convolved law.
         """
         if hi < lo:
             raise ValueError(f"edges: empty symbol range [{lo}, {hi}]")
@@ -210,6 +209,13 @@ def _rms(a: np.ndarray) -> float:
         # sent as side information, so the decoder never recomputes it
         return math.sqrt(max(float(np.dot(a, a)), 0.0) / a.size)
     return math.sqrt(float(np.dot(a, a)) / a.size)
+
+
+def _step32(step: float) -> float:
+    """The step as sent (float32); 1.0 when it is zero, not finite or underflows float32 (the
+    input is then all zeros at float32 precision, and any step reconstructs it as well)."""
+    s = float(np.float32(step)) if math.isfinite(step) else 0.0
+    return s if s > 0 and math.isfinite(s) else 1.0
 
 
 def _quantile_abs(a: np.ndarray, q: float) -> float:
@@ -310,7 +316,7 @@ class UniformQuantizer:
         else:
             step = _quantile_abs(u, self.clip_quantile) / ((self.levels - 1) // 2)
         # all-zero input: any step reconstructs zeros exactly
-        return float(np.float32(step)) if step > 0 and math.isfinite(step) else 1.0
+        return _step32(step)
 
     def quantize(self, x: Any) -> Quantized:
         """Symbols k (flat int64) and decoder data for x (numpy or torch, any shape)."""
@@ -324,7 +330,8 @@ class UniformQuantizer:
         step = self._step(u)
         t = u * u.dtype.type(1.0 / step)  # float32 input stays float32 (half the memory traffic)
         if self.stochastic:
-            rng = np.random.default_rng([self.seed, self._calls])
+            # a tag in the seed keeps the noise apart from a user's default_rng(seed) data stream
+            rng = np.random.default_rng([self.seed, self._calls, 0x5EEDC0DE])
             self._calls += 1
             t += rng.random(t.size, dtype=t.dtype)
             k = np.floor(t, out=t)
@@ -352,7 +359,7 @@ class UniformQuantizer:
         elif self.scale_mult is not None and self.family is None:
             rms = float(torch.sqrt(torch.mean(u.double() ** 2))) if u.numel() else 0.0
             step = self.scale_mult * rms
-            step = float(np.float32(step)) if step > 0 else 1.0
+            step = _step32(step)
         elif self.scale_mult is not None:
             step = self._step(u.cpu().numpy())
         else:
@@ -363,7 +370,7 @@ class UniformQuantizer:
             else:
                 clip = 0.0
             step = clip / ((self.levels - 1) // 2)
-            step = float(np.float32(step)) if step > 0 else 1.0
+            step = _step32(step)
         t = u * (1.0 / step)
         if self.stochastic:
             g = torch.Generator(device=xt.device).manual_seed(self.seed * 1_000_003 + self._calls)
@@ -577,7 +584,7 @@ class EntropyConstrainedQuantizer:
             step = float(self.step)
         else:
             rms = _rms(a)
-            step = float(np.float32(self.scale_mult * rms)) if rms > 0 else 1.0
+            step = _step32(self.scale_mult * rms)
         if a.size == 0:
             k_lo, t = 0, np.zeros(0)
         else:

@@ -22,6 +22,7 @@ from coders.models import (
     fit_dist,
     histogram_model,
     range_header_bits,
+    stochastic_rounding_probs,
     unzigzag,
     zigzag,
 )
@@ -117,6 +118,28 @@ def test_gennorm_codebook_beats_normal_and_laplace_on_gennorm_data():
     h = empirical_entropy(q.symbols)
     assert ce["gennorm"] < ce["laplace"] < ce["normal"]
     assert ce["gennorm"] == pytest.approx(h, rel=0.005)
+
+
+def test_stochastic_rounding_model_is_the_triangle_convolution():
+    # P(K = 0) for Laplace(0, 1), step a: int (1 - |x| / a) f(x) dx = 1 - e^-a - (1 - e^-a (1 + a)) / a
+    a = 0.7
+    p0 = 1 - math.exp(-a) - (1 - math.exp(-a) * (1 + a)) / a
+    pk = stochastic_rounding_probs(gradstats_families.Laplace(0.0, 1.0), -3, 3, a, sub=256)
+    assert pk[3] == pytest.approx(p0, rel=1e-4)
+    assert pk.sum() < 1 and pk[0] == pytest.approx(pk[-1], rel=1e-9)
+    rng = np.random.default_rng(0)
+    x = rng.laplace(size=200_000)
+    x[rng.random(x.size) < 0.3] = 0.0
+    dist = gradstats_families.ZeroInflated(gradstats_families.Laplace(0.0, 1.0), 0.3)
+    q = UniformQuantizer(step=a, stochastic=True).quantize(x)
+    m = family_model(dist, q)
+    assert m.probs[-m.lo] == pytest.approx(0.3 + 0.7 * p0, rel=2e-3)
+    assert m.cross_entropy(q.symbols) == pytest.approx(empirical_entropy(q.symbols), abs=2e-3)
+    # clipping: the end symbols absorb the tails
+    qc = UniformQuantizer(levels=5, clip_quantile=0.9, stochastic=True).quantize(x)
+    mc = family_model(dist, qc)
+    assert mc.probs[:-1].sum() == pytest.approx(1.0, abs=1e-6)
+    assert mc.cross_entropy(qc.symbols) == pytest.approx(empirical_entropy(qc.symbols), abs=2e-3)
 
 
 def test_model_table_limit_and_window():

@@ -164,6 +164,9 @@ def test_degenerate_inputs():
     z = np.zeros((3, 4), np.float32)
     r = q.quantize(z)
     assert np.all(r.symbols == 0) and np.array_equal(q.dequantize(r), z)
+    # float64 values below float32 range: the float32 step would underflow; symbols are 0
+    tiny = UniformQuantizer(scale_mult=1.0, block_size=4).quantize(np.full(10, 3e-230))
+    assert np.all(tiny.symbols == 0) and tiny.step == 1.0
     c = np.full(100, 2.5)
     r = q.quantize(c)
     assert np.unique(r.symbols).size == 1
