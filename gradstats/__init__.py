@@ -1,9 +1,9 @@
 """gradstats: statistics of gradients for compression research (stage 2 and the public facade).
 
 Families (`Normal`, `Laplace`, `GenNorm`, `StudentT`, `ZeroInflated`), fits (`fit`, `fit_all`,
-`fit_capture`, `Fit`), goodness of fit (`ks_statistic`, `anderson_darling`, `wasserstein1`,
-`nll_bits`, `tail_error`, `qq_data`, `goodness_of_fit`) and `open_capture` (from `captures`).
-Names are imported on first use so that `gradstats --help` stays fast.
+`fit_capture`, `Fit`, `summarize_fits`, `bootstrap_beta`), goodness of fit (`ks_statistic`,
+`anderson_darling`, `wasserstein1`, `nll_bits`, `tail_error`, `qq_data`, `goodness_of_fit`) and
+`open_capture` (from `captures`). Names are imported on first use so that `gradstats --help` stays fast.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ _EXPORTS = {
     "fit": "gradstats.fitting",
     "fit_all": "gradstats.fitting",
     "fit_capture": "gradstats.fitting",
+    "summarize_fits": "gradstats.fitting",
+    "bootstrap_beta": "gradstats.fitting",
     "ks_statistic": "gradstats.goodness",
     "anderson_darling": "gradstats.goodness",
     "wasserstein1": "gradstats.goodness",

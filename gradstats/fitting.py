@@ -4,17 +4,18 @@
 - GenNorm: moment-ratio start (E|x - mu| / sqrt(E (x - mu)^2) = Gamma(2/b) / sqrt(Gamma(1/b) Gamma(3/b))
   inverted for b), then safeguarded Newton on the profile log-likelihood in beta, with the scale in
   closed form given beta (Varanasi & Aazhang 1989, "Parametric generalized Gaussian density
-  estimation"): s^b = (b / n) sum |x - mu|^b. A free loc is updated in the same passes by the
-  majorize-minimize (IRLS) step for sum |x - mu|^b (b <= 2) or Newton (b > 2).
+  estimation"): s^b = (b / n) sum |x - mu|^b. A free loc is Fisher-scored in the same passes for
+  b >= 1; for b < 1 (a cusp at every data point) it is found by a bracketed Brent search.
 - StudentT: L-BFGS-B on (log df, log scale, loc) with analytic gradients.
 - ZeroInflated: pi = fraction of exact zeros, the family fitted on the non-zeros.
 
-Every pass over the data is a chunked float64 reduction, so float32 / float16 / bfloat16 input is
-never copied whole to float64, and torch tensors (CUDA included) are reduced on their own device;
-only scalars come back to the host. Large inputs get a warm start from a random subsample of
-65536 entries and are then polished on all entries.
+Every pass over the data is a chunked reduction with float64 accumulators, so float32 / float16 /
+bfloat16 input is never copied whole to float64, and torch tensors (CUDA included) are reduced on
+their own device; only scalars come back to the host. Inputs above 4 x 65536 entries start from a
+random subsample of 65536 (median, moment ratio, warm Newton); float32 ones then iterate with
+float32 terms (a Taylor model of the profile likelihood in beta from one pass) and finish with one
+float64 pass, which gives the reported log-likelihood: two passes over the data for a fixed loc.
 """
-
 from __future__ import annotations
 
 import fnmatch
