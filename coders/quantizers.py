@@ -164,6 +164,10 @@ class Quantized:
             e[k > self.bounds[1]] = np.inf
         return e
 
+    def distortion(self, x: Any) -> Distortion:
+        """MSE and SNR of this reconstruction against the original input x."""
+        return distortion(x, self.dequantize())
+
     def dequantize(self) -> Any:
         """Reconstruct the values (numpy, or torch on the original device for torch input)."""
         k = self.symbols

@@ -40,6 +40,7 @@ def test_uniform_step_from_scale(x):
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
     assert r.step == pytest.approx(0.25 * rms, rel=1e-6)
     d = distortion(x, r.dequantize())
+    assert r.distortion(x) == d
     # fine uniform quantization: MSE ~ step^2 / 12
     assert d.mse == pytest.approx(r.step**2 / 12, rel=0.05)
 
