@@ -49,7 +49,8 @@ class DemoConfig:
     @classmethod
     def quick(cls, **kw) -> DemoConfig:
         """Small sizes for the test suite: every stage runs, on little data."""
-        base = {"capture_steps": 20, "every": 10, "models": ("histogram", "gennorm", "zi-gennorm"),
+        base = {"capture_steps": 20, "every": 10, "families": ("normal", "laplace", "gennorm", "zi-gennorm"),
+                "models": ("histogram", "gennorm", "zi-gennorm"),
                 "coders": ("ans",), "rd_max_layers": 3, "rd_models": ("gennorm", "zi-gennorm"),
                 "methods": ("bf16", "powersgd", "signum-mv", "powergossip"), "workers": 2,
                 "compare_steps": 12, "eval_every": 6}

@@ -305,6 +305,15 @@ def _img(path: Path) -> str:
             f"<figcaption>{cap}</figcaption></figure>")
 
 
+FIGURE_ORDER = ("density", "tail", "qq", "beta", "bits", "rate")
+
+
+def _figure_order(path: Path) -> tuple[int, str]:
+    """Per-layer figures first (density, tail, QQ), then the per-capture ones, each group by name."""
+    kind = next((i for i, k in enumerate(FIGURE_ORDER) if path.name.startswith(k)), len(FIGURE_ORDER))
+    return kind, path.name
+
+
 def _section(kind: str, unit: str, title: str, body: str) -> str:
     sid = f"{kind}-{_slug(unit)}" if unit else kind
     return f'<section id="{sid}" class="section-{kind}">\n<h2>{html.escape(title)}</h2>\n{body}\n</section>'
@@ -343,7 +352,7 @@ def _unit_sections(unit: Path, name: str) -> list[str]:
         body = _missing("fits.parquet")
     out.append(_section("fits", name, f"Distribution fits ({name})", body))
 
-    figs = sorted((unit / "figures").glob("*.png")) if (unit / "figures").is_dir() else []
+    figs = sorted((unit / "figures").glob("*.png"), key=_figure_order) if (unit / "figures").is_dir() else []
     body = "\n".join(_img(p) for p in figs) if figs else _missing("Figures")
     out.append(_section("figures", name, f"Figures ({name})", body))
 
