@@ -173,7 +173,8 @@ def prepare(x: Any, nan_policy: str = "raise") -> tuple[Any, int]:
         raise ValueError(f"nan_policy must be 'raise' or 'omit', got {nan_policy!r}")
     v = _as_vector(x)
     # fast path: a float64 sum is finite iff every entry is (entries below 1e300 cannot overflow it)
-    total = v.sum(dtype=sys.modules["torch"].float64) if _is_torch(v) else v.sum(dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = v.sum(dtype=sys.modules["torch"].float64) if _is_torch(v) else v.sum(dtype=np.float64)
     if math.isfinite(float(total)):
         return v, 0
     n_nan, n_inf = _count_nonfinite(v)
