@@ -105,6 +105,8 @@ def test_huffman_kraft_and_entropy_bound(w):
     h = float(-(p * np.log2(p)).sum())
     el = code.expected_length(p)
     assert h - 1e-9 <= el < h + 1 + 1e-9
+    # Gallager (1978): redundancy at most p_max + 0.086
+    assert el - h <= p.max() + 0.0861
     # canonical: codes are prefix-free (sorted left-justified codes do not overlap)
     L = code.max_len
     left = [int(c) << (L - int(n)) for c, n in zip(code.codes, code.lengths, strict=True)]
