@@ -199,9 +199,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     try:
         net = Network(args.bandwidth_gbps, args.latency_us)
-        lrs = {k: float(v) for k, v in (item.split("=", 1) for item in _csv(args.lr or ""))}
     except ValueError as exc:
         raise SystemExit(f"gradstats compare: {exc}") from exc
+    lrs = {}
+    for item in _csv(args.lr or ""):
+        name, _, value = item.partition("=")
+        try:
+            lrs[name.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"gradstats compare: --lr takes method=value pairs, got {item!r}") from None
     comp = compare(args.workload, _csv(args.methods), workers=args.workers, steps=args.steps,
                    backend=args.backend, net=net, topology=args.topology, seed=args.seed,
                    target=args.target, eval_every=args.eval_every, lrs=lrs, device=args.device,

@@ -9,7 +9,8 @@ from gradstats.cli import main
 def test_cli_compare_small_run(tmp_path, capsys):
     out = tmp_path / "cmp"
     rc = main(["compare", "--workload", "mlp", "--methods", "bf16,randk", "--workers", "2", "--steps", "4",
-               "--eval-every", "2", "--bandwidth-gbps", "1", "--latency-us", "50", "--out", str(out)])
+               "--eval-every", "2", "--bandwidth-gbps", "1", "--latency-us", "50", "--lr", "randk=0.02",
+               "--out", str(out)])
     assert rc == 0
     text = capsys.readouterr().out
     assert "1 Gbit/s" in text and "50 us" in text
@@ -22,14 +23,19 @@ def test_cli_compare_small_run(tmp_path, capsys):
     # the mlp has 17226 parameters: bf16 sends 16 bits each
     assert bf16["bits_up"] == 16 * 17226
     assert s.loc["randk", "up_ratio_vs_bf16"] > 1
+    assert s.loc["randk", "lr"] == 0.02 and s.loc["bf16", "lr"] != 0.02
     csv = pd.read_csv(out / "compare.csv")
     assert list(csv["method"]) == ["bf16", "randk"]
     assert (out / "figures" / "metric_vs_time.png").exists()
 
 
-def test_cli_compare_bad_network(tmp_path):
+def test_cli_compare_bad_arguments(tmp_path):
     with pytest.raises(SystemExit, match="bandwidth"):
         main(["compare", "--methods", "bf16", "--bandwidth-gbps", "-1", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="lr"):
+        main(["compare", "--methods", "bf16", "--lr", "bf16:0.1", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="not compared"):
+        main(["compare", "--methods", "bf16", "--lr", "mcm=0.1", "--steps", "1", "--out", str(tmp_path)])
 
 
 def test_cli_report_errors_on_empty_dir(tmp_path):
