@@ -200,6 +200,9 @@ class GradientRecorder:
         self.summary_only = bool(summary_only)
         self.hist_bins = int(hist_bins)
         self.params = select_layers(model, layers)
+        self._param_ids = {id(p) for p in self.params.values()}
+        if isinstance(optimizer, torch.optim.Optimizer) and not self._owns(optimizer):
+            raise ValueError("the optimizer given holds none of the recorded parameters")
         self.step_count = 0
         self.steps_recorded: list[int] = []
 
@@ -241,7 +244,6 @@ class GradientRecorder:
 
         self._hooks = [p.register_post_accumulate_grad_hook(self._make_grad_hook(name))
                        for name, p in self.params.items()]
-        self._param_ids = {id(p) for p in self.params.values()}
         self._driven_by_optimizer = False
         self._manual_steps = False
         self._closed = False

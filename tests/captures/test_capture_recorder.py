@@ -258,6 +258,8 @@ def test_bad_arguments_and_mode_conflicts(tmp_path):
     # an optimizer over other parameters does not drive the recorder
     other = nn.Linear(2, 2)
     other_opt = torch.optim.SGD(other.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="holds none of the recorded parameters"):
+        GradientRecorder(model, tmp_path / "f", optimizer=other_opt)
     with GradientRecorder(model, tmp_path / "e") as rec:
         other(torch.ones(1, 2)).sum().backward()
         other_opt.step()
