@@ -71,20 +71,17 @@ class Compressor:
         return f"{type(self).__name__}({opts})"
 
 
-def _int_type(width: int) -> torch.dtype:
-    return torch.int32 if width <= 30 else torch.int64
-
-
-def _weights(width: int, device: torch.device) -> Tensor:
-    """Place values 2^(width-1) ... 1 as floats: a matmul with them sums bit rows (exact below 2^24)."""
-    dtype = torch.float32 if width <= 24 else torch.float64
-    return torch.pow(2.0, torch.arange(width - 1, -1, -1, device=device, dtype=dtype))
+def _group(width: int) -> int:
+    """Symbols per whole-byte group: g * width is a multiple of 8 (g = 8 / gcd(width, 8))."""
+    return 8 // math.gcd(width, 8)
 
 
 def pack_bits(symbols: Tensor, width: int) -> Tensor:
     """Pack non-negative integers < 2**width into a uint8 tensor, `width` bits each, MSB first.
 
     Output length ceil(n * width / 8); the zero padding of the last byte is real wire cost.
+    Groups of g symbols fill g * width / 8 whole bytes; when a group fits 53 bits it is
+    assembled by one exact float64 matmul (fast), else bit by bit.
     """
     if not 1 <= width <= 32:
         raise ValueError(f"pack_bits: width must be in [1, 32], got {width}")
@@ -95,15 +92,20 @@ def pack_bits(symbols: Tensor, width: int) -> Tensor:
         if int(lo) < 0 or int(hi) >= (1 << width):
             raise ValueError(f"pack_bits: symbols outside [0, 2**{width})")
     nbytes = (n * width + 7) // 8
-    bits = torch.zeros(nbytes * 8, dtype=torch.uint8, device=flat.device)
-    if width == 1:
-        bits[:n] = flat.to(torch.uint8)
-    else:
-        it = _int_type(width)
-        shifts = torch.arange(width - 1, -1, -1, dtype=it, device=flat.device)
-        bits[: n * width] = ((flat.to(it).unsqueeze(1) >> shifts) & 1).reshape(-1)
-    # a float matmul with the place values sums each row of 8 bits (exact, and much faster than sum(1))
-    return (bits.view(nbytes, 8).float() @ _weights(8, flat.device)).to(torch.uint8)
+    dev = flat.device
+    g = _group(width)
+    if g * width <= 48:
+        groups = -(-n // g)
+        padded = torch.zeros(groups * g, dtype=torch.float64, device=dev)
+        padded[:n] = flat.to(torch.float64)
+        combined = (padded.view(groups, g) @ _weights_of(width, g, dev)).to(torch.int64)
+        k = g * width // 8
+        byte_shifts = torch.arange(8 * (k - 1), -1, -8, dtype=torch.int64, device=dev)
+        return ((combined.unsqueeze(1) >> byte_shifts) & 255).to(torch.uint8).reshape(-1)[:nbytes]
+    bits = torch.zeros(nbytes * 8, dtype=torch.uint8, device=dev)
+    shifts = torch.arange(width - 1, -1, -1, dtype=torch.int64, device=dev)
+    bits[: n * width] = ((flat.to(torch.int64).unsqueeze(1) >> shifts) & 1).reshape(-1)
+    return (bits.view(nbytes, 8).float() @ _weights_of(1, 8, dev).float()).to(torch.uint8)
 
 
 def unpack_bits(packed: Tensor, width: int, n: int) -> Tensor:
@@ -112,12 +114,25 @@ def unpack_bits(packed: Tensor, width: int, n: int) -> Tensor:
         raise ValueError(f"unpack_bits: expected uint8, got {packed.dtype}")
     if packed.numel() * 8 < n * width:
         raise ValueError(f"unpack_bits: {packed.numel()} bytes cannot hold {n} symbols of {width} bits")
-    byte_shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=packed.device)
+    dev = packed.device
+    g = _group(width)
+    if g * width <= 48:
+        k = g * width // 8
+        groups = -(-n // g)
+        buf = torch.zeros(groups * k, dtype=torch.float64, device=dev)
+        m = min(packed.numel(), groups * k)
+        buf[:m] = packed[:m].to(torch.float64)
+        combined = (buf.view(groups, k) @ _weights_of(8, k, dev)).to(torch.int64)
+        sym_shifts = torch.arange(width * (g - 1), -1, -width, dtype=torch.int64, device=dev)
+        return ((combined.unsqueeze(1) >> sym_shifts) & ((1 << width) - 1)).reshape(-1)[:n]
+    byte_shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=dev)
     bits = ((packed.unsqueeze(1) >> byte_shifts) & 1).reshape(-1)[: n * width]
-    if width == 1:
-        return bits.to(torch.int64)
-    w = _weights(width, packed.device)
-    return (bits.view(n, width).to(w.dtype) @ w).to(torch.int64)
+    return (bits.view(n, width).to(torch.float64) @ _weights_of(1, width, dev)).to(torch.int64)
+
+
+def _weights_of(width: int, count: int, device: torch.device) -> Tensor:
+    """Place values 2^(width (count-1)), ..., 2^width, 1 (float64: exact up to 2^53)."""
+    return torch.pow(2.0, width * torch.arange(count - 1, -1, -1, device=device, dtype=torch.float64))
 
 
 def log2_binomial(n: int, k: int) -> float:

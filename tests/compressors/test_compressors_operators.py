@@ -46,6 +46,18 @@ def test_pack_bits_roundtrip(width, values):
     assert torch.equal(unpack_bits(packed, width, len(values)), sym)
 
 
+@pytest.mark.parametrize("width", [1, 2, 3, 5, 6, 7, 8, 11, 13, 16, 24, 31, 32])
+def test_pack_bits_matches_a_reference_bit_stream(width):
+    g = torch.Generator().manual_seed(width)
+    n = 37
+    sym = torch.randint(0, 2**width, (n,), generator=g, dtype=torch.int64)
+    stream = "".join(format(int(v), f"0{width}b") for v in sym)
+    stream += "0" * (-len(stream) % 8)
+    ref = [int(stream[i : i + 8], 2) for i in range(0, len(stream), 8)]
+    assert pack_bits(sym, width).tolist() == ref
+    assert torch.equal(unpack_bits(pack_bits(sym, width), width, n), sym)
+
+
 def test_pack_bits_msb_first_and_errors():
     assert pack_bits(torch.tensor([1, 0, 1, 1, 0, 0, 0, 0, 1]), 1).tolist() == [0b10110000, 0b10000000]
     with pytest.raises(ValueError, match="outside"):
