@@ -14,7 +14,7 @@
 (exact roundtrip for any int64 input: symbols outside the model's table are coded as the escape
 entry plus a raw zigzag value), `code_length(symbols, model, coder) -> bits` (payload + model side
 information; Huffman without materializing the stream). Symbols are coded in chunks of
-`chunk_size` (default 2^22) so memory stays bounded for huge tensors.
+`chunk_size` (default 2^20) so memory stays bounded for huge tensors.
 
 Blob layout (little endian): a 40-byte header (magic "GSC1", coder, dtype code, n, chunk size,
 chunk count, table lo, table size, model crc32), a u64 byte length per chunk and one for the
@@ -43,7 +43,7 @@ from coders.models import (
     zigzag,
 )
 
-DEFAULT_CHUNK = 1 << 22
+DEFAULT_CHUNK = 1 << 20
 HUFFMAN_MAX_LEN = 32
 HUFFMAN_LANE = 4096
 _LUT_MAX_LEN = 20

@@ -216,9 +216,11 @@ def histogram_model(symbols: Any, max_table: int = MAX_TABLE) -> ProbabilityMode
         lo, hi = _window(s, max_table, smin, smax)
         windowed = lo > smin or hi < smax
         counts = np.zeros(hi - lo + 1, dtype=np.int64)
-        step = 1 << 20  # chunks keep the temporaries small (and in cache)
+        step = 1 << 18  # one small reused buffer (stays in cache) instead of a full-size copy
+        buf = np.empty(min(step, s.size), dtype=np.int64)
         for a in range(0, s.size, step):
-            idx = s[a : a + step] - lo
+            part = s[a : a + step]
+            idx = np.subtract(part, np.int64(lo), out=buf[: part.size])
             if windowed:
                 idx = idx[(idx >= 0) & (idx <= hi - lo)]
             counts += np.bincount(idx, minlength=hi - lo + 1)
