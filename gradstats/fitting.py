@@ -119,9 +119,10 @@ def _f64_chunks(x: Any, chunk: int = CHUNK) -> Iterable[Any]:
 def _reduce(x: Any, fn: Callable[[Any], tuple], k: int) -> list[float]:
     """Sum fn(chunk) (a k-tuple of scalars) over float64 chunks of x; one host sync at the end."""
     tot: list[Any] = [0.0] * k
-    for c in _f64_chunks(x):
-        for j, v in enumerate(fn(c)):
-            tot[j] = tot[j] + v
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        for c in _f64_chunks(x):
+            for j, v in enumerate(fn(c)):
+                tot[j] = tot[j] + v
     return [float(t) for t in tot]
 
 
@@ -138,10 +139,11 @@ def _reduce_f32(x: Any, fn: Callable[[Any], tuple], k: int) -> list[float]:
     torch_in = _is_torch(x)
     size = CHUNK * 16 if torch_in and x.device.type != "cpu" else CHUNK
     tot: list[Any] = [0.0] * k
-    for i in range(0, len(x), size):
-        c = x[i : i + size]
-        for j, v in enumerate(fn(c.float() if torch_in else c.astype(np.float32, copy=False))):
-            tot[j] = tot[j] + v
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        for i in range(0, len(x), size):
+            c = x[i : i + size]
+            for j, v in enumerate(fn(c.float() if torch_in else c.astype(np.float32, copy=False))):
+                tot[j] = tot[j] + v
     return [float(t) for t in tot]
 
 
@@ -184,6 +186,14 @@ def prepare(x: Any, nan_policy: str = "raise") -> tuple[Any, int]:
         raise ValueError(f"input contains {n_nan} NaN and {n_inf} Inf values out of {len(v)} "
                          "(pass nan_policy='omit' to drop them)")
     return v[_xp(v).isfinite(v)], n_nan + n_inf
+
+
+def _count_equal(x: Any, value: float) -> int:
+    """Number of entries exactly equal to value (chunked, in x's own dtype)."""
+    total = 0
+    for i in range(0, len(x), CHUNK * 4):
+        total += int((x[i : i + CHUNK * 4] == value).sum())
+    return total
 
 
 def _median(x: Any) -> float:
@@ -685,7 +695,8 @@ def _fit_gennorm(x: Any, loc: float | None, method: str) -> tuple[dict[str, floa
         if fit_loc and warm.beta < 1:
             half_width = _center_half_width(xs, SUBSAMPLE)
     # beta to 1e-7 relative: the log-likelihood is then within ~1e-8 nats of its maximum
-    fast = xs is not None and _low_precision(x)
+    # float32 terms need |x - mu| / c and its powers inside float32's range
+    fast = xs is not None and _low_precision(x) and 1e-30 < c < 1e30
     st = _gennorm_solve(x, beta0, mu0, c, fit_loc, scale_ref, tol=1e-7, half_width=half_width, fast=fast)
     if not all(math.isfinite(v) for v in st.sums):
         # an entry far beyond the subsample's range overflowed a^beta: normalize by the true max
@@ -876,6 +887,10 @@ def fit(x: Any, family: str = "gennorm", method: str = "mle", loc: str | float =
         return _degenerate_fit(name, n, t0, [*flags, f"constant: all {n} entries equal {d.value:.6g} "
                                "(a point mass; no scale can be fitted)"], n_omitted, method, d.value)
     flags.extend(extra)
+    ties = _count_equal(v, params["loc"])
+    if ties >= max(2, 0.01 * n):
+        flags.append(f"ties_at_loc: {ties} entries ({100 * ties / n:.1f}%) equal the loc {params['loc']:.6g} "
+                     f"exactly; a continuous density cannot describe that atom (try zi-{name})")
     dist = FAMILIES[name](**params)
     if method == "moments" or not math.isfinite(ll):
         ll = _loglik(v, dist)

@@ -147,6 +147,23 @@ def test_plain_gennorm_on_zero_inflated_data_is_flagged():
     x = ZeroInflated(GenNorm(1.0, 0.0, 1.0), 0.2).sample(50_000, 2)
     f = fit(x, "gennorm", loc=0.0)
     assert any(fl.startswith("beta_at_lower_bound") for fl in f.flags)
+    ties = [fl for fl in f.flags if fl.startswith("ties_at_loc")]
+    assert ties and f"{(x == 0).sum()} entries" in ties[0] and "zi-gennorm" in ties[0]
+    assert not any(fl.startswith("ties") for fl in fit(x, "zi-gennorm", loc=0.0).flags)
+    assert not any(fl.startswith("ties") for fl in fit(x[x != 0], "gennorm", loc=0.0).flags)
+
+
+def test_outlier_and_tiny_magnitudes_do_not_break_the_float32_path():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=300_000).astype(np.float32)
+    x[5] = 1e30  # overflows float32 powers: the fit falls back to float64 passes
+    f = fit(x, "gennorm", loc=0.0)
+    ref = fit(x.astype(np.float64), "gennorm", loc=0.0)
+    assert f.loglik == pytest.approx(ref.loglik, rel=1e-9) and f.params["beta"] < 0.5
+    tiny = (rng.normal(size=300_000) * 1e-42).astype(np.float32)  # subnormal float32
+    g = fit(tiny, "gennorm", loc=0.0)
+    assert g.params["beta"] == pytest.approx(2.0, rel=0.05) and g.params["scale"] == pytest.approx(
+        math.sqrt(2) * 1e-42, rel=0.05)
 
 
 def test_dtypes_and_torch_give_the_same_fit():
