@@ -379,9 +379,9 @@ def _gennorm_scoring_step(beta: float, sums: list[float], n: int, c: float) -> f
 _TAYLOR_ORDER = 6
 
 
-def _gennorm_taylor_pass(x: Any, beta0: float, mu: float, c: float,
-                         score: bool = False) -> tuple[float | None, list[float]]:
-    """One float32 pass that moves beta to the profile-likelihood maximum, or None.
+def _gennorm_taylor_pass(x: Any, beta0: float, mu: float, c: float, score: bool = False,
+                         exact: bool = False) -> tuple[float | None, list[float]]:
+    """One pass (float32 terms unless exact) that moves beta to the profile-likelihood maximum, or None.
 
     It collects M_k = sum a^b0 (log a)^k, k = 0..6, and expands T_j(b0 + d) = sum_k d^k / k!
     M_{k+j}; Newton on that model needs no further passes. The expansion error is
@@ -411,7 +411,8 @@ def _gennorm_taylor_pass(x: Any, beta0: float, mu: float, c: float,
             out.append(_sum64(p))
         return (*out, s) if score else tuple(out)
 
-    m = _reduce_f32(x, fn, order + 2 if score else order + 1)
+    k = order + 2 if score else order + 1
+    m = _reduce(x, fn, k) if exact or not _low_precision(x) else _reduce_f32(x, fn, k)
     sums = [m[0], m[1], m[2], m[-1] if score else math.nan]
     n = len(x)
     fact = [math.factorial(k) for k in range(order + 1)]
@@ -612,12 +613,12 @@ def _gennorm_solve(x: Any, beta0: float, mu0: float, c: float, fit_loc: bool, sc
     def polish(b: float, m: float, joint: bool) -> _GNState:
         nonlocal passes
         b1 = None
-        if fast and not joint:
-            b1, _ = _gennorm_taylor_pass(x, b, m, c)
+        if not joint:
+            b1, _ = _gennorm_taylor_pass(x, b, m, c, exact=not fast)
             passes += 1
-        elif fast:  # beta from the Taylor model, loc by Fisher scoring, in the same float32 pass
+        else:  # beta from the Taylor model, loc by Fisher scoring, in the same pass
             for _ in range(10):
-                b_new, sums = _gennorm_taylor_pass(x, b, m, c, score=True)
+                b_new, sums = _gennorm_taylor_pass(x, b, m, c, score=True, exact=not fast)
                 passes += 1
                 if b_new is None:
                     break
