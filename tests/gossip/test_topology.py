@@ -3,6 +3,8 @@
 import networkx as nx
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from coders.runtime.topology import (
     from_adjacency,
@@ -107,3 +109,21 @@ def test_bad_inputs_raise_clear_errors():
         ring(0)
     with pytest.raises(ValueError, match="outside"):
         ring(4).neighbours(4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 14), p=st.floats(0.1, 0.9), seed=st.integers(0, 10_000))
+def test_metropolis_hastings_on_random_connected_graphs(n, p, seed):
+    graph = nx.gnp_random_graph(n, p, seed=seed)
+    assume(nx.is_connected(graph))
+    topo = from_adjacency(graph)
+    np.testing.assert_allclose(topo.W, topo.W.T)
+    np.testing.assert_allclose(topo.W.sum(1), 1.0)
+    assert (topo.W >= 0).all() and (np.diag(topo.W) > 0).all()  # MH keeps a positive self-weight
+    lam = topo.eigenvalues
+    assert lam[0] == pytest.approx(1.0) and lam[-1] > -1.0 and topo.spectral_gap > 0
+    assert all(topo.neighbours(i) == sorted(graph.neighbors(i)) for i in range(n))
+    g = topo.optimal_gossip_step
+    grid = np.linspace(0.05, 2.0 / topo.laplacian_eigenvalues[-1], 60)
+    assert topo.gossip_contraction(g) <= min(topo.gossip_contraction(x) for x in grid) + 1e-9
+    assert topo.gossip_contraction(g) < 1.0
