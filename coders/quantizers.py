@@ -279,7 +279,8 @@ class UniformQuantizer:
         if self.step is not None:
             s = f"uniform(step={self.step:g})"
         elif self.scale_mult is not None:
-            s = f"uniform(c={self.scale_mult:g})"
+            fam = "" if self.family is None else f",{self.family if isinstance(self.family, str) else 'dist'}"
+            s = f"uniform(c={self.scale_mult:g}{fam})"
         else:
             s = f"uniform(L={self.levels},q={self.clip_quantile:g})"
         if self.block_size:

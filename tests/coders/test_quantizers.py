@@ -45,6 +45,16 @@ def test_uniform_step_from_scale(x):
     assert d.mse == pytest.approx(r.step**2 / 12, rel=0.05)
 
 
+def test_uniform_step_from_fitted_family_scale(x):
+    fam = pytest.importorskip("gradstats.families")
+    r = UniformQuantizer(scale_mult=0.5, family=fam.Laplace(0.0, 2e-3)).quantize(x)
+    assert r.step == pytest.approx(1e-3, rel=1e-6)
+    fitted = UniformQuantizer(scale_mult=0.5, family="laplace").quantize(x)
+    assert fitted.step == pytest.approx(0.5 * np.mean(np.abs(x - np.median(x))), rel=1e-3)  # Laplace MLE
+    with pytest.raises(ValueError, match="per layer"):
+        UniformQuantizer(scale_mult=0.5, family="laplace", block_size=128)
+
+
 def test_uniform_levels_clip_at_quantile(x):
     q = UniformQuantizer(levels=15, clip_quantile=0.99)
     r = q.quantize(x)
