@@ -218,7 +218,8 @@ def summarize_runs(runs: Sequence[MethodRun], net: Network, compute_s: float,
     """One row per method: final/time-to-target metric, bits per step, overhead, estimated time.
 
     `target` defaults to 95% of the baseline's final accuracy (or 105% of its final loss for a
-    lower-is-better metric). Bits are payload per worker per step, averaged over steps.
+    lower-is-better metric). Bits are payload per worker per step, averaged over steps;
+    compress / decompress seconds are medians over steps.
     """
     if not runs:
         raise ValueError("summarize_runs needs at least one run")
@@ -239,7 +240,10 @@ def summarize_runs(runs: Sequence[MethodRun], net: Network, compute_s: float,
         h = r.history
         bits_up = float(h["bits_up"].mean())
         bits_down = float(h["bits_down"].mean())
-        codec_s = float((h["compress_s"] + h["decompress_s"]).mean())
+        # median over steps: the timings of W simulator threads sharing a few cores have a heavy
+        # right tail (preemption), which the mean would charge to the method
+        compress_s, decompress_s = float(h["compress_s"].median()), float(h["decompress_s"].median())
+        codec_s = compress_s + decompress_s
         comm_s = comm_time(r.pattern, bits_up, bits_down, r.workers, net, r.degree)
         overlap = can_overlap(r.method, r.pattern)
         iter_s = iteration_time(compute_s, codec_s, comm_s, overlap=False)
@@ -264,8 +268,8 @@ def summarize_runs(runs: Sequence[MethodRun], net: Network, compute_s: float,
             "bits_up": bits_up,
             "bits_down": bits_down,
             "bits_wire": float(h["bits_wire"].mean()),
-            "compress_s": float(h["compress_s"].mean()),
-            "decompress_s": float(h["decompress_s"].mean()),
+            "compress_s": compress_s,
+            "decompress_s": decompress_s,
             "compute_s": float(compute_s),
             "comm_s": comm_s,
             "iter_s": iter_s,

@@ -224,3 +224,10 @@ def test_bandwidth_sweep_reprices_summary():
     ps = parameter_server_time(1e6, 1e6, 8, slow)
     assert sw.loc[("mcm", 1.0), "iter_overlap_s"] == pytest.approx(0.03 + 0.002 + ps)
     assert sw.loc[("mcm", 1.0), "speedup_vs_bf16"] == pytest.approx((0.01 + max(0.02, comm)) / (0.032 + ps))
+
+
+def test_codec_time_is_the_median_over_steps():
+    h = _history(1e6, 1e6, 0.05, codec=0.002)
+    h.loc[3, "compress_s"] = 5.0  # one preempted step
+    s = summarize_runs([MethodRun("bf16", h, "allreduce", True, 8)], NET, compute_s=0.03).iloc[0]
+    assert s["compress_s"] == pytest.approx(0.001) and s["decompress_s"] == pytest.approx(0.001)
