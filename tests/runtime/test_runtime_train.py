@@ -102,3 +102,19 @@ def test_cli_train_writes_history(tmp_path, capsys):
     assert "topk-ef" in printed and "bits_up_per_step" in printed
     with pytest.raises(SystemExit, match="key=value"):
         main(["train", "--option", "ratio"])
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_cli_train_on_gloo_spawns_workers(tmp_path):
+    import pandas as pd
+
+    from gradstats.cli import main
+
+    out = tmp_path / "h.parquet"
+    assert main(["train", "--workers", "2", "--backend", "gloo", "--method", "powersgd", "--steps", "3",
+                 "--option", "rank=1", "--out", str(out)]) == 0
+    h = pd.read_parquet(out)
+    sim = train("digits-cnn", "powersgd", 2, 3, options={"rank": 1})
+    pd.testing.assert_series_equal(h["bits_up"], sim.history["bits_up"])
+    assert h["loss"].tolist() == pytest.approx(sim.history["loss"].tolist(), rel=1e-5)
