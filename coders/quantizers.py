@@ -193,6 +193,8 @@ def _expand_blocks(scales: np.ndarray, n: int, block: int) -> np.ndarray:
 def _block_rms(a: np.ndarray, block: int) -> np.ndarray:
     """RMS of each block of `block` consecutive entries (last block may be short)."""
     n = a.size
+    if n == 0:
+        return np.zeros(0)
     nb = -(-n // block)
     pad = nb * block - n
     sq = np.square(a, dtype=np.float64)
@@ -354,8 +356,17 @@ class UniformQuantizer:
             xt = xt.float()
         scales = None
         if self.block_size is not None:
-            scales = self._scales(xt.cpu().numpy())  # tiny: one value per block
-            s = torch.from_numpy(_expand_blocks(scales, xt.numel(), self.block_size)).to(xt.device)
+            # block RMS on the device; only one value per block goes to the host (bf16 rounding)
+            B, n = self.block_size, xt.numel()
+            nb = -(-n // B)
+            sq = torch.nn.functional.pad(xt.double() ** 2, (0, nb * B - n)).view(nb, B).sum(dim=1)
+            counts = torch.full((nb,), float(B), dtype=torch.float64, device=xt.device)
+            if nb:
+                counts[-1] = B - (nb * B - n)
+            rms = torch.sqrt(sq / counts).float().cpu().numpy()
+            scales = round_bf16(rms)
+            scales[~(scales > 0)] = 1.0
+            s = torch.from_numpy(scales).to(xt.device).repeat_interleave(B)[:n]
             u = xt / s.to(xt.dtype)
         else:
             u = xt

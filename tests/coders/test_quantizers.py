@@ -169,6 +169,13 @@ def test_symbols_lie_in_their_cells(x, q):
 
 
 def test_degenerate_inputs():
+    for blocked in (UniformQuantizer(scale_mult=0.5, block_size=128),
+                    UniformQuantizer(levels=5, block_size=4)):
+        for empty in (np.zeros(0, np.float32), torch.zeros(0)):
+            r = blocked.quantize(empty)
+            assert r.symbols.size == 0 and r.side_bits == 32
+        r = blocked.quantize(torch.zeros(300))
+        assert np.all(r.symbols == 0) and np.all(r.scales == 1.0)
     q = UniformQuantizer(scale_mult=0.5)
     r = q.quantize(np.zeros(0, np.float32))
     assert r.symbols.size == 0 and q.dequantize(r).shape == (0,)
