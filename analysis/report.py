@@ -1,12 +1,12 @@
 """Self-contained HTML report of a run directory (stage 5).
 
 `write_report(run_dir)` reads what is present (ARCHITECTURE.md, "Run directory layout"):
-`capture/`, `fits.parquet`, `bits.parquet`, `rd.parquet`, `compare.parquet`,
-`compare_history.parquet`, `figures/*.png`, either in `run_dir` itself or in one sub-directory per
-workload (what `gradstats demo` writes), and renders one HTML page with every image embedded as
-base64, so the file can be mailed or archived alone. Sections: capture summary, fit table (best
-family per layer, GenNorm beta, tail errors), figures, bits-per-entry table, rate-distortion,
-and the compressor comparison.
+`capture/` (or the directory is itself a capture), `fits.parquet`, `bits.parquet`, `rd.parquet`,
+`compare.parquet`, `compare_history.parquet`, `figures/*.png`, either in `run_dir` itself or in
+one sub-directory per workload (what `gradstats demo` writes), and renders one HTML page with
+every image embedded as base64, so the file can be mailed or archived alone. Sections: capture
+summary, fit table (best family per layer, GenNorm beta, tail errors), figures, bits-per-entry
+table, rate-distortion, and the compressor comparison.
 """
 
 from __future__ import annotations
@@ -29,8 +29,17 @@ TOTAL_LAYER = "TOTAL"  # coders.report.code_capture's whole-model rows
 FIGURE_FAMILIES = ("normal", "laplace", "gennorm", "zi-gennorm")  # overlaid in the per-layer figures
 
 
+def capture_dir(unit: Path) -> Path | None:
+    """The capture of a unit: `unit/capture/` (what `gradstats demo` writes) or `unit` itself
+    (a `gradstats capture --out` directory that `gradstats fit` / `code` wrote their tables into)."""
+    for d in (unit / "capture", unit):
+        if (d / "manifest.json").exists() or any(d.glob("manifest.rank*.json")):
+            return d
+    return None
+
+
 def _is_unit(d: Path) -> bool:
-    return (d / "capture").is_dir() or any((d / f).exists() for f in DATA_FILES)
+    return capture_dir(d) is not None or any((d / f).exists() for f in DATA_FILES)
 
 
 def find_units(run_dir: str | Path) -> list[Path]:
@@ -39,7 +48,8 @@ def find_units(run_dir: str | Path) -> list[Path]:
     if not root.is_dir():
         raise ValueError(f"run directory {root} does not exist")
     units = [root] if _is_unit(root) else []
-    units += sorted(d for d in root.iterdir() if d.is_dir() and d.name != "figures" and _is_unit(d))
+    skip = {"figures", "capture", "steps"}  # a unit's own parts, not units
+    units += sorted(d for d in root.iterdir() if d.is_dir() and d.name not in skip and _is_unit(d))
     return units
 
 
@@ -220,10 +230,10 @@ def write_figures(unit: str | Path, layers: list[str] | None = None) -> list[Pat
         heat = "zi-gennorm" if "zi-gennorm" in fams else "gennorm" if "gennorm" in fams else None
         if heat:
             _draw(plots.plot_beta_heatmap, fits, family=heat, name="beta_heatmap.png")
-        if (unit / "capture").is_dir():
+        if capture_dir(unit) is not None:
             from captures import open_capture
 
-            cap = open_capture(unit / "capture")
+            cap = open_capture(capture_dir(unit))
             chosen = layers or [representative_layer(fits)[0]]
             for layer in chosen:
                 step = int(fits[fits["layer"] == layer]["step"].max())
@@ -326,10 +336,10 @@ def _missing(what: str) -> str:
 def _unit_sections(unit: Path, name: str) -> list[str]:
     out = []
     summary = None
-    if (unit / "capture").is_dir():
+    if capture_dir(unit) is not None:
         from captures import open_capture
 
-        cap = open_capture(unit / "capture")
+        cap = open_capture(capture_dir(unit))
         summary = cap.summary()
         m = cap.manifest
         meta = {k: m[k] for k in ("model", "workload", "seed", "device", "world_size", "torch") if k in m}

@@ -168,3 +168,17 @@ def test_report_with_capture_draws_layer_figures(capture_run):
     cap = page.split('id="capture-run"')[1].split("</section>")[0]
     assert "16x8x3x3" in cap and "fc.bias" in cap and "not present" not in cap
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 4
+
+
+def test_report_on_a_capture_directory_itself(capture_run, tmp_path):
+    # `gradstats capture --out runs/x; gradstats fit runs/x; gradstats report runs/x`: the run
+    # directory is the capture, with fits.parquet written into it
+    x = tmp_path / "x"
+    shutil.copytree(capture_run / "capture", x)
+    shutil.copy(capture_run / "fits.parquet", x / "fits.parquet")
+    page = write_report(x).read_text()
+    secs = _sections(page)
+    assert [k for k in secs if k.startswith("capture")] == ["capture-x"]
+    cap = page.split('id="capture-x"')[1].split("</section>")[0]
+    assert "16x8x3x3" in cap and "not present" not in cap
+    assert (x / "figures" / "density_conv_weight.png").exists()
