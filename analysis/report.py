@@ -111,8 +111,9 @@ def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
             row[f"tail {col.rsplit('_', 1)[-1]}"] = float(b[col].mean()) if len(b) else np.nan
         for fam in fams:
             ff = f[f["family"].astype(str) == fam]
-            if tails and len(ff):
-                row[f"|tail| {fam}"] = float(np.nanmean(np.abs(ff[tails].to_numpy(dtype=float))))
+            vals = np.abs(ff[tails].to_numpy(dtype=float)) if tails else np.empty(0)
+            if np.isfinite(vals).any():  # blank when no tail probability is resolved
+                row[f"|tail| {fam}"] = float(np.nanmean(vals))
         rows.append(row)
     return pd.DataFrame(rows)
 
