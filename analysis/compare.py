@@ -22,10 +22,12 @@ does not depend on the gradient at x_t). The baseline is bf16 all-reduce, never 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -382,22 +384,17 @@ class Comparison:
     network: Network
     compute_s: float
 
-    def save(self, out_dir) -> dict:
-        """Write compare.parquet, compare.csv and compare_history.parquet into `out_dir`."""
-        from pathlib import Path
-
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write compare.parquet, compare.csv, compare_history.parquet and network.json into `out_dir`."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"summary": out / "compare.parquet", "csv": out / "compare.csv",
-                 "history": out / "compare_history.parquet"}
-        s = self.summary.copy()
-        s.attrs = {}
-        s.to_parquet(paths["summary"], index=False)
-        s.to_csv(paths["csv"], index=False)
+                 "history": out / "compare_history.parquet", "network": out / "network.json"}
+        self.summary.to_parquet(paths["summary"], index=False)
+        self.summary.to_csv(paths["csv"], index=False)
         self.history.to_parquet(paths["history"], index=False)
-        (out / "network.json").write_text(
-            __import__("json").dumps({**asdict(self.network), "model": self.network.describe(),
-                                      "compute_s": self.compute_s}, indent=1))
+        meta = {**asdict(self.network), "model": self.network.describe(), "compute_s": self.compute_s}
+        paths["network"].write_text(json.dumps(meta, indent=1))
         return paths
 
 
