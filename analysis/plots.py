@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 FORMATS = (".png", ".svg", ".pdf")
 FAMILY_ORDER = ("normal", "laplace", "gennorm", "t")
@@ -228,6 +229,8 @@ def plot_qq(x, fits: pd.DataFrame, title: str | None = None, path: str | Path | 
             ax.plot([lo, hi], [lo, hi], "--", color="0.3", lw=1, label="y = x")
             ax.set_xlim(lo, hi)
             ax.set_ylim(lo, hi)
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.yaxis.set_major_locator(MaxNLocator(5))
             ax.set_title(_label(r))
             ax.set_xlabel("model quantile")
             ax.set_ylabel("empirical quantile")
