@@ -14,7 +14,8 @@ How a step is recorded (optimizer step ``t`` is recorded when ``t % every == 0``
    capture so per-entry time series exist), cast to ``dtype``, or reduced to moments + a histogram
    (``summary_only``) on the parameter's device, then copied into a reusable host buffer (pinned memory
    and ``non_blocking`` copies on CUDA) and handed to a background writer thread through a bounded
-   queue. The writer waits for the copy's CUDA event, writes the step file atomically, and returns the
+   queue (on the CPU, summary-only moments are computed there, off the training thread). The writer
+   waits for the copy's CUDA event, writes the step file atomically, and returns the
    buffer; when all ``queue_size`` buffers are in flight, training waits (back-pressure), so host memory
    stays bounded.
 
@@ -334,7 +335,10 @@ class GradientRecorder:
 
     def _put(self, kind: str, name: str, value: Tensor) -> None:
         """Reduce ``value`` (already sampled) as configured and start its copy into a host buffer."""
-        if self.summary_only:
+        if self.summary_only and value.device.type == "cpu":
+            # On the CPU the reduction runs in the writer thread (on another core), off the training path.
+            items = [(f"raw/{kind}/{name}", value)]
+        elif self.summary_only:
             moments, counts = layer_summary(value, self.hist_bins)
             items = [(f"moments/{kind}/{name}", moments), (f"hist/{kind}/{name}", counts)]
         else:
@@ -408,7 +412,15 @@ class GradientRecorder:
                 if self._error is None:
                     for ev in events:
                         ev.synchronize()
-                    self._writer.write_step(step, {k: buffers[k] for k in keys})
+                    tensors = {}
+                    for k in keys:
+                        if k.startswith("raw/"):
+                            moments, counts = layer_summary(buffers[k], self.hist_bins)
+                            tensors["moments/" + k[4:]] = moments
+                            tensors["hist/" + k[4:]] = counts
+                        else:
+                            tensors[k] = buffers[k]
+                    self._writer.write_step(step, tensors)
             except BaseException as e:  # handed to the training thread at its next step
                 self._error = e
             finally:
