@@ -91,3 +91,19 @@ def test_cli_fit_writes_parquet_and_csv(run_dir, capsys):
         main(["fit", str(run_dir), "--out", str(run_dir / "fits.txt")])
     with pytest.raises(SystemExit, match="unknown family"):
         main(["fit", str(run_dir), "--families", "cauchy", "--no-progress"])
+
+
+def test_fit_capture_all_ranks_and_a_missing_record(tmp_path):
+    rng = np.random.default_rng(1)
+    for rank in (0, 1):
+        grads = {0: {"w": rng.laplace(0, 1 + rank, 3000).astype(np.float32),
+                     "b": rng.normal(size=50).astype(np.float32)},
+                 1: {"w": rng.laplace(0, 1 + rank, 3000).astype(np.float32)}}  # no "b" at step 1
+        write_capture(tmp_path, grads, rank=rank, world_size=2)
+    df = fit_capture(tmp_path, families=["laplace"], ranks=None, progress=False)
+    keys = sorted(set(zip(df["step"], df["layer"], df["rank"], strict=True)))
+    assert keys == [(s, name, r) for s in (0, 1) for name in ("b", "w") for r in (0, 1)]
+    w = df[df["layer"] == "w"].set_index(["step", "rank"])["scale"]
+    assert w.loc[(0, 1)] == pytest.approx(2.0, rel=0.1) and w.loc[(0, 0)] == pytest.approx(1.0, rel=0.1)
+    missing = df[(df["layer"] == "b") & (df["step"] == 1)]
+    assert missing["flags"].str.startswith("no_record").all() and missing["scale"].isna().all()
