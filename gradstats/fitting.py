@@ -1102,14 +1102,15 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
 
 def summarize_fits(fits: pd.DataFrame) -> pd.DataFrame:
     """One row per layer from a `fit_capture` DataFrame: the family most often best (by BIC) over
-    steps and ranks, how often it won, the median GenNorm beta, and the best family's median tail
-    errors (log10 model / empirical tail probability) at each tail probability."""
+    steps and ranks, how often it won, the median beta of the winning GenNorm variant (or of plain
+    gennorm), and the best family's median tail errors (log10 model / empirical tail probability)."""
     tail_cols = [c for c in fits.columns if c.startswith("tail_log10_")]
     rows = []
     for layer, g in fits.groupby("layer", sort=False):
         winners = g.loc[g["best"].astype(bool), "family"]
         best = winners.mode().iloc[0] if len(winners) else None
-        gn = g[g["family"].str.endswith("gennorm")]
+        # beta of the winning GenNorm variant (zi-gennorm or gennorm), else of plain gennorm
+        gn = g[g["family"] == (best if best and best.endswith("gennorm") else "gennorm")]
         row = {"layer": layer, "records": int(g[["step", "rank"]].drop_duplicates().shape[0]),
                "best": best, "best_share": float((winners == best).mean()) if best else math.nan,
                "beta": float(gn["beta"].median()) if len(gn) else math.nan}

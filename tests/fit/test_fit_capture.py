@@ -48,6 +48,12 @@ def test_fit_capture_rows_columns_and_values(run_dir):
     assert conv.loc["zi-gennorm", "pi"] == pytest.approx(0.125, abs=0.002)  # 4 of 32 filters dead
     assert conv.loc["zi-gennorm", "best"]
     assert conv.loc["zi-gennorm", "beta"] == pytest.approx(0.7, rel=0.1)
+    summary = summarize_fits(df).set_index("layer")
+    assert summary.loc["conv.weight", "best"] == "zi-gennorm"
+    assert summary.loc["conv.weight", "best_share"] == 1
+    # the summary's beta is the winning zi-gennorm's, not the plain gennorm's (driven to its bound)
+    assert summary.loc["conv.weight", "beta"] == pytest.approx(0.7, rel=0.1)
+    assert summary.loc["conv.weight", "records"] == 2
 
 
 def test_fit_capture_serial_equals_parallel_and_selects_layers(run_dir):
