@@ -270,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("fit", help="fit distribution families per layer and step")
     f.add_argument("path")
-    f.add_argument("--families", default="normal,laplace,gennorm")
+    f.add_argument("--families", default="normal,laplace,gennorm,zi-gennorm",
+                   help="comma list of normal, laplace, gennorm, studentt and zi-<family>")
     f.add_argument("--every", type=int, default=1, help="use every N-th recorded step")
     f.add_argument("--layers", default=None, help="glob of layer names")
     f.add_argument("--out", default=None, help="parquet or csv; default <path>/fits.parquet")
