@@ -22,8 +22,8 @@ CASES = [
     ("ef-signsgd", {}, None, 0.85),
     ("s3gd-mv", {"sparsity": 0.1}, None, 0.85),
     ("powersgd", {"rank": 1}, None, 0.88),
-    ("mcm", {"levels": 16}, None, 0.85),
-    ("rand-mcm", {"levels": 16}, None, 0.88),
+    ("mcm", {}, None, 0.85),  # DEFAULT options and lr (s = 4 used to stay at chance)
+    ("rand-mcm", {}, None, 0.88),
     ("topk", {"ratio": 0.05}, None, 0.85),
     ("topk-ef", {"ratio": 0.05}, None, 0.88),
     ("randk", {"ratio": 0.3}, 0.02, 0.82),
