@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 PATTERNS = ("allreduce", "allgather", "ps", "p2p")
+BASELINES = ("bf16", "fp16")  # the reference is a 16-bit all-reduce (fp32 flatters every compressor 2x)
 
 # Whether a method's communication can run during the backward pass. Methods whose update is a
 # (linear or vote) reduction of per-layer gradient messages fit a bucketed DDP communication hook,
@@ -41,6 +42,9 @@ PATTERNS = ("allreduce", "allgather", "ps", "p2p")
 # server step needs every uplink message first, so it does not overlap.
 OVERLAP_BY_PATTERN = {"allreduce": True, "allgather": True, "ps": False, "p2p": True}
 OVERLAP_BY_METHOD = {"mcm": False, "rand-mcm": False, "signum-mv": True, "sign-mv": True, "s3gd-mv": True}
+
+# Methods whose optimizer steps a central model on the server (MCM keeps w apart from the workers')
+SERVER_OPTIMIZER = ("mcm", "rand-mcm")
 
 # Share of one training step's compute spent in the backward pass (backward ~ 2x forward FLOPs).
 BACKWARD_FRACTION = 2.0 / 3.0
@@ -402,12 +406,14 @@ def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int 
             backend: str = "sim", net: Network | None = None, topology: str | None = "ring",
             seed: int = 0, target: float | None = None, eval_every: int | None = None,
             options: dict[str, dict] | None = None, lrs: dict[str, float] | None = None,
-            device: str = "cpu",
+            device: str = "cpu", baseline: str = "bf16",
             progress: Callable[[str], None] | None = None) -> Comparison:
     """Train each method on `workload` and summarize it under the network model.
 
     Gossip methods (pattern "p2p") run on `topology`; every other method ignores it.
     `options[method]` and `lrs[method]` override a method's options and learning rate.
+    The `baseline` (bf16 or fp16 all-reduce, never fp32) is trained first when `methods` lacks it:
+    the target metric, the bit ratios and the speedups are relative to it.
     """
     from captures import make_workload
     from coders.algorithms.registry import method_class
@@ -416,6 +422,12 @@ def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int 
     methods = list(methods)
     if not methods:
         raise ValueError("compare needs at least one method")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES} (a 16-bit all-reduce), got {baseline!r}")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods listed twice: {sorted({m for m in methods if methods.count(m) > 1})}")
+    if baseline not in methods:
+        methods.insert(0, baseline)
     _check_workers(workers)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -438,11 +450,41 @@ def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int 
                               metric_name=res.metric_name, higher_is_better=wl.higher_is_better,
                               extra={"lr": res.lr, "seconds": res.seconds}))
     compute_s = measure_compute_s(wl)
-    summary = summarize_runs(runs, net, compute_s, target=target)
+    summary = summarize_runs(runs, net, compute_s, target=target, baseline=baseline)
     summary.insert(0, "workload", workload)
+    summary["optimizer"] = [optimizer_of(r.method, options.get(r.method)) for r in runs]
     summary["lr"] = [r.extra["lr"] for r in runs]
+    summary["baseline"] = baseline
     summary["backend"] = backend
     return Comparison(summary, history_frame(runs, summary), net, compute_s)
+
+
+def optimizer_of(method: str, options: dict | None = None) -> str:
+    """The update rule a method applies after its communication, e.g. "Nesterov SGD, momentum 0.9".
+
+    Read from the method's class defaults (`default_momentum`, `default_nesterov`, Signum's
+    `default_beta`) and the options that override them, so the comparison states how each method
+    was tuned: gossip methods step with their reference's local Nesterov momentum, sign methods with
+    momentum before the sign (Signum, Bernstein et al. 2018) or none, MCM on the server's central model.
+    """
+    from functools import partial
+
+    from coders.algorithms.registry import method_class, methods
+
+    cls = method_class(method)
+    factory = methods()[method]
+    opts = {**(factory.keywords if isinstance(factory, partial) else {}), **(options or {})}
+    if hasattr(cls, "default_beta"):  # Signum / signSGD: momentum enters before the sign
+        beta = float(opts.get("beta", cls.default_beta))
+        rule = f"Signum, momentum {beta:g} before the sign" if beta else "signSGD (no momentum)"
+    else:
+        mom = float(opts.get("momentum", cls.default_momentum))
+        nesterov = bool(opts.get("nesterov", cls.default_nesterov)) and mom > 0
+        sgd = "Nesterov SGD" if nesterov else "SGD"
+        rule = "SGD (no momentum)" if mom == 0 else f"{sgd}, momentum {mom:g}"
+    where = "local " if cls.pattern == "p2p" else "server " if cls.name in SERVER_OPTIMIZER else ""
+    wd = float(opts.get("weight_decay", 0.0))
+    return where + rule + (f", weight decay {wd:g}" if wd else "")
 
 
 def _degree(topology: str | None, workers: int) -> int:
@@ -470,7 +512,8 @@ RD_COMPRESSORS: tuple[tuple[str, str, dict], ...] = (
 )
 # step = c * RMS(x): from coarse (about 1 bit) to fine (about 8 bits per entry)
 RD_STEP_MULTS: tuple[float, ...] = (2.0, 1.0, 0.5, 0.25, 0.1, 0.03)
-RD_MODELS: tuple[str, ...] = ("gennorm", "laplace", "normal")
+# zi-gennorm: real layers hold exact zeros (dead ReLUs, zero pixels) that a continuous GenNorm wastes bits on
+RD_MODELS: tuple[str, ...] = ("zi-gennorm", "gennorm", "laplace", "normal")
 
 
 def _rel_error(x, xhat) -> tuple[float, float]:

@@ -19,7 +19,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.compare import Network, aggregate_rd, compare, rate_distortion
-from analysis.report import BF16_BITS, WHOLE_MODEL, bits_table, headline, write_report
+from analysis.report import BF16_BITS, WHOLE_MODEL, bits_table, compare_table, headline, write_report
+
+# the comparison columns `gradstats demo` prints (the report and compare.csv have them all)
+PRINTED_COMPARE_COLUMNS = ("method", "optimizer", "lr", "allreduce_compatible", "final_metric",
+                           "steps_to_target", "bits_up", "bits_down", "up_ratio_vs_bf16", "iter_overlap_s",
+                           "speedup_vs_bf16")
 
 
 @dataclass
@@ -52,8 +57,8 @@ class DemoConfig:
         base = {"capture_steps": 20, "every": 10, "families": ("normal", "laplace", "gennorm", "zi-gennorm"),
                 "models": ("histogram", "gennorm", "zi-gennorm"),
                 "coders": ("ans",), "rd_max_layers": 3, "rd_models": ("gennorm", "zi-gennorm"),
-                "methods": ("bf16", "powersgd", "signum-mv", "powergossip"), "workers": 2,
-                "compare_steps": 12, "eval_every": 6}
+                # every method of the comparison; digits-cnn needs ~50 steps to leave chance (0.1)
+                "workers": 2, "compare_steps": 60, "eval_every": 10}
         base.update(kw)
         return cls(**base)
 
@@ -69,6 +74,10 @@ class DemoResult:
     comparison: pd.DataFrame | None
     seconds: dict[str, float]
     skipped: dict[str, str] = field(default_factory=dict)  # stage -> why (its module is missing)
+
+
+# the table each per-workload stage writes into the workload's directory (ARCHITECTURE.md)
+UNIT_FILES = {"fit": "fits.parquet", "code": "bits.parquet", "rate-distortion": "rd.parquet"}
 
 
 class _Skipped(Exception):
@@ -93,13 +102,13 @@ def _fit(cap, cfg: DemoConfig, progress: bool) -> pd.DataFrame:
     return fit_capture(cap, families=list(cfg.families), progress=progress)
 
 
-def _code(cap, cfg: DemoConfig, fits: pd.DataFrame) -> pd.DataFrame:
+def _code(cap, cfg: DemoConfig, progress: bool) -> pd.DataFrame:
     from coders.report import code_capture
 
     return code_capture(cap, models=list(cfg.models), coders=list(cfg.coders))
 
 
-def _rd(cap, cfg: DemoConfig) -> pd.DataFrame:
+def _rd(cap, cfg: DemoConfig, progress: bool) -> pd.DataFrame:
     layers = list(cap.layers)
     if cfg.rd_max_layers is not None:
         size = {layer: int(np.prod(cap.shapes[layer])) for layer in layers}
@@ -134,7 +143,6 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
     for wl in cfg.workloads:
         unit = root / wl
         bar.set_postfix_str(f"capture {wl}")
-        fits = bits = None
         try:
             cap = _stage(seconds, skipped, "capture", capture_workload, wl, out_dir=unit / "capture",
                          steps=cfg.capture_steps, every=cfg.every, device=cfg.device, seed=cfg.seed,
@@ -143,25 +151,17 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
             bar.update(4)
             continue
         tick(f"captured {wl}")
-        try:
-            fits = _stage(seconds, skipped, "fit", _fit, cap, cfg, progress)
-            fits.to_parquet(unit / "fits.parquet", index=False)
-        except _Skipped:
-            pass
-        tick(f"fitted {wl}")
-        try:
-            bits = _stage(seconds, skipped, "code", _code, cap, cfg, fits)
-            bits.to_parquet(unit / "bits.parquet", index=False)
-        except _Skipped:
-            pass
-        tick(f"coded {wl}")
-        try:
-            rd = _stage(seconds, skipped, "rate-distortion", _rd, cap, cfg)
-            rd.to_parquet(unit / "rd.parquet", index=False)
+        tables: dict[str, pd.DataFrame | None] = {}
+        for name, fn in (("fit", _fit), ("code", _code), ("rate-distortion", _rd)):
+            try:
+                tables[name] = _stage(seconds, skipped, name, fn, cap, cfg, progress)
+                tables[name].to_parquet(unit / UNIT_FILES[name], index=False)
+            except _Skipped:
+                tables[name] = None
+            tick(f"{name} {wl}")
+        fits, bits, rd = tables["fit"], tables["code"], tables["rate-distortion"]
+        if rd is not None:
             aggregate_rd(rd).to_parquet(unit / "rd_all.parquet", index=False)
-        except _Skipped:
-            pass
-        tick(f"rate-distortion {wl}")
         if fits is not None or bits is not None:
             heads.append(headline(fits, bits, cap.summary()).assign(workload=wl))
         if bits is not None:
@@ -212,11 +212,13 @@ def format_result(res: DemoResult) -> str:
         lines.append("")
     if res.comparison is not None:
         c = res.comparison
-        cols = [k for k in ("method", "final_metric", "steps_to_target", "bits_up", "bits_down",
-                            "up_ratio_vs_bf16", "iter_overlap_s", "speedup_vs_bf16") if k in c.columns]
-        lines.append(f"== compressor comparison ({c['workload'].iloc[0]}, {int(c['workers'].iloc[0])} "
-                     f"workers, {c['bandwidth_gbps'].iloc[0]:g} Gbit/s, {c['latency_us'].iloc[0]:g} us)")
-        lines.append(c[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        first = c.iloc[0]
+        lines.append(f"== compressor comparison ({first['workload']}, {int(first['workers'])} workers, "
+                     f"{int(first['steps'])} steps, {first['bandwidth_gbps']:g} Gbit/s, "
+                     f"{first['latency_us']:g} us; target {first['metric_name']} {first['target']:.3f} = 95% "
+                     f"of {first.get('baseline', 'bf16')}'s final)")
+        lines.append(compare_table(c, PRINTED_COMPARE_COLUMNS).to_string(
+            index=False, float_format=lambda v: f"{v:.4g}"))
         lines.append("")
     for name, why in res.skipped.items():
         lines.append(f"SKIPPED {name}: {why}")

@@ -118,6 +118,29 @@ def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+COMPARE_COLUMNS = ("method", "optimizer", "lr", "pattern", "allreduce_compatible", "can_overlap", "workers",
+                   "final_metric", "target", "steps_to_target", "time_to_target_s", "bits_up", "bits_down",
+                   "up_ratio_vs_bf16", "compress_s", "decompress_s", "compute_s", "comm_s", "iter_s",
+                   "iter_overlap_s", "speedup_vs_bf16")
+NOT_REACHED = "not reached"
+
+
+def compare_table(summary: pd.DataFrame, columns: tuple[str, ...] = COMPARE_COLUMNS) -> pd.DataFrame:
+    """The comparison summary for display: the `columns` present, time to target "not reached" when NaN.
+
+    A method that never reaches the target has no time to it; printing NaN (or a step count of the
+    last evaluation) would read as a number.
+    """
+    if "method" not in summary.columns:
+        raise ValueError("compare table: summary lacks the 'method' column")
+    t = summary[[c for c in columns if c in summary.columns]].copy()
+    if "steps_to_target" in t:
+        t["steps_to_target"] = [NOT_REACHED if pd.isna(v) else str(int(v)) for v in t["steps_to_target"]]
+    if "time_to_target_s" in t:
+        t["time_to_target_s"] = [NOT_REACHED if pd.isna(v) else f"{v:.4g}" for v in t["time_to_target_s"]]
+    return t
+
+
 def _weights(bits: pd.DataFrame, capture_summary: pd.DataFrame | None) -> pd.Series | None:
     """Entries per layer, to weight per-layer bits into whole-model bits."""
     for col in ("n", "numel", "entries"):
@@ -390,6 +413,25 @@ def _unit_sections(unit: Path, name: str) -> list[str]:
     return out
 
 
+def _compare_setup(summ: pd.DataFrame) -> str:
+    """One paragraph: workload, workers, steps, target rule and the baseline of the comparison."""
+    first = summ.iloc[0]
+    base = str(first["baseline"]) if "baseline" in summ else "bf16"
+    metric = str(first["metric_name"]) if "metric_name" in summ else "metric"
+    parts = []
+    for col, fmt in (("workload", "workload {}"), ("workers", "{} workers"), ("steps", "{} steps each"),
+                     ("backend", "backend {}")):
+        if col in summ:
+            parts.append(fmt.format(int(first[col]) if col in ("workers", "steps") else first[col]))
+    target = f" Target {metric}: {float(first['target']):.4g}" if "target" in summ else ""
+    return (f"<p>{html.escape(', '.join(parts))}.{html.escape(target)} (95% of the {html.escape(base)} "
+            f"baseline's final {html.escape(metric)} unless set); <i>steps_to_target</i> is the first "
+            f"evaluated step at or past it, <i>{NOT_REACHED}</i> when no evaluation got there. Each method "
+            "runs with its own optimizer and learning rate (columns <i>optimizer</i>, <i>lr</i>): the "
+            "rule of its reference implementation, e.g. local Nesterov momentum for gossip methods, "
+            "momentum before the sign for Signum.</p>")
+
+
 def write_report(run_dir: str | Path, figures: bool = True, title: str | None = None) -> Path:
     """Write `run_dir/report.html` from what the run directory holds and return its path.
 
@@ -415,10 +457,6 @@ def write_report(run_dir: str | Path, figures: bool = True, title: str | None = 
 
     if has_compare:
         summ = _read(root / "compare.parquet")
-        cols = [c for c in ("method", "pattern", "allreduce_compatible", "can_overlap", "workers",
-                            "final_metric", "target", "steps_to_target", "time_to_target_s", "bits_up",
-                            "bits_down", "up_ratio_vs_bf16", "compress_s", "decompress_s", "compute_s",
-                            "comm_s", "iter_s", "iter_overlap_s", "speedup_vs_bf16") if c in summ.columns]
         net = root / "network.json"
         desc = json.loads(net.read_text())["model"] if net.exists() else ""
         figs = [root / "figures" / n for n in ("metric_vs_bits.png", "metric_vs_time.png",
@@ -428,7 +466,8 @@ def write_report(run_dir: str | Path, figures: bool = True, title: str | None = 
                 "the run (in the simulator the W workers share this machine's cores, which inflates it), "
                 "communication modelled. <i>iter_overlap_s</i> lets communication overlap the backward "
                 "pass where the method allows it. The baseline is bf16 all-reduce.</p>"
-                + _table(summ[cols], digits=4)
+                + _compare_setup(summ)
+                + _table(compare_table(summ), digits=4)
                 + "\n".join(_img(p) for p in figs if p.exists()))
     else:
         body = _missing("A compressor comparison (compare.parquet)")

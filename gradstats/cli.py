@@ -195,7 +195,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from analysis.compare import Network, compare
-    from analysis.report import write_compare_figures
+    from analysis.report import compare_table, write_compare_figures
 
     try:
         net = Network(args.bandwidth_gbps, args.latency_us)
@@ -208,18 +208,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             lrs[name.strip()] = float(value)
         except ValueError:
             raise SystemExit(f"gradstats compare: --lr takes method=value pairs, got {item!r}") from None
-    comp = compare(args.workload, _csv(args.methods), workers=args.workers, steps=args.steps,
-                   backend=args.backend, net=net, topology=args.topology, seed=args.seed,
-                   target=args.target, eval_every=args.eval_every, lrs=lrs, device=args.device,
-                   progress=lambda m: print(f"training {m} ...", flush=True))
+    try:
+        comp = compare(args.workload, _csv(args.methods), workers=args.workers, steps=args.steps,
+                       backend=args.backend, net=net, topology=args.topology, seed=args.seed,
+                       target=args.target, eval_every=args.eval_every, lrs=lrs, device=args.device,
+                       baseline=args.baseline, progress=lambda m: print(f"training {m} ...", flush=True))
+    except ValueError as exc:
+        raise SystemExit(f"gradstats compare: {exc}") from exc
     paths = comp.save(args.out)
     write_compare_figures(args.out)
-    cols = ["method", "pattern", "allreduce_compatible", "can_overlap", "final_metric", "steps_to_target",
-            "time_to_target_s", "bits_up", "bits_down", "up_ratio_vs_bf16", "compress_s", "decompress_s",
-            "comm_s", "iter_overlap_s", "speedup_vs_bf16"]
+    s = comp.summary
     print(net.describe())
     print(f"compute per step (one worker, measured): {comp.compute_s * 1e3:.3f} ms")
-    print(comp.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"target {s['metric_name'].iloc[0]}: {s['target'].iloc[0]:.4g}"
+          + ("" if args.target is not None else f" (95% of {args.baseline}'s final)"))
+    print(compare_table(s).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"written: {paths['summary']}, {paths['csv']}, {paths['history']}, figures in {args.out}/figures")
     return 0
 
@@ -333,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--target", type=float, default=None,
                    help="target metric; default 95%% of the bf16 baseline's final accuracy")
     m.add_argument("--lr", default=None, help="per-method learning rates, e.g. signum-mv=0.01,mcm=0.02")
+    m.add_argument("--baseline", default="bf16", help="bf16 | fp16: the 16-bit all-reduce reference "
+                   "(trained first when not in --methods)")
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--device", default="cpu")
     m.add_argument("--out", default="runs/compare")

@@ -38,10 +38,26 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         assert {"compressor", "quantizer"} == set(rd["kind"])
         bf16 = rd[rd["name"] == "bf16"]
         assert (bf16["bits_per_entry"] == 16).all() and (bf16["rel_error"] < 1e-2).all()
+        assert "uniform + zi-gennorm/ans" in set(rd["name"])  # exact zeros priced by default
         assert (out / wl / "figures" / "beta_heatmap.png").exists()
         assert wl in printed
     comp = pd.read_parquet(out / "compare.parquet").set_index("method")
     assert list(comp.index) == list(cfg.methods)
+    # every method the issue names
+    assert list(cfg.methods) == ["bf16", "powersgd", "signum-mv", "s3gd-mv", "mcm", "powergossip"]
+    # long enough to learn: the baseline is far above chance (0.1), so the target means something
+    assert comp.loc["bf16", "final_metric"] > 0.4
+    assert comp["target"].iloc[0] == pytest.approx(0.95 * comp.loc["bf16", "final_metric"])
+    reached = comp["best_metric"] >= comp["target"]
+    assert (comp["steps_to_target"].notna() == reached).all()
+    assert (comp["time_to_target_s"].isna() == comp["steps_to_target"].isna()).all()
+    assert ("not reached" in printed) == bool((~reached).any())
+    assert comp["allreduce_compatible"].to_dict() == {"bf16": True, "powersgd": True, "signum-mv": False,
+                                                      "s3gd-mv": False, "mcm": False, "powergossip": False}
+    assert comp.loc["powergossip", "optimizer"] == "local Nesterov SGD, momentum 0.9"
+    assert comp.loc["signum-mv", "lr"] != comp.loc["bf16", "lr"] and (comp["baseline"] == "bf16").all()
+    section = page.split('id="compare"')[1]
+    assert "<th>optimizer</th>" in section and "<th>lr</th>" in section
     assert comp.loc["bf16", "up_ratio_vs_bf16"] == 1.0
     assert comp.loc["powersgd", "bits_up"] < comp.loc["bf16", "bits_up"]
     assert comp.loc["powergossip", "pattern"] == "p2p" and comp.loc["bf16", "allreduce_compatible"]

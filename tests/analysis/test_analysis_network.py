@@ -231,3 +231,76 @@ def test_codec_time_is_the_median_over_steps():
     h.loc[3, "compress_s"] = 5.0  # one preempted step
     s = summarize_runs([MethodRun("bf16", h, "allreduce", True, 8)], NET, compute_s=0.03).iloc[0]
     assert s["compress_s"] == pytest.approx(0.001) and s["decompress_s"] == pytest.approx(0.001)
+
+
+ISSUE_METHODS = ("bf16", "powersgd", "signum-mv", "s3gd-mv", "mcm", "powergossip")
+
+
+def test_optimizer_of_states_each_methods_rule():
+    from analysis.compare import optimizer_of
+
+    got = {m: optimizer_of(m) for m in ISSUE_METHODS}
+    assert got == {
+        "bf16": "SGD, momentum 0.9",
+        "powersgd": "Nesterov SGD, momentum 0.9",
+        "signum-mv": "Signum, momentum 0.9 before the sign",
+        "s3gd-mv": "SGD (no momentum)",
+        "mcm": "server SGD, momentum 0.9",
+        "powergossip": "local Nesterov SGD, momentum 0.9",  # the gossip reference's local optimizer
+    }
+    assert optimizer_of("signsgd-mv") == "signSGD (no momentum)"
+    # options override the class defaults; Nesterov needs momentum
+    assert optimizer_of("powergossip", {"nesterov": False}) == "local SGD, momentum 0.9"
+    assert optimizer_of("bf16", {"momentum": 0.0, "nesterov": True}) == "SGD (no momentum)"
+    assert optimizer_of("signum-mv", {"beta": 0.5, "weight_decay": 1e-4}) == (
+        "Signum, momentum 0.5 before the sign, weight decay 0.0001")
+    with pytest.raises(ValueError, match="unknown method"):
+        optimizer_of("adamw")
+
+
+def test_compare_adds_the_bf16_baseline_and_states_optimizer_and_lr():
+    from analysis.compare import compare
+
+    c = compare("mlp", ["randk"], workers=2, steps=2, eval_every=1, lrs={"randk": 0.02})
+    s = c.summary.set_index("method")
+    assert list(s.index) == ["bf16", "randk"]  # the baseline is trained although not asked for
+    assert (s["baseline"] == "bf16").all() and s.loc["randk", "up_ratio_vs_bf16"] > 1
+    assert s.loc["randk", "lr"] == 0.02 and s.loc["randk", "optimizer"] == "SGD, momentum 0.9"
+    # rand-k with a shared seed sums index-aligned values: all-reduce compatible like bf16
+    assert s.loc["bf16", "allreduce_compatible"] and s.loc["randk", "allreduce_compatible"]
+    with pytest.raises(ValueError, match="16-bit"):
+        compare("mlp", ["randk"], workers=2, steps=1, baseline="fp32")
+    with pytest.raises(ValueError, match="twice"):
+        compare("mlp", ["randk", "randk"], workers=2, steps=1)
+
+
+def test_summary_time_to_target_is_nan_when_never_reached():
+    from analysis.report import NOT_REACHED, compare_table
+
+    runs = [MethodRun("bf16", _history(16, 16, 0.05), "allreduce", True, 4),
+            MethodRun("slow", _history(1, 1, 0.001), "ps", False, 4)]
+    s = summarize_runs(runs, NET, compute_s=0.01)
+    slow = s.set_index("method").loc["slow"]
+    assert slow["final_metric"] < slow["target"]
+    assert math.isnan(slow["steps_to_target"]) and math.isnan(slow["time_to_target_s"])
+    t = compare_table(s).set_index("method")
+    assert t.loc["slow", "steps_to_target"] == t.loc["slow", "time_to_target_s"] == NOT_REACHED
+    assert t.loc["bf16", "steps_to_target"] == "60"  # 1 - exp(-0.05 s) >= 0.95 * 0.993 first at 60
+    with pytest.raises(ValueError, match="method"):
+        compare_table(s.drop(columns=["method"]))
+
+
+def test_rate_distortion_prices_exact_zeros_with_zi_gennorm():
+    import torch
+
+    from analysis.compare import RD_MODELS, rate_distortion
+
+    assert "zi-gennorm" in RD_MODELS  # the default: real layers hold exact zeros
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 64, generator=g) * 1e-3
+    x[torch.rand(64, 64, generator=g) < 0.4] = 0.0  # dead units
+    rd = rate_distortion({"w": x}, compressors=(), step_mults=(0.5,))
+    bpe = rd.set_index("name")["bits_per_entry"]
+    assert set(bpe.index) == {f"uniform + {m}/ans" for m in RD_MODELS}
+    # the zero atom costs a continuous model bits; the zero-inflated one codes it at its frequency
+    assert bpe["uniform + zi-gennorm/ans"] < bpe["uniform + gennorm/ans"] - 0.1
