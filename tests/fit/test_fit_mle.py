@@ -55,20 +55,46 @@ def test_gennorm_matches_scipy_free_loc(beta):
     b, loc, s = st.gennorm.fit(x)
     ll_scipy = st.gennorm.logpdf(x, b, loc, s).sum()
     assert f.loglik == pytest.approx(st.gennorm.logpdf(x, **_scipy_kw(f)).sum(), rel=1e-12)
-    assert f.loglik >= ll_scipy - 1e-4
+    assert f.loglik >= ll_scipy - 1e-6
     assert f.params["beta"] == pytest.approx(b, rel=0.01)
     assert f.k == 3
 
 
-def test_gennorm_free_loc_heavy_tails_close_to_scipy():
-    # beta < 1: the likelihood has a cusp at every data point; we find the smooth optimum and the
-    # best neighbouring data point, scipy's Nelder-Mead lands near it: agreement to 0.1 nat
+def test_gennorm_free_loc_heavy_tails_at_least_scipy():
+    # beta < 1: the likelihood has a cusp at every data point; the smooth optimum is found by a
+    # bracketed search, then the data points around it are stepped over (at least scipy's likelihood)
     x = _gennorm_sample(0.6, 1.0, 100_000, seed=5, loc=-0.2)
     f = fit(x, "gennorm")
     b, loc, s = st.gennorm.fit(x)
-    assert f.loglik >= st.gennorm.logpdf(x, b, loc, s).sum() - 0.1
+    assert f.loglik >= st.gennorm.logpdf(x, b, loc, s).sum() - 1e-6
     assert f.params["beta"] == pytest.approx(b, rel=0.01)
     assert f.params["loc"] == pytest.approx(-0.2, abs=0.01)
+
+
+@pytest.mark.parametrize(("beta", "n", "seed"), [(0.7, 200_000, 1), (0.5, 50_000, 3)])
+def test_gennorm_free_loc_beta_below_one_float32_at_least_scipy(beta, n, seed):
+    # the review case: without the data-point polish ours ended 2.5e-4 nats below scipy
+    x = st.gennorm.rvs(beta, scale=1e-3, size=n, random_state=seed).astype(np.float32)
+    f = fit(x, "gennorm")
+    x64 = x.astype(np.float64)
+    b, loc, s = st.gennorm.fit(x64)
+    assert f.loglik == pytest.approx(st.gennorm.logpdf(x64, **_scipy_kw(f)).sum(), rel=1e-12)
+    assert f.loglik >= st.gennorm.logpdf(x64, b, loc, s).sum() - 1e-6
+
+
+def test_gennorm_loc_polish_is_the_best_data_point():
+    from gradstats.fitting import _gennorm_loc_polish
+
+    x = st.gennorm.rvs(0.6, scale=1.0, size=20_000, random_state=7)
+    beta, mu, w = 0.6, 0.01, 2e-3
+    got = _gennorm_loc_polish(x, beta, mu, w, float(np.abs(x).max()))
+    cands = np.concatenate([[mu], x[np.abs(x - mu) <= w]])
+    assert cands.size > 5
+    q = (np.abs(x[None, :] - cands[:, None]) ** beta).sum(axis=1)
+    assert got == pytest.approx(cands[np.argmin(q)], abs=1e-15)
+    # the same through torch
+    torch = pytest.importorskip("torch")
+    assert _gennorm_loc_polish(torch.from_numpy(x), beta, mu, w, float(np.abs(x).max())) == got
 
 
 def _scipy_kw(f):
