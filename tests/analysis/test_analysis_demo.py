@@ -78,3 +78,25 @@ def test_format_result_names_skipped_stages(tmp_path):
 def test_run_demo_rejects_unknown_workload(tmp_path):
     with pytest.raises(ValueError, match="workload"):
         run_demo(tmp_path, DemoConfig.quick(workloads=("imagenet",)), progress=False)
+
+
+def test_missing_stage_is_skipped_and_the_others_still_run(tmp_path, monkeypatch):
+    import analysis.demo as demo
+
+    def no_coders(*args, **kw):
+        raise ImportError("No module named 'coders.report'")
+
+    monkeypatch.setattr(demo, "_code", no_coders)
+    cfg = DemoConfig.quick(workloads=("mlp",), capture_steps=4, every=2, families=("normal", "zi-gennorm"),
+                           rd_max_layers=1, compare_workload="mlp", methods=("bf16",), compare_steps=2,
+                           eval_every=1)
+    res = run_demo(tmp_path, cfg, progress=False)
+    assert set(res.skipped) == {"code"} and "coders.report" in res.skipped["code"]
+    unit = tmp_path / "mlp"
+    assert not (unit / "bits.parquet").exists()
+    for name in ("fits.parquet", "rd.parquet", "rd_all.parquet"):
+        assert (unit / name).exists()
+    assert set(res.seconds) == {"capture", "fit", "rate-distortion", "compare", "report"}
+    assert "SKIPPED code: ImportError" in format_result(res)
+    page = res.report.read_text()
+    assert "bits.parquet not present" in page and 'id="fits-mlp"' in page
