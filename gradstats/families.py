@@ -138,42 +138,43 @@ class Family:
         return result.dist
 
 
-def _check_scale(name: str, scale: float) -> float:
-    scale = float(scale)
-    if not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f"{name}: scale must be finite and > 0, got {scale}")
-    return scale
+class _ScipyFamily(Family):
+    """A family that is one `scipy.stats` distribution with its parameters in `param_names` order."""
+
+    _scipy: ClassVar[Any] = None
+
+    def _freeze(self, **values: float) -> None:
+        """Check and store the parameters (loc finite; every other one finite and > 0), then
+        freeze the scipy distribution on them."""
+        label = type(self).__name__
+        for k in self.param_names:
+            v = float(values[k])
+            if not np.isfinite(v) or (k != "loc" and v <= 0):
+                raise ValueError(f"{label}: {k} must be finite{'' if k == 'loc' else ' and > 0'}, got {v}")
+            setattr(self, k, v)
+        self._frozen = self._scipy(*(getattr(self, k) for k in self.param_names))
 
 
-def _check_loc(name: str, loc: float) -> float:
-    loc = float(loc)
-    if not np.isfinite(loc):
-        raise ValueError(f"{name}: loc must be finite, got {loc}")
-    return loc
-
-
-class Normal(Family):
+class Normal(_ScipyFamily):
     """Normal(loc, scale): density exp(-(x - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi))."""
 
     name = "normal"
     param_names = ("loc", "scale")
+    _scipy = scipy.stats.norm
 
     def __init__(self, loc: float = 0.0, scale: float = 1.0):
-        self.loc = _check_loc("Normal", loc)
-        self.scale = _check_scale("Normal", scale)
-        self._frozen = scipy.stats.norm(self.loc, self.scale)
+        self._freeze(loc=loc, scale=scale)
 
 
-class Laplace(Family):
+class Laplace(_ScipyFamily):
     """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale)."""
 
     name = "laplace"
     param_names = ("loc", "scale")
+    _scipy = scipy.stats.laplace
 
     def __init__(self, loc: float = 0.0, scale: float = 1.0):
-        self.loc = _check_loc("Laplace", loc)
-        self.scale = _check_scale("Laplace", scale)
-        self._frozen = scipy.stats.laplace(self.loc, self.scale)
+        self._freeze(loc=loc, scale=scale)
 
     # scipy.stats.laplace has no log tails (its logsf is log(sf), -inf beyond ~745 scales);
     # the closed form is log S(x) = log(1/2) - z for z = (x - loc) / scale >= 0.
@@ -188,7 +189,7 @@ class Laplace(Family):
         return self.logsf(2 * self.loc - _f64(x))
 
 
-class GenNorm(Family):
+class GenNorm(_ScipyFamily):
     """Generalized normal GenNorm(beta, loc, scale) (scipy `gennorm`).
 
     Density beta / (2 scale Gamma(1/beta)) exp(-|(x - loc) / scale|^beta); the tail is
@@ -198,31 +199,21 @@ class GenNorm(Family):
 
     name = "gennorm"
     param_names = ("beta", "loc", "scale")
+    _scipy = scipy.stats.gennorm
 
     def __init__(self, beta: float = 2.0, loc: float = 0.0, scale: float = 1.0):
-        beta = float(beta)
-        if not np.isfinite(beta) or beta <= 0:
-            raise ValueError(f"GenNorm: beta must be finite and > 0, got {beta}")
-        self.beta = beta
-        self.loc = _check_loc("GenNorm", loc)
-        self.scale = _check_scale("GenNorm", scale)
-        self._frozen = scipy.stats.gennorm(self.beta, self.loc, self.scale)
+        self._freeze(beta=beta, loc=loc, scale=scale)
 
 
-class StudentT(Family):
+class StudentT(_ScipyFamily):
     """Student's t StudentT(df, loc, scale) (scipy `t`): polynomial tails, P(|X| > x) ~ x^-df."""
 
     name = "t"
     param_names = ("df", "loc", "scale")
+    _scipy = scipy.stats.t
 
     def __init__(self, df: float = 5.0, loc: float = 0.0, scale: float = 1.0):
-        df = float(df)
-        if not np.isfinite(df) or df <= 0:
-            raise ValueError(f"StudentT: df must be finite and > 0, got {df}")
-        self.df = df
-        self.loc = _check_loc("StudentT", loc)
-        self.scale = _check_scale("StudentT", scale)
-        self._frozen = scipy.stats.t(self.df, self.loc, self.scale)
+        self._freeze(df=df, loc=loc, scale=scale)
 
 
 class ZeroInflated(Family):

@@ -306,6 +306,21 @@ def _log_abs_dev(ch: Any, mu: float, c: float) -> Any:
     return xp.log(d, out=d)
 
 
+def _log_abs_dev_zeroed(ch: Any, mu: float, c: float) -> tuple[Any, Any]:
+    """(log(|ch - mu| / c) in ch's precision with 0 at exact zeros, the mask of those zeros).
+
+    A zero's term a^b = exp(b * 0) = 1 must be subtracted by the caller (one count per zero)
+    instead of clamping, which float32 cannot do (1e-300 underflows)."""
+    xp = _xp(ch)
+    d = ch - mu
+    xp.abs(d, out=d)
+    d *= 1.0 / c
+    zero = d == 0
+    if zero.any():
+        d = xp.where(zero, 1.0, d)
+    return xp.log(d, out=d), zero
+
+
 def _gennorm_sums(x: Any, mu: float, beta: float, c: float, fit_loc: bool, exact: bool = True) -> list[float]:
     """One pass: T0, T1, T2 (sums of a^b, a^b log a, a^b log^2 a for a = |x - mu| / c) and, for a
     free loc, S = sum sign(x - mu) a^(b - 1) (the loc score up to a factor).
@@ -317,11 +332,7 @@ def _gennorm_sums(x: Any, mu: float, beta: float, c: float, fit_loc: bool, exact
     if not exact and _low_precision(x):
 
         def fast(ch: Any) -> tuple:
-            d = ch - mu
-            xp.abs(d, out=d)
-            d *= 1.0 / c
-            zero = d == 0
-            lg = xp.log(xp.where(zero, 1.0, d))  # log 1 = 0 at exact zeros; their 1^b is subtracted
+            lg, zero = _log_abs_dev_zeroed(ch, mu, c)
             p = lg * beta
             xp.exp(p, out=p)
             t0 = _sum64(p) - zero.sum()
@@ -395,14 +406,8 @@ def _gennorm_taylor_pass(x: Any, beta0: float, mu: float, c: float, score: bool 
     order = _TAYLOR_ORDER
 
     def fn(ch: Any) -> tuple:
-        d = ch - mu
-        xp.abs(d, out=d)
-        d *= 1.0 / c
-        zero = d == 0
+        lg, zero = _log_abs_dev_zeroed(ch, mu, c)
         n_zero = zero.sum()
-        if n_zero:
-            d = xp.where(zero, 1.0, d)  # log 1 = 0 at exact zeros; their 1^b is subtracted below
-        lg = xp.log(d, out=d)
         p = lg * beta0
         xp.exp(p, out=p)
         # chunk sums in the working precision (pairwise, ~1e-7 relative on a 65536-entry chunk)
@@ -514,11 +519,7 @@ def _gennorm_q(x: Any, mu: float, beta: float, c: float, exact: bool = True) -> 
     if not exact and _low_precision(x):
 
         def fast(ch: Any) -> tuple:
-            d = ch - mu
-            xp.abs(d, out=d)
-            d *= 1.0 / c
-            zero = d == 0
-            p = xp.log(xp.where(zero, 1.0, d))
+            p, zero = _log_abs_dev_zeroed(ch, mu, c)
             p *= beta
             return (_sum64(xp.exp(p, out=p)) - zero.sum(),)
 

@@ -144,3 +144,15 @@ def test_constructor_errors():
     with pytest.raises(ValueError, match="unknown family"):
         family_name("cauchy")
     assert family_name("Gaussian") == "normal" and family_name("zi-GGD") == "zi-gennorm"
+
+
+@pytest.mark.parametrize("cls", [Normal, Laplace, GenNorm, StudentT])
+def test_every_parameter_is_checked_by_name(cls):
+    good = cls().params
+    for k in cls.param_names:
+        bad = [math.nan, math.inf] + ([] if k == "loc" else [0.0, -1.0])
+        for v in bad:
+            with pytest.raises(ValueError, match=rf"^{cls.__name__}: {k} must be finite"):
+                cls(**{**good, k: v})
+    d = cls(**good)
+    assert d.params == good and d.logpdf(0.5) == pytest.approx(d._frozen.logpdf(0.5))
