@@ -79,6 +79,17 @@ def best_family(fits: pd.DataFrame) -> pd.Series:
     return b.drop_duplicates(keys).set_index(keys)["family"]
 
 
+def flag_names(flags: pd.Series) -> str:
+    """The distinct fit flag names ("beta_at_lower_bound", "ties_at_loc", ...) in `flags`, comma-separated.
+
+    A flag string is "name: explanation; name: explanation" (`gradstats.fit`); a GenNorm beta at its
+    bound or a continuous fit of a layer with an atom at 0 must not be read as a shape estimate.
+    """
+    texts = flags.fillna("").astype(str)
+    names = {item.split(":", 1)[0].strip() for text in texts for item in text.split(";")}
+    return ", ".join(sorted(n for n in names if n))
+
+
 def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
     """One row per layer: best family (most often best over steps), its share, GenNorm beta, tail errors.
 
@@ -102,6 +113,8 @@ def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
         f = fits[fits["layer"] == layer]
         g = f[f["family"].astype(str) == "gennorm"]
         row["GenNorm beta"] = float(g["beta"].median()) if len(g) and "beta" in g else np.nan
+        if len(g) and "flags" in g:
+            row["GenNorm flags"] = flag_names(g["flags"])
         z = f[f["family"].astype(str) == "zi-gennorm"]
         if len(z):
             row["ZI-GenNorm beta"] = float(z["beta"].median())
@@ -199,8 +212,8 @@ def headline(fits: pd.DataFrame | None, bits: pd.DataFrame | None,
     parts = []
     if fits is not None and len(fits):
         ft = fit_table(fits)
-        cols = [c for c in ("layer", "best family", "GenNorm beta", "ZI-GenNorm beta", "zeros (pi)")
-                if c in ft.columns]
+        cols = [c for c in ("layer", "best family", "GenNorm beta", "ZI-GenNorm beta", "zeros (pi)",
+                            "GenNorm flags") if c in ft.columns]
         parts.append(ft[cols].set_index("layer"))
     if bits is not None and len(bits):
         t = bits_table(bits, capture_summary).set_index("layer").drop(index=WHOLE_MODEL, errors="ignore")
@@ -377,7 +390,10 @@ def _unit_sections(unit: Path, name: str) -> list[str]:
     fits, bits, rd = (_read(unit / f) for f in DATA_FILES)
     if fits is not None and len(fits):
         body = ("<p>Best family by BIC per layer (share of steps where it won), median GenNorm "
-                "&beta; (2 = Normal, 1 = Laplace), fraction of exact zeros, and tail errors "
+                "&beta; (2 = Normal, 1 = Laplace; <i>GenNorm flags</i> names a fit at its &beta; bound "
+                "or one facing an atom of exact zeros, where the zero-inflated &beta; is the shape to "
+                "read), "
+                "fraction of exact zeros, and tail errors "
                 "log<sub>10</sub>(model / empirical P(|X-loc| &gt; t<sub>p</sub>)): at p = 1e-2, 1e-3, "
                 "1e-4 for the best family, and as the mean absolute value over the resolved p for each "
                 "family; averaged over steps, blank where the sample is too small to resolve p.</p>"

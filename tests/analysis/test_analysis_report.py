@@ -182,3 +182,19 @@ def test_report_on_a_capture_directory_itself(capture_run, tmp_path):
     cap = page.split('id="capture-x"')[1].split("</section>")[0]
     assert "16x8x3x3" in cap and "not present" not in cap
     assert (x / "figures" / "density_conv_weight.png").exists()
+
+
+def test_fit_table_names_gennorm_flags(fits_frame, layers):
+    from analysis.report import flag_names
+
+    f = fits_frame.copy()
+    at = (f["layer"] == layers[1]) & (f["family"] == "gennorm")
+    f.loc[at & (f["step"] == 0), "flags"] = "beta_at_lower_bound: beta hit 0.05; ties_at_loc: 9 entries (1%)"
+    f.loc[at & (f["step"] == 25), "flags"] = "ties_at_loc: 12 entries (2%)"
+    f.loc[(f["layer"] == layers[1]) & (f["family"] == "normal"), "flags"] = "small_sample: n=10 < 30"
+    t = fit_table(f).set_index("layer")
+    # the GenNorm rows' flag names over steps, once each; other families' flags are not GenNorm's
+    assert t.loc[layers[1], "GenNorm flags"] == "beta_at_lower_bound, ties_at_loc"
+    assert t.loc[layers[0], "GenNorm flags"] == ""
+    assert "GenNorm flags" in headline(f, None).columns
+    assert flag_names(pd.Series([None, "", "a: x;b: y", "a: z"])) == "a, b"
