@@ -349,21 +349,30 @@ def _metric_label(metric_name: str) -> str:
     return {"accuracy": "test accuracy", "loss": "test loss"}.get(metric_name, metric_name)
 
 
-def plot_metric_vs_bits(history: pd.DataFrame, metric_name: str = "accuracy",
+BIT_DIRECTIONS = {"up": ("bits_up",), "down": ("bits_down",), "up+down": ("bits_up", "bits_down")}
+
+
+def plot_metric_vs_bits(history: pd.DataFrame, metric_name: str = "accuracy", direction: str = "up+down",
                         path: str | Path | None = None) -> Figure:
-    """Evaluated metric vs cumulative uplink bits per worker, one line per method (log x)."""
-    _require(history, ("method", "step", "metric", "bits_up"), "history")
-    h = history.copy()
-    if "bits_up_cum" not in h:
-        h["bits_up_cum"] = h.groupby("method", sort=False)["bits_up"].cumsum()
+    """Evaluated metric vs cumulative bits per worker, one line per method (log x).
+
+    `direction` "up+down" (default) charges both links: a parameter-server method's broadcast
+    (MCM's compressed model, a majority vote) costs as much as its uplink can; "up" or "down" alone.
+    """
+    if direction not in BIT_DIRECTIONS:
+        raise ValueError(f"direction must be one of {sorted(BIT_DIRECTIONS)}, got {direction!r}")
+    cols = BIT_DIRECTIONS[direction]
+    _require(history, ("method", "step", "metric", *cols), "history")
+    h = history.sort_values(["method", "step"], kind="stable").copy()
+    h["bits_cum"] = h[list(cols)].sum(axis=1).groupby(h["method"], sort=False).cumsum()
     h = h.dropna(subset=["metric"])
-    h = h[h["bits_up_cum"] > 0]
+    h = h[h["bits_cum"] > 0]
     with _style():
         fig = Figure(figsize=(6.4, 4.2))
         ax = fig.add_subplot()
-        sns.lineplot(data=h, x="bits_up_cum", y="metric", hue="method", marker="o", ms=4, ax=ax)
+        sns.lineplot(data=h, x="bits_cum", y="metric", hue="method", marker="o", ms=4, ax=ax)
         ax.set_xscale("log")
-        ax.set_xlabel("cumulative uplink bits per worker (log scale)")
+        ax.set_xlabel(f"cumulative bits per worker, {direction} (log scale)")
         ax.set_ylabel(_metric_label(metric_name))
         ax.set_title(f"{_metric_label(metric_name).capitalize()} vs communicated bits")
         ax.legend(title="method", fontsize=8)
@@ -372,14 +381,14 @@ def plot_metric_vs_bits(history: pd.DataFrame, metric_name: str = "accuracy",
 
 def plot_metric_vs_time(history: pd.DataFrame, metric_name: str = "accuracy", network: str | None = None,
                         path: str | Path | None = None) -> Figure:
-    """Evaluated metric vs simulated wall time (steps x estimated iteration time), one line per method."""
+    """Evaluated metric vs estimated wall time (steps x modelled iteration time), one line per method."""
     _require(history, ("method", "time_s", "metric"), "history")
     h = history.dropna(subset=["metric"])
     with _style():
         fig = Figure(figsize=(6.4, 4.2))
         ax = fig.add_subplot()
         sns.lineplot(data=h, x="time_s", y="metric", hue="method", marker="o", ms=4, ax=ax)
-        ax.set_xlabel("simulated wall time (s)")
+        ax.set_xlabel("estimated wall time (s) = step x modelled time per step")
         ax.set_ylabel(_metric_label(metric_name))
         ax.set_title(f"{_metric_label(metric_name).capitalize()} vs simulated time"
                      + (f"\n{network}" if network else ""), fontsize=10 if network else None)

@@ -131,9 +131,21 @@ def test_metric_vs_bits_and_time(history_frame):
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["bf16", "powersgd", "signum-mv"]
     lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == 5]
     assert len(lines) == 3
+    # x = cumulative up + down bits at the evaluated steps 10, 20, ..., 50 (both links charged)
+    xs = sorted(tuple(np.asarray(ln.get_xdata(), dtype=float)) for ln in lines)
+    per_step = {"bf16": 32e5, "powersgd": 6e4, "signum-mv": 2e5}
+    expect = sorted(tuple(b * np.array([10, 20, 30, 40, 50])) for b in per_step.values())
+    np.testing.assert_allclose(xs, expect)
+    assert ax.get_xlabel() == "cumulative bits per worker, up+down (log scale)"
+    up = plots.plot_metric_vs_bits(history_frame.sample(frac=1.0, random_state=0), direction="up").axes[0]
+    xs_up = sorted(tuple(np.asarray(ln.get_xdata(), dtype=float)) for ln in up.get_lines()
+                   if len(ln.get_xdata()) == 5)
+    np.testing.assert_allclose(xs_up, np.array(expect) / 2)  # rows in any order: cumsum over steps
+    with pytest.raises(ValueError, match="direction"):
+        plots.plot_metric_vs_bits(history_frame, direction="sideways")
     fig = plots.plot_metric_vs_time(history_frame, network="10 Gbit/s")
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "simulated wall time (s)"
+    assert ax.get_xlabel().startswith("estimated wall time (s)")
     xs = sorted(float(ln.get_xdata()[-1]) for ln in ax.get_lines() if len(ln.get_xdata()) == 5)
     np.testing.assert_allclose(xs, [0.5, 0.6, 1.0])
 
