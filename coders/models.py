@@ -87,6 +87,9 @@ class ProbabilityModel:
     probs: np.ndarray
     side_bits: int
     params: dict = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+    """What the fit behind a family model reported (e.g. a shape on its bound): the reasons a
+    model may predict the symbols badly."""
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -203,7 +206,8 @@ def _window(s: np.ndarray, max_table: int, lo: int, hi: int) -> tuple[int, int]:
 def histogram_model(symbols: Any, max_table: int = MAX_TABLE) -> ProbabilityModel:
     """Empirical model (the oracle): counts over [min, max] (at most `max_table` symbols).
 
-    Side bits: 2 x 32 (lo, table size) + sum over the table (incl. escape) of Elias-gamma(c + 1).
+    Side bits: the range (`range_header_bits`: Elias-gamma of zigzag(lo) + 1 and of the table size)
+    + sum over the table (incl. escape) of Elias-gamma(c + 1).
     """
     if not 1 <= max_table <= MAX_TABLE_LIMIT:
         raise ValueError(f"histogram_model: max_table must be in [1, {MAX_TABLE_LIMIT}], got {max_table}")
@@ -232,8 +236,13 @@ def histogram_model(symbols: Any, max_table: int = MAX_TABLE) -> ProbabilityMode
 
 def fit_dist(values: np.ndarray, family: Any) -> Any:
     """A distribution with `interval_probs`: `family` itself if it is one, else gradstats.fit(...).dist."""
+    return _fit_with_flags(values, family)[0]
+
+
+def _fit_with_flags(values: np.ndarray, family: Any) -> tuple[Any, tuple[str, ...]]:
+    """`fit_dist` plus the flags of the fit (empty for a distribution given as is)."""
     if hasattr(family, "interval_probs") or hasattr(family, "cdf"):
-        return family
+        return family, ()
     if not isinstance(family, str):
         raise ValueError(f"fit_dist: family must be a name or a distribution, got {family!r}")
     v = np.asarray(values)
@@ -246,7 +255,7 @@ def fit_dist(values: np.ndarray, family: Any) -> Any:
     result = fit(v, family=family)
     if result.dist is None:
         raise ValueError(f"fit_dist: {family} fit is degenerate: {'; '.join(result.flags)}")
-    return result.dist
+    return result.dist, tuple(result.flags)
 
 
 def _interval_probs(dist: Any, edges: np.ndarray) -> np.ndarray:
@@ -389,8 +398,10 @@ def build_model(spec: Any, quantized: Any, values: np.ndarray | None = None, max
         v = np.asarray(values).ravel()
         if fit_sample is not None and v.size > fit_sample:
             v = v[np.random.default_rng(seed).choice(v.size, fit_sample, replace=False)]
-        dist = fit_dist(v, spec)
-        return family_model(dist, quantized, name=spec, max_table=max_table)
+        dist, flags = _fit_with_flags(v, spec)
+        model = family_model(dist, quantized, name=spec, max_table=max_table)
+        model.flags = flags
+        return model
     return family_model(spec, quantized, max_table=max_table)
 
 

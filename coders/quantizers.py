@@ -224,6 +224,16 @@ def _step32(step: float) -> float:
     return s if s > 0 and math.isfinite(s) else 1.0
 
 
+def _given_step32(owner: str, step: float) -> float:
+    """A step set by the caller, as sent (float32); ValueError unless it is a positive float32."""
+    ok = step is not None and math.isfinite(step) and 0 < step < float(np.finfo(np.float32).max)
+    s = float(np.float32(step)) if ok else 0.0
+    if not (s > 0 and math.isfinite(s)):
+        raise ValueError(f"{owner}: step must be positive, finite and within float32's range "
+                         f"(it is sent as 32 bits), got {step}")
+    return s
+
+
 def _quantile_abs(a: np.ndarray, q: float) -> float:
     if a.size == 0:
         return 0.0
@@ -259,8 +269,8 @@ class UniformQuantizer:
         given = [v is not None for v in (step, scale_mult, levels)]
         if sum(given) != 1:
             raise ValueError("UniformQuantizer: give exactly one of step, scale_mult, levels")
-        if step is not None and not (step > 0 and math.isfinite(step)):
-            raise ValueError(f"UniformQuantizer: step must be positive and finite, got {step}")
+        if step is not None:
+            step = _given_step32("UniformQuantizer", step)
         if scale_mult is not None and not (scale_mult > 0 and math.isfinite(scale_mult)):
             raise ValueError(f"UniformQuantizer: scale_mult must be positive, got {scale_mult}")
         if levels is not None and levels < 3:
@@ -516,13 +526,18 @@ class EntropyConstrainedQuantizer:
     threshold t_k = step (k + 1/2 + lam (l_{k+1} - l_k) / 2): cells of rare symbols shrink, the
     zero cell grows (a dead zone). lam = 0 is plain rounding. Step as in `UniformQuantizer`
     (`step` or `scale_mult` times the RMS). The decoder needs only the step (32 bits); a
-    family model needs the thresholds too (`edges_side_bits`, 16 bits each).
+    family model needs the thresholds too (`edges_side_bits`: they are float32, 32 bits each, plus
+    32 bits each for the first symbol and the threshold count).
     """
 
     def __init__(self, step: float | None = None, *, scale_mult: float | None = None, lam: float = 0.2,
                  iters: int = 10, sample: int = 1 << 18, seed: int = 0) -> None:
         if (step is None) == (scale_mult is None):
             raise ValueError("EntropyConstrainedQuantizer: give exactly one of step, scale_mult")
+        if step is not None:
+            step = _given_step32("EntropyConstrainedQuantizer", step)
+        if scale_mult is not None and not (scale_mult > 0 and math.isfinite(scale_mult)):
+            raise ValueError(f"EntropyConstrainedQuantizer: scale_mult must be positive, got {scale_mult}")
         if lam < 0 or not math.isfinite(lam):
             raise ValueError(f"EntropyConstrainedQuantizer: lam must be >= 0, got {lam}")
         self.step, self.scale_mult, self.lam = step, scale_mult, lam
@@ -608,7 +623,7 @@ class EntropyConstrainedQuantizer:
         k = self._assign(a, step, k_lo, t)
         return Quantized(
             symbols=k, shape=shape, method=self.name, step=step, thresholds=t, offset=k_lo,
-            side_bits=FLOAT32_BITS, edges_side_bits=BF16_BITS * len(t) + 2 * FLOAT32_BITS,
+            side_bits=FLOAT32_BITS, edges_side_bits=FLOAT32_BITS * (len(t) + 2),
             torch_device=device,
         )
 

@@ -19,6 +19,9 @@ Column meanings (bits are per entry of x):
   `gap_payload_cross_entropy` = payload_bits_per_entry / cross_entropy - 1 (the coder alone);
 - `encode_MBps` / `decode_MBps`: MB of float32 input (4 bytes per entry) per second of entropy
   coding (the model is built beforehand), `encode_Meps` / `decode_Meps`: M entries per second;
+- `notes`: the flags of the family fit behind the model (e.g. beta on its bound) and, for a Huffman
+  row whose payload is below the model's cross-entropy, `HUFFMAN_BELOW_MODEL`: under a badly
+  mis-specified model Huffman can beat ANS, which pays exactly that cross-entropy;
 - rows with model `raw-float32` / `raw-bf16` are zstd on the unquantized values (lossless for
   those formats), model `symbols` is zstd on the symbol bytes (no model, no side bits).
 """
@@ -49,8 +52,15 @@ COLUMNS = [
     "gap_payload_cross_entropy",
     "quantizer", "n", "payload_bits", "side_bits", "quantizer_side_bits_per_entry", "total_bits_per_entry",
     "total_bits", "ratio_vs_bf16", "mse", "snr_db", "table_size", "n_escapes", "codebook_bits",
-    "encode_Meps", "decode_Meps", "quantize_s", "model_s", "params", "error",
+    "encode_Meps", "decode_Meps", "quantize_s", "model_s", "params", "error", "notes",
 ]
+
+HUFFMAN_BELOW_MODEL = (
+    "huffman_below_cross_entropy: Huffman's payload is below this model's cross-entropy, so the "
+    "model predicts these symbols badly (see the fit flags); Huffman's integer lengths follow the "
+    "order of the probabilities, not their size, so a symbol the model calls rare but that is "
+    "frequent costs it a few bits where ANS / range pay the full -log2 q")
+"""Why a Huffman row can beat ANS / range under the same model (a mis-specified model, not a bug)."""
 
 
 def _gap(bits: float, limit: float) -> float:
@@ -100,7 +110,7 @@ def bits_per_entry(
     def base(model_name: str, coder: str) -> dict:
         return {"model": model_name, "coder": coder, "quantizer": qname, "n": n, "entropy": h,
                 "quantizer_side_bits_per_entry": qside, "mse": d.mse if d else math.nan,
-                "snr_db": d.snr_db if d else math.nan, "quantize_s": t_quant, "error": ""}
+                "snr_db": d.snr_db if d else math.nan, "quantize_s": t_quant, "error": "", "notes": ""}
 
     def finish(row: dict, payload: int, side: int, enc_s: float, dec_s: float) -> dict:
         bpe = (payload + side) / n if n else math.nan
@@ -140,7 +150,7 @@ def bits_per_entry(
         for coder in entropy_coders:
             row = base(str(name), coder)
             row.update(cross_entropy=ce, model_s=t_model, table_size=model.table_size, n_escapes=n_esc,
-                       params=str({k: round(v, 6) for k, v in model.params.items()}))
+                       params=str({k: float(f"{v:.6g}") for k, v in model.params.items()}))
             if coder.lower() == "huffman":
                 row["codebook_bits"] = huffman_code(model).codebook_bits
             blob, enc_s = _timed(encode, s, model, coder)
@@ -151,6 +161,10 @@ def bits_per_entry(
             finish(row, payload, model.side_bits, enc_s, dec_s)
             row["gap_cross_entropy"] = _gap(row["bits_per_entry"], ce)
             row["gap_payload_cross_entropy"] = _gap(row["payload_bits_per_entry"], ce)
+            notes = list(model.flags)
+            if coder.lower() == "huffman" and row["payload_bits_per_entry"] < ce:
+                notes.append(HUFFMAN_BELOW_MODEL)
+            row["notes"] = "; ".join(notes)
             rows.append(row)
     for coder in zstd_coders:
         row = base("symbols", coder)
@@ -258,7 +272,7 @@ def _totals(df: pd.DataFrame) -> pd.DataFrame:
             "quantizer_side_bits_per_entry": qside / n, "total_bits_per_entry": tot, "total_bits": total_bits,
             "ratio_vs_bf16": BF16_BITS / tot if tot > 0 else math.nan,
             "encode_MBps": _pooled_rate(g, "encode_MBps"), "decode_MBps": _pooled_rate(g, "decode_MBps"),
-            "error": "; ".join(e for e in g["error"].fillna("") if e),
+            "error": "; ".join(e for e in g["error"].fillna("") if e), "notes": "",
         })
     return pd.DataFrame(rows)
 

@@ -221,3 +221,27 @@ def test_distortion_snr():
     assert distortion(x, x).snr_db == math.inf
     with pytest.raises(ValueError, match="shapes"):
         distortion(x, x[:1])
+
+
+@pytest.mark.parametrize("make", [lambda s: UniformQuantizer(step=s),
+                                  lambda s: EntropyConstrainedQuantizer(step=s, lam=0.3)])
+def test_a_given_step_is_the_float32_the_decoder_receives(x, make):
+    # the step costs 32 side bits, so the encoder must use exactly the float32 value (0.1e-3 is not one)
+    q = make(1e-4)
+    qz = q.quantize(x)
+    s32 = float(np.float32(1e-4))
+    assert qz.step == s32 != 1e-4
+    np.testing.assert_array_equal(qz.dequantize(), (qz.symbols * s32).astype(np.float32))
+    for bad in (0.0, -1.0, math.nan, math.inf, 1e-50, 1e50):
+        with pytest.raises(ValueError, match="step must be positive, finite and within float32"):
+            make(bad)
+
+
+def test_ecsq_threshold_side_bits_match_their_float32_precision(x):
+    qz = EntropyConstrainedQuantizer(scale_mult=0.5, lam=0.4).quantize(x)
+    t = qz.thresholds
+    assert len(t) > 2
+    np.testing.assert_array_equal(t, t.astype(np.float32).astype(np.float64))  # float32 values...
+    assert qz.edges_side_bits == 32 * (len(t) + 2)  # ...sent in 32 bits each, plus k_lo and the count
+    with pytest.raises(ValueError, match="scale_mult"):
+        EntropyConstrainedQuantizer(scale_mult=-1.0)

@@ -120,3 +120,68 @@ def test_cli_code_writes_bits(capture, tmp_path, capsys):
     assert {TOTAL, "fc.weight"} <= set(df["layer"])
     text = capsys.readouterr().out
     assert "ratio_vs_bf16" in text and "saving_vs_laplace" in text
+
+
+def test_every_row_adds_up_and_payload_is_the_blob_less_its_framing(gennorm_x):
+    from coders import encode
+    from coders.models import build_model
+
+    q = UniformQuantizer(scale_mult=0.5, block_size=4096)
+    qz = q.quantize(gennorm_x)
+    n, nb = qz.n, -(-qz.n // 4096)
+    assert qz.side_bits == 32 + 16 * nb  # the step and one bf16 scale per block
+    models = ["histogram", "normal", "laplace", "gennorm", "zi-gennorm"]
+    df = bits_per_entry(gennorm_x, q, models=models, coders=["ans", "range", "huffman", "zstd-3"])
+    assert len(df) == len(models) * 3 + 1 and (df["error"] == "").all()
+    np.testing.assert_array_equal(df["total_bits"], df["payload_bits"] + df["side_bits"] + qz.side_bits)
+    np.testing.assert_allclose(df["bits_per_entry"] * n, df["payload_bits"] + df["side_bits"], rtol=1e-12)
+    np.testing.assert_allclose(df["total_bits_per_entry"] * n, df["total_bits"], rtol=1e-12)
+    framing = 8 * (40 + 16)  # header + one chunk length + the (empty) escape section length
+    values = q.normalize(gennorm_x)
+    for r in df.itertuples():
+        if r.coder == "zstd-3":  # zstd's own frame header is part of its count
+            assert r.side_bits == 0
+            assert r.payload_bits == 8 * len(encode(qz.symbols, None, "zstd-3")) - framing
+            continue
+        m = build_model(r.model, qz, values)
+        assert r.side_bits == m.side_bits and r.n_escapes == 0
+        blob_bits = 8 * len(encode(qz.symbols, m, r.coder)) - framing
+        if r.coder in ("ans", "range"):  # whole 32-bit words, the final state included
+            assert r.payload_bits == blob_bits
+        else:  # Huffman: the lane table's width byte and byte count are framing (40 bits, 6
+            # counted for the width); the lane table and the stream are each padded to whole bytes
+            assert 0 <= blob_bits - r.payload_bits - (40 - 6) < 16
+
+
+def test_huffman_beating_ans_under_a_degenerate_fit_is_explained():
+    from coders.entropy import huffman_code
+    from coders.models import build_model
+    from coders.report import HUFFMAN_BELOW_MODEL
+
+    fam = pytest.importorskip("gradstats.families")
+    x = fam.GenNorm(beta=0.8, scale=1e-3).sample(50_000, rng=1).astype(np.float32)
+    x[np.random.default_rng(2).random(x.size) < 0.37] = 0.0  # dead units: 37% exact zeros
+    q = UniformQuantizer(scale_mult=0.5)
+    df = bits_per_entry(x, q, models=["gennorm", "zi-gennorm"], coders=["ans", "huffman"])
+    g = df[df["model"] == "gennorm"].set_index("coder")
+    # the plain fit runs beta to its bound and puts ~all mass on symbol 0: ANS pays that model's
+    # cross-entropy, Huffman far less (same table, same side bits)
+    assert "beta_at_lower_bound" in g.loc["ans", "notes"]
+    assert abs(g.loc["ans", "gap_payload_cross_entropy"]) < 1e-3
+    assert g.loc["huffman", "bits_per_entry"] < 0.8 * g.loc["ans", "bits_per_entry"]
+    assert g.loc["huffman", "side_bits"] == g.loc["ans", "side_bits"]
+    assert HUFFMAN_BELOW_MODEL in g.loc["huffman", "notes"]
+    assert HUFFMAN_BELOW_MODEL not in g.loc["ans", "notes"]
+    # Huffman's payload is exactly sum over symbols of its lengths for that same table (+ lanes)
+    qz = q.quantize(x)
+    m = build_model("gennorm", qz, q.normalize(x))
+    lens = huffman_code(m).lengths[m.indices(qz.symbols)]
+    assert 0 <= g.loc["huffman", "payload_bits"] - lens.sum() < 6 + 13 * 16
+    # the frequent symbols 0, +-1 get <= 3 bits, while -log2 q(+-1) under the model is > 5 bits
+    assert (huffman_code(m).lengths[m.indices(np.array([-1, 0, 1]))] <= 3).all()
+    assert (-np.log2(m.probs[m.indices(np.array([-1, 1]))]) > 5).all()
+    # a model that fits (zero-inflated) has no note and ANS beats Huffman again
+    z = df[df["model"] == "zi-gennorm"].set_index("coder")
+    assert (z["notes"] == "").all()
+    zb = z["bits_per_entry"]
+    assert zb["ans"] < zb["huffman"] < g.loc["huffman", "bits_per_entry"]
