@@ -478,8 +478,14 @@ def decode(blob: bytes, model: ProbabilityModel | None = None, n: int | None = N
     if m is not None and (m.lo != lo or m.table_size != tsize or m.fingerprint() != crc):
         raise ValueError("decode: the model differs from the one the blob was encoded with")
     off = _HEADER.size
-    sizes = np.frombuffer(blob, dtype="<u8", count=n_chunks + 1, offset=off).astype(np.int64)
+    if n_chunks != (-(-n_blob // chunk_size) if chunk_size else -1) or len(blob) < off + 8 * (n_chunks + 1):
+        raise ValueError("decode: blob is truncated or corrupt (its chunk table does not fit)")
+    sizes = np.frombuffer(blob, dtype="<u8", count=n_chunks + 1, offset=off)
     off += 8 * (n_chunks + 1)
+    if int(sizes.max()) >= len(blob) + 1 or off + int(sizes.sum()) != len(blob):
+        raise ValueError(f"decode: blob is truncated or corrupt ({len(blob)} bytes, its tables "
+                         f"announce {off + int(sizes.sum(dtype=np.uint64))})")
+    sizes = sizes.astype(np.int64)
     out = np.empty(n_blob, dtype=np.int64)
     for c in range(n_chunks):
         a = c * chunk_size
@@ -487,7 +493,11 @@ def decode(blob: bytes, model: ProbabilityModel | None = None, n: int | None = N
         data = blob[off : off + sizes[c]]
         off += sizes[c]
         if kind == "zstd":
-            vals = np.frombuffer(_zstd_decompress(data), dtype=_ZSTD_DTYPES[dcode])
+            try:
+                raw = _zstd_decompress(data)
+            except Exception as err:  # zstandard.ZstdError
+                raise ValueError(f"decode: zstd chunk {c} is corrupt: {err}") from err
+            vals = np.frombuffer(raw, dtype=_ZSTD_DTYPES[dcode])
             if vals.size != count:
                 raise ValueError("decode: zstd chunk has the wrong length")
             out[a : a + count] = vals

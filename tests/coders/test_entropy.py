@@ -228,3 +228,24 @@ def test_header_layout_is_documented_size():
     blob = encode(s, m, "ans")
     magic, cid = struct.unpack_from("<4sB", blob, 0)
     assert magic == b"GSC1" and cid == 1
+
+
+@pytest.mark.parametrize("coder", CODERS)
+def test_truncated_or_corrupt_blobs_raise_value_error(coder):
+    s = laplace_symbols(20_000, seed=6)
+    s[7] = 10**6  # an escape section too
+    m = histogram_model(s[:10_000])
+    model = None if coder.startswith("zstd") else m
+    blob = encode(s, model, coder, chunk_size=8192)
+    header = 40 + 8 * (3 + 1)
+    bad = {"one byte short": blob[:-1], "header only": blob[:40], "mid chunk table": blob[:60],
+           "zeroed body": blob[:40] + bytes(len(blob) - 40), "one byte long": blob + b"\0"}
+    for b in bad.values():
+        with pytest.raises(ValueError, match="truncated or corrupt"):
+            decode(b, model, s.size, coder)
+    if coder.startswith("zstd"):  # a broken zstd frame is reported as such, not as a ZstdError
+        broken = bytearray(blob)
+        broken[header : header + 4] = b"\0\0\0\0"  # the first chunk's zstd magic number
+        with pytest.raises(ValueError, match="zstd chunk 0 is corrupt"):
+            decode(bytes(broken), None, s.size, coder)
+    np.testing.assert_array_equal(decode(blob, model, s.size, coder), s)
