@@ -132,17 +132,22 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--tmp", default=None, help="directory for the captures (default: system temp)")
+    p.add_argument("--keep-denormals", action="store_true", help="do not flush float32 denormals to zero")
     p.add_argument("--gap", type=float, default=0.2,
                    help="seconds between records in the per-record measurement (about one training step)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # AdamW's second-moment state underflows into float32 denormals within ~60 steps; on the CPU that
+    # makes every later step ~1.5x slower, a drift that would swamp the differences measured here.
+    torch.set_flush_denormal(not args.keep_denormals)
     wl = make_workload("stdlib-lm", d_model=args.d_model, n_heads=8, n_layers=args.layers,
                        d_ff=4 * args.d_model, seq_len=args.seq_len)
     big = sum(p.numel() > 100_000 for p in wl.model.parameters())
     print(f"stdlib-lm d_model={args.d_model} layers={args.layers}: {wl.n_params() / 1e6:.2f}M params, "
           f"{big} tensors > 1e5 entries; device {args.device}, torch threads {torch.get_num_threads()}, "
-          f"every={args.every}, {args.steps} steps x {args.rounds} rounds, load avg {os.getloadavg()[0]:.1f}")
+          f"every={args.every}, {args.steps} steps x {args.rounds} rounds, flush denormals "
+          f"{not args.keep_denormals}, load avg {os.getloadavg()[0]:.1f}")
     rows = run(args)
     print("| capture | wall ms / step | wall ratio | CPU ms / step | CPU ratio | MB written / record |")
     print("|---|---:|---:|---:|---:|---:|")
