@@ -562,11 +562,11 @@ def _gennorm_loc_search(x: Any, beta: float, mu: float, half_width: float, c: fl
     return cands[int(np.argmin(vals))]
 
 
-_POLISH_FAR = 100.0
+_POLISH_FAR = 30.0
 """Entries farther than this many candidate-window widths from the loc enter the polish through a
-Taylor series in the loc shift (terms below (1/100)^7 of theirs are dropped)."""
-_POLISH_ORDER = 6
-_POLISH_MAX_CANDIDATES = 256
+Taylor series in the loc shift (terms below (1/30)^9 ~ 5e-14 of theirs are dropped)."""
+_POLISH_ORDER = 8
+_POLISH_MAX_CANDIDATES = 128
 
 
 def _binomial_far_sums(xp: Any, d: Any, beta: float, order: int) -> np.ndarray:
@@ -589,10 +589,10 @@ def _gennorm_loc_polish(x: Any, beta: float, mu: float, w: float, c: float) -> f
     """The data point within `w` of mu (or mu itself) with the smallest Q(m) = sum |x - m|^beta.
 
     For beta < 1 the likelihood at fixed beta peaks on a data point, and a bracketing search can
-    stop a few points away from the best one. One pass splits the entries at R = 100 w from mu:
+    stop a few points away from the best one. One pass splits the entries at R = 30 w from mu:
     near ones (|x - mu| < R) are kept and summed exactly for every candidate m, far ones enter
     through the binomial series |d - e|^b = sum_k C(b, k) |d|^(b - k) (-e sign d)^k, e = m - mu,
-    |e| / |d| <= 1/100, whose sums F_k = sum sign(d)^k |d|^(b - k) come from the same pass.
+    |e| / |d| <= 1/30, whose sums F_k = sum sign(d)^k |d|^(b - k) come from the same pass.
     """
     xp = _xp(x)
     big_r = _POLISH_FAR * w
@@ -613,7 +613,7 @@ def _gennorm_loc_polish(x: Any, beta: float, mu: float, w: float, c: float) -> f
     cand = np.unique(near_d[: int(np.searchsorted(np.abs(near_d), w / c, side="right"))])
     if cand.size > _POLISH_MAX_CANDIDATES:
         # too many candidates: narrow the window to the nearest distinct ones (radius r > 0) and
-        # move the entries beyond the narrower near radius 100 r to the series
+        # move the entries beyond the narrower near radius 30 r to the series
         cand = cand[np.argsort(np.abs(cand), kind="stable")[:_POLISH_MAX_CANDIDATES]]
         r = float(np.abs(cand).max())
         keep = int(np.searchsorted(np.abs(near_d), _POLISH_FAR * r, side="left"))
