@@ -52,6 +52,22 @@ def memory_rate(omega: float) -> float:
 _UP, _DOWN = 1, 2
 
 
+def _roundtrip(c: Compressor, x: Tensor, state: dict) -> tuple[Tensor, int]:
+    """(C(x) in float32, wire bits of the message)."""
+    if hasattr(c, "roundtrip"):
+        out, bits = c.roundtrip(x, state)
+        return out.float(), bits
+    payload = c.compress(x, state)
+    return c.decompress(payload).float(), payload.bits
+
+
+def _decode_all(c: Compressor, payloads: list) -> Tensor:
+    """The decoded messages of all workers as rows of a (W, d) float32 tensor."""
+    if hasattr(c, "decompress_many"):
+        return c.decompress_many(payloads).float()
+    return torch.stack([c.decompress(p).reshape(-1).float() for p in payloads])
+
+
 class MCM(Algorithm):
     """MCM (one worker's view, with the server replicated on every rank)."""
 
@@ -131,13 +147,10 @@ class MCM(Algorithm):
                 with dec:
                     g_hat = []
                     for i, c in enumerate(self.up):
-                        acc = torch.zeros_like(grads[i])
-                        for r, rank_payloads in enumerate(gathered):
-                            msg = c.decompress(rank_payloads[i]).float()
-                            if r == self.rank:
-                                self.h_own[i] += self.alpha_up[i] * msg
-                            acc += msg
-                        acc /= w
+                        # every worker's message of this layer decoded in one batched op: (W, d)
+                        msgs = _decode_all(c, [rank_payloads[i] for rank_payloads in gathered])
+                        self.h_own[i] += self.alpha_up[i] * msgs[self.rank].view_as(self.h_own[i])
+                        acc = (msgs.sum(dim=0) / w).view_as(grads[i])
                         g_hat.append(acc + self.h[i])
                         self.h[i] += self.alpha_up[i] * acc
                 up = float(sum(p.bits for p in payloads))
@@ -155,11 +168,9 @@ class MCM(Algorithm):
             # downlink: Omega = C_dwn(w - H); every worker: w_hat = H + Omega, H += a_dwn Omega
             down = 0.0
             for i, (p, c) in enumerate(zip(self.params, self.down, strict=True)):
-                with comp:
-                    payload = c.compress(self.central[i].float() - self.H[i], self.down_states[i])
-                with dec:
-                    omega = c.decompress(payload).float()
-                down += payload.bits
+                with comp:  # decoded where it is made: no packing (same values and bits)
+                    omega, bits = _roundtrip(c, self.central[i].float() - self.H[i], self.down_states[i])
+                down += bits
                 p.copy_((self.H[i] + omega).to(p.dtype))
                 self.H[i] += self.alpha_down[i] * omega
         self.t += 1

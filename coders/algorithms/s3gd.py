@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 
 from coders.algorithms.base import Algorithm, StepStats, Timer, gather_payloads
-from coders.compressors.payload import Payload, log2_binomial, pack_bits, unpack_bits
-from coders.compressors.sign import pack_signs, unpack_signs
+from coders.compressors.payload import Payload, log2_binomial, pack_bits, unpack_rows
+from coders.compressors.sign import pack_signs
 from coders.compressors.sparse import num_kept
 from coders.runtime.comm import Comm
 
@@ -66,20 +66,31 @@ class S3GDMV(Algorithm):
         n = a.numel()
         meta = {"numel": n, "k": k}
         if 32 * k > n:
-            mask = torch.zeros(n, dtype=torch.int64, device=a.device)
-            mask[idx] = 1
+            mask = torch.zeros(n, dtype=torch.bool, device=a.device)
+            mask[idx] = True
             return Payload({"bitmap": pack_bits(mask, 1), "signs": pack_signs(a[idx])}, meta)
         return Payload({"indices": idx.to(torch.int32), "signs": pack_signs(a[idx])}, meta)
 
     @staticmethod
     def _decode(pl: Payload) -> tuple[Tensor, Tensor]:
         """(indices, +-1 signs) of one worker's message."""
-        n, k = pl.meta["numel"], pl.meta["k"]
-        if "bitmap" in pl.tensors:
-            idx = torch.nonzero(unpack_bits(pl.tensors["bitmap"], 1, n)).flatten()
+        return S3GDMV._decode_all([pl])
+
+    @staticmethod
+    def _decode_all(pls: list[Payload]) -> tuple[Tensor, Tensor]:
+        """(indices, +-1 signs) of all workers' messages of one layer, concatenated in rank order.
+
+        One batched unpack for the W messages (they share n, k and the support encoding).
+        """
+        n, k = pls[0].meta["numel"], pls[0].meta["k"]
+        signs = unpack_rows(torch.stack([pl.tensors["signs"] for pl in pls]), 1, k).reshape(-1)
+        signs = (signs * 2 - 1).to(torch.float32)
+        if "bitmap" in pls[0].tensors:
+            masks = unpack_rows(torch.stack([pl.tensors["bitmap"] for pl in pls]), 1, n)
+            idx = torch.nonzero(masks)[:, 1]  # row-major: rank order, increasing index (= sign order)
         else:
-            idx = pl.tensors["indices"].long()
-        return idx, unpack_signs(pl.tensors["signs"], k)
+            idx = torch.cat([pl.tensors["indices"] for pl in pls]).long()
+        return idx, signs
 
     def step(self, lr: float) -> StepStats:
         self._check_lr(lr)
@@ -99,9 +110,8 @@ class S3GDMV(Algorithm):
                 votes, down, down_ideal = [], 0, 0.0
                 for layer, p in enumerate(self.params):
                     total = torch.zeros(p.numel(), dtype=torch.float32, device=p.device)
-                    for rank_payloads in gathered:  # rank order: the sum of +-1 is exact anyway
-                        pl = rank_payloads[layer]
-                        total.index_add_(0, *self._decode(pl))
+                    # all workers at once: the sum of +-1 is exact in any order
+                    total.index_add_(0, *self._decode_all([rp[layer] for rp in gathered]))
                     v = torch.sign(total)
                     raw, ideal = sparse_vote_downlink_bits(p.numel(), int(torch.count_nonzero(v)))
                     down += raw

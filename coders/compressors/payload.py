@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Payload", "Compressor", "pack_bits", "unpack_bits", "log2_binomial", "tensor_bits"]
+__all__ = ["Payload", "Compressor", "pack_bits", "unpack_bits", "unpack_rows", "log2_binomial", "tensor_bits"]
 
 
 def tensor_bits(t: Tensor) -> int:
@@ -128,6 +128,31 @@ def unpack_bits(packed: Tensor, width: int, n: int) -> Tensor:
     byte_shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=dev)
     bits = ((packed.unsqueeze(1) >> byte_shifts) & 1).reshape(-1)[: n * width]
     return (bits.view(n, width).to(torch.float64) @ _weights_of(1, width, dev)).to(torch.int64)
+
+
+def unpack_rows(packed: Tensor, width: int, n: int) -> Tensor:
+    """`unpack_bits` of every row of a (R, bytes) stack of equal-length packings: (R, n) int64.
+
+    One batched decode for the messages of R workers (each row packed by `pack_bits` from n
+    symbols): rows are zero-padded to whole byte groups so symbols stay aligned.
+    """
+    if packed.dim() != 2:
+        raise ValueError(f"unpack_rows: expected a 2-D (rows, bytes) tensor, got shape {tuple(packed.shape)}")
+    rows, nbytes = packed.shape
+    if nbytes * 8 < n * width:
+        raise ValueError(f"unpack_rows: {nbytes} bytes per row cannot hold {n} symbols of {width} bits")
+    g = _group(width)
+    if g * width > 48 or rows == 0:
+        return torch.stack([unpack_bits(r, width, n) for r in packed]) if rows else \
+            torch.zeros(0, n, dtype=torch.int64, device=packed.device)
+    groups = -(-n // g)
+    k = g * width // 8
+    if nbytes != groups * k:
+        padded = torch.zeros(rows, groups * k, dtype=torch.uint8, device=packed.device)
+        m = min(nbytes, groups * k)
+        padded[:, :m] = packed[:, :m]
+        packed = padded
+    return unpack_bits(packed.reshape(-1), width, rows * groups * g).view(rows, groups * g)[:, :n]
 
 
 def _weights_of(width: int, count: int, device: torch.device) -> Tensor:

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from coders.compressors.payload import Compressor, Payload, pack_bits, unpack_bits
+from coders.compressors.payload import Compressor, Payload, pack_bits, unpack_bits, unpack_rows
 
 __all__ = ["QSGD", "qsgd_omega"]
 
@@ -66,7 +66,8 @@ class QSGD(Compressor):
             state["generator_device"] = device
         return g
 
-    def compress(self, x: Tensor, state: dict | None = None) -> Payload:
+    def _quantize(self, x: Tensor, state: dict | None) -> tuple[Tensor, Tensor, int, int]:
+        """(signed levels as a float (nb, b) array, bucket norms, numel, bucket size)."""
         flat = x.detach().reshape(-1).float()
         d = flat.numel()
         if not bool(torch.isfinite(flat).all()):
@@ -74,17 +75,36 @@ class QSGD(Compressor):
         b = d if self.bucket_size is None else self.bucket_size
         b = max(b, 1)
         nb = math.ceil(d / b)
-        padded = torch.zeros(nb * b, dtype=flat.dtype, device=flat.device)
-        padded[:d] = flat
-        buckets = padded.view(nb, b)
+        if nb * b == d:
+            buckets = flat.view(nb, b)
+        else:
+            buckets = torch.zeros(nb * b, dtype=flat.dtype, device=flat.device)
+            buckets[:d] = flat
+            buckets = buckets.view(nb, b)
         norms = torch.linalg.vector_norm(buckets, dim=1)
         safe = torch.where(norms > 0, norms, torch.ones_like(norms))
         u = torch.rand(buckets.shape, generator=self._generator(state, flat.device), device=flat.device)
         levels = torch.floor(self.levels * buckets.abs() / safe[:, None] + u).clamp_(max=self.levels)
-        signed = (torch.sign(buckets) * levels).reshape(-1)[:d].to(torch.int64)
-        packed = pack_bits(signed + self.levels, self.width)
+        return torch.sign(buckets).mul_(levels), norms, d, b
+
+    def compress(self, x: Tensor, state: dict | None = None) -> Payload:
+        signed, norms, d, b = self._quantize(x, state)
+        packed = pack_bits(signed.reshape(-1)[:d].to(torch.int64) + self.levels, self.width)
         meta = {"shape": x.shape, "dtype": x.dtype, "numel": d, "bucket": b}
         return Payload({"norms": norms, "levels": packed}, meta)
+
+    def roundtrip(self, x: Tensor, state: dict | None = None) -> tuple[Tensor, int]:
+        """(decompress(compress(x, state)), its wire bits) without packing the levels.
+
+        For a message that is decoded where it is made (MCM's downlink runs on every rank):
+        the same random draws and the same values as the packed path, minus the bit packing.
+        """
+        signed, norms, d, b = self._quantize(x, state)
+        out = (signed * (norms[:, None] / self.levels)).reshape(-1)[:d] + 0.0  # + 0.0: no -0.0
+        if self.contractive:
+            out = out / (1.0 + self.omega(d))
+        bits = 32 * norms.numel() + 8 * math.ceil(d * self.width / 8)
+        return out.reshape(x.shape).to(x.dtype), bits
 
     def decompress(self, payload: Payload) -> Tensor:
         m = payload.meta
@@ -98,3 +118,30 @@ class QSGD(Compressor):
         if self.contractive:
             out = out / (1.0 + self.omega(d))
         return out.reshape(m["shape"]).to(m["dtype"])
+
+    def decompress_many(self, payloads: list[Payload]) -> Tensor:
+        """Decode the messages of several workers (same tensor, same layout) in one batched op.
+
+        Returns a (len(payloads), numel) float tensor whose row r equals
+        `decompress(payloads[r]).reshape(-1)` (in float32).
+        """
+        if not payloads:
+            raise ValueError("QSGD.decompress_many: no payloads")
+        m = payloads[0].meta
+        d, b = m["numel"], m["bucket"]
+        if any(p.meta["numel"] != d or p.meta["bucket"] != b for p in payloads):
+            raise ValueError("QSGD.decompress_many: payloads of different sizes or buckets")
+        norms = torch.stack([p.tensors["norms"] for p in payloads])  # (R, nb)
+        packed = torch.stack([p.tensors["levels"] for p in payloads])
+        signed = unpack_rows(packed, self.width, d) - self.levels
+        rows, nb = norms.shape
+        if nb * b == d:
+            vals = signed.to(norms.dtype).view(rows, nb, b)
+        else:
+            vals = torch.zeros(rows, nb * b, dtype=norms.dtype, device=norms.device)
+            vals[:, :d] = signed.to(norms.dtype)
+            vals = vals.view(rows, nb, b)
+        out = (vals * (norms / self.levels)[:, :, None]).reshape(rows, nb * b)[:, :d]
+        if self.contractive:
+            out = out / (1.0 + self.omega(d))
+        return out

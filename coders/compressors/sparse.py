@@ -14,7 +14,7 @@ from torch import Tensor
 
 from coders.compressors.payload import Compressor, Payload, log2_binomial, tensor_bits
 
-__all__ = ["TopK", "RandomK", "num_kept", "shared_seed"]
+__all__ = ["TopK", "RandomK", "num_kept", "shared_seed", "sample_without_replacement"]
 
 
 def num_kept(d: int, ratio: float | None, k: int | None) -> int:
@@ -33,6 +33,33 @@ def num_kept(d: int, ratio: float | None, k: int | None) -> int:
 def shared_seed(seed: int, key: int, step: int) -> int:
     """A seed every worker derives identically from (seed, tensor key, step); no hash() (salted)."""
     return (int(seed) * 1_000_003 + int(key) * 10_007 + int(step) * 101 + 17) % (2**63 - 1)
+
+
+def sample_without_replacement(d: int, k: int, generator: torch.Generator,
+                               device: torch.device | str = "cpu") -> Tensor:
+    """k distinct positions of range(d), uniformly at random (every k-subset equally likely), unsorted.
+
+    For k >= d / 4: a random permutation's first k entries (O(d)). For smaller k, O(k log k):
+    draw uniform positions with replacement and keep the first k distinct ones in order of
+    appearance; by exchangeability of the i.i.d. draws that set is a uniform k-subset. About
+    -d ln(1 - k/d) <= 1.16 k draws are needed, so one batch of 1.25 k + 16 almost always suffices.
+    """
+    if not 0 <= k <= d:
+        raise ValueError(f"sample_without_replacement: need 0 <= k <= d, got d={d}, k={k}")
+    if 4 * k >= d:
+        return torch.randperm(d, generator=generator, device=device)[:k]
+    draws = torch.empty(0, dtype=torch.int64, device=device)
+    batch = k + k // 4 + 16
+    while True:
+        more = torch.randint(d, (batch,), generator=generator, device=device, dtype=torch.int64)
+        draws = torch.cat([draws, more])
+        distinct, inverse = torch.unique(draws, return_inverse=True)
+        if distinct.numel() >= k:
+            break
+    position = torch.arange(draws.numel(), device=device)
+    first = torch.full((distinct.numel(),), draws.numel(), dtype=torch.int64, device=device)
+    first.scatter_reduce_(0, inverse, position, reduce="amin")
+    return distinct[torch.argsort(first)[:k]]
 
 
 class TopK(Compressor):
@@ -97,8 +124,7 @@ class RandomK(Compressor):
         k = num_kept(d, self.ratio, self.k)
         g = torch.Generator(device=device)
         g.manual_seed(seed)
-        idx = torch.randperm(d, generator=g, device=device)[:k]
-        return torch.sort(idx).values
+        return torch.sort(sample_without_replacement(d, k, g, device)).values
 
     def compress(self, x: Tensor, state: dict | None = None) -> Payload:
         state = {} if state is None else state
@@ -108,13 +134,17 @@ class RandomK(Compressor):
         d = flat.numel()
         seed = shared_seed(self.seed, state.get("key", 0), step)
         idx = self.indices(d, seed, flat.device)
-        meta = {"shape": x.shape, "dtype": x.dtype, "numel": d, "seed": seed}
+        # the receiver derives the same positions from the shared seed; keeping them in meta
+        # (common knowledge, no wire bits) saves drawing them again when decoding here
+        meta = {"shape": x.shape, "dtype": x.dtype, "numel": d, "seed": seed, "indices": idx}
         return Payload({"values": flat[idx].clone()}, meta)
 
     def decompress(self, payload: Payload) -> Tensor:
         m = payload.meta
         values = payload.tensors["values"]
-        idx = self.indices(m["numel"], m["seed"], values.device)
+        idx = m.get("indices")
+        if idx is None or idx.device != values.device:
+            idx = self.indices(m["numel"], m["seed"], values.device)
         out = torch.zeros(m["numel"], dtype=values.dtype, device=values.device)
         scale = m["numel"] / idx.numel() if self.unbiased else 1.0
         out[idx] = values * scale

@@ -191,12 +191,30 @@ class ThreadComm:
         self._wait()
 
 
-def run_threads(world_size: int, fn: Callable[..., Any], *args: Any, timeout: float | None = 600.0) -> list:
+def run_threads(world_size: int, fn: Callable[..., Any], *args: Any, timeout: float | None = 600.0,
+                intra_op_threads: int | None = None) -> list:
     """Run `fn(comm, *args)` on `world_size` threads sharing one `ThreadGroup`; return results by rank.
 
     If a worker raises, the barrier is aborted so the others stop at their next collective,
     and the first exception (by rank) is re-raised here.
+    The W worker threads already share the cores, so torch's intra-op pool is set to
+    `intra_op_threads` (default max(1, cores // W)) for the run and restored afterwards:
+    W threads each splitting small ops over all cores oversubscribe them (on 2 cores, 4 workers
+    made QSGD / bit packing ~10x slower). The setting is process-wide while the run lasts.
     """
+    if intra_op_threads is not None and intra_op_threads < 1:
+        raise ValueError(f"run_threads: intra_op_threads must be >= 1, got {intra_op_threads}")
+    if intra_op_threads is None:
+        intra_op_threads = max(1, (os.cpu_count() or 1) // max(world_size, 1))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(min(intra_op_threads, previous))
+    try:
+        return _run_threads(world_size, fn, args, timeout)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_threads(world_size: int, fn: Callable[..., Any], args: tuple, timeout: float | None) -> list:
     group = ThreadGroup(world_size, timeout=timeout)
     results: list[Any] = [None] * world_size
     errors: list[BaseException | None] = [None] * world_size
