@@ -1,10 +1,14 @@
 """Runtimes: the one-process simulator and torch.distributed, behind one Comm interface.
 
 `coders.runtime.comm`: `Comm`, `ThreadComm` / `run_threads` (simulator), `DistComm` /
-`run_processes` (torch.distributed). `coders.runtime.train`: `train(...) -> TrainResult`
-(import it as `from coders.runtime.train import train`; the submodule and the function share
-the name). `coders.runtime.ddp_hooks`: DDP communication hooks. `coders.runtime.topology`:
-gossip graphs.
+`run_processes` (torch.distributed). `coders.runtime.train`: `train(...) -> TrainResult` and
+`train_many(specs, backend)`; import them as `from coders.runtime.train import train`.
+`coders.runtime.ddp_hooks`: DDP communication hooks. `coders.runtime.topology`: gossip graphs.
+
+`train` is not re-exported from this package: the package attribute `coders.runtime.train`
+is the submodule (the import system binds it there when the submodule loads), so a function
+of the same name would either be shadowed by it or shadow it and break module-path uses such
+as `import coders.runtime.train as m` and `mock.patch("coders.runtime.train.train_worker")`.
 """
 
 from coders.runtime.comm import Comm, DistComm, ThreadComm, run_processes, run_threads

@@ -13,6 +13,14 @@ consensus distance (1/W) sum_i ||x_i - x_bar||^2 (Koloskova et al. 2019).
 Per step the history holds the mean over workers of the loss, bits (up / down / wire, per
 worker), compress / decompress seconds and step seconds; `metric` at evaluation steps.
 
+`train_many(specs, backend)` runs several `TrainSpec`s (same number of workers) one after the
+other inside ONE launch of the W worker processes (spawning dominates short gloo runs); each
+result equals what `train` gives for that spec.
+`topology` (decentralized methods) is a name (`ring`, `torus`, ...), a `Topology`, an
+adjacency / gossip-weight matrix or a networkx graph (`coders.runtime.topology.make_topology`).
+For p2p methods the history also holds `bits_per_neighbour_mean` (mean over workers of the
+bits each worker sends per neighbour in the step).
+
 Backends: "sim" runs W threads (models are built in the main thread, as building one
 reseeds the global RNG); "gloo" / "nccl" spawn W processes on this machine, unless the
 process was started by `torchrun` (RANK and WORLD_SIZE set), in which case it joins that group.
@@ -32,7 +40,7 @@ import torch
 
 from coders.runtime.comm import Comm, DistComm, run_processes, run_threads
 
-__all__ = ["TrainSpec", "TrainResult", "train", "train_worker", "HISTORY_COLUMNS"]
+__all__ = ["TrainSpec", "TrainResult", "train", "train_many", "train_worker", "HISTORY_COLUMNS"]
 
 HISTORY_COLUMNS = ["step", "loss", "metric", "bits_up", "bits_down", "bits_wire", "compress_s",
                    "decompress_s", "step_s"]
@@ -42,7 +50,10 @@ BACKENDS = ("sim", "gloo", "nccl")
 
 @dataclass
 class TrainSpec:
-    """Everything a worker needs to run (picklable, so it can be sent to spawned processes)."""
+    """Everything a worker needs to run (picklable, so it can be sent to spawned processes).
+
+    `topology`: a name, a `Topology`, an adjacency or gossip matrix, or a networkx graph.
+    """
 
     workload: str
     method: str
@@ -50,7 +61,7 @@ class TrainSpec:
     steps: int
     lr: float | None = None
     seed: int = 0
-    topology: str | None = None
+    topology: Any = None
     options: dict[str, Any] = field(default_factory=dict)
     eval_every: int | None = None
     split: str = "iid"
@@ -124,7 +135,7 @@ def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any =
     if getattr(cls, "needs_topology", False):
         from coders.runtime.topology import make_topology
 
-        topology = make_topology(spec.topology or "ring", comm.world_size)
+        topology = make_topology("ring" if spec.topology is None else spec.topology, comm.world_size)
     params = [p for p in model.parameters() if p.requires_grad]
     algo = make_algorithm(spec.method, params, comm, topology=topology, seed=spec.seed, **spec.options)
     p2p = getattr(algo, "pattern", "") == "p2p"
@@ -162,10 +173,16 @@ def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any =
         if spec.device.startswith("cuda"):
             torch.cuda.synchronize()
         step_s = time.perf_counter() - t0
-        local = torch.tensor([float(loss.detach()), stats.bits_up, stats.bits_down, stats.bits_wire,
-                              stats.compress_s, stats.decompress_s, step_s], dtype=torch.float64)
+        values = [float(loss.detach()), stats.bits_up, stats.bits_down, stats.bits_wire,
+                  stats.compress_s, stats.decompress_s, step_s]
+        if p2p:  # same layout on every rank: all of them run a p2p method
+            values.append(float(stats.extra.get("bits_per_neighbour_mean", math.nan)))
+        local = torch.tensor(values, dtype=torch.float64)
         mean = (comm.all_reduce(local.to(spec.device)).cpu() / comm.world_size).tolist()
-        row = {"step": step, **dict(zip(_STAT_KEYS, mean, strict=True)), "metric": math.nan}
+        row = {"step": step, **dict(zip(_STAT_KEYS, mean[: len(_STAT_KEYS)], strict=True)),
+               "metric": math.nan}
+        if p2p:
+            row["bits_per_neighbour_mean"] = mean[len(_STAT_KEYS)]
         for k, v in stats.extra.items():
             if k.endswith("_ideal") or k.endswith("_coded"):
                 row[k] = float(v)
@@ -186,51 +203,101 @@ def _under_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def train(workload: str, method: str, workers: int, steps: int, backend: str = "sim",
-          topology: str | None = None, seed: int = 0, lr: float | None = None,
-          options: dict[str, Any] | None = None, eval_every: int | None = None, split: str = "iid",
-          batch_size: int | None = None, device: str | None = None) -> TrainResult:
-    """Train `workload` with `method` on `workers` workers for `steps` steps; see module docstring."""
+def _check_spec(spec: TrainSpec, backend: str) -> None:
+    """Clear errors for a bad spec, before any worker starts."""
     from coders.algorithms.registry import method_class
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if workers < 1 or steps < 1:
-        raise ValueError(f"workers and steps must be >= 1, got workers={workers}, steps={steps}")
-    if eval_every is not None and eval_every < 1:
-        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr}")
-    cls = method_class(method)  # raises on an unknown name
-    if topology is not None and not getattr(cls, "needs_topology", False):
-        raise ValueError(f"method {method!r} is centralized; topology={topology!r} does not apply")
+    if spec.workers < 1 or spec.steps < 1:
+        raise ValueError(f"workers and steps must be >= 1, got workers={spec.workers}, steps={spec.steps}")
+    if spec.eval_every is not None and spec.eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1, got {spec.eval_every}")
+    if spec.lr is not None and not (math.isfinite(spec.lr) and spec.lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {spec.lr}")
+    cls = method_class(spec.method)  # raises on an unknown name
+    if spec.topology is not None:
+        if not getattr(cls, "needs_topology", False):
+            raise ValueError(f"method {spec.method!r} is centralized; a topology does not apply")
+        from coders.runtime.topology import make_topology
+
+        make_topology(spec.topology, spec.workers)  # unknown name / wrong size / disconnected graph
+    if spec.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {spec.device!r} needs CUDA, which is not available")
+
+
+def _train_specs(comm: Comm, specs: list[TrainSpec]) -> list[dict[str, Any]]:
+    """One worker's part of several runs, one after the other (a `run_processes` target)."""
+    return [train_worker(comm, spec) for spec in specs]
+
+
+def _train_sim_worker(comm: Comm, spec: TrainSpec, workload: Any, models: list) -> dict[str, Any]:
+    return train_worker(comm, spec, workload, models[comm.rank])
+
+
+def _result(spec: TrainSpec, per_rank: list[dict[str, Any]], seconds: float) -> TrainResult:
+    first = per_rank[0]
+    return TrainResult(
+        spec=spec, history=pd.DataFrame(first["rows"]), final_params=[o["params"] for o in per_rank],
+        eval_params=first["eval_params"], metric_name=first["metric_name"], lr=first["lr"],
+        allreduce_compatible=first["allreduce_compatible"], pattern=first["pattern"], seconds=seconds,
+    )
+
+
+def train_many(specs: list[TrainSpec], backend: str = "sim") -> list[TrainResult]:
+    """Train every spec; under "gloo" / "nccl" all of them in one launch of `specs[0].workers` processes.
+
+    The specs must share the number of workers. Each result is what `train` gives for that
+    spec; `seconds` is the launch's wall time divided by the number of specs for a process
+    launch (the runs share it), the run's own time in the simulator.
+    """
+    if not specs:
+        return []
+    if len({s.workers for s in specs}) != 1:
+        raise ValueError("train_many: all specs must have the same number of workers")
+    for spec in specs:
+        _check_spec(spec, backend)
+    if backend == "sim":
+        from captures import make_workload
+
+        results = []
+        for spec in specs:
+            tic = time.perf_counter()
+            wl = make_workload(spec.workload, seed=spec.seed, device=spec.device)
+            models = [wl.make_model() for _ in range(spec.workers)]
+            out = run_threads(spec.workers, _train_sim_worker, spec, wl, models)
+            results.append(_result(spec, out, time.perf_counter() - tic))
+        return results
+    tic = time.perf_counter()
+    if _under_torchrun():
+        comm = DistComm.from_env(backend)
+        if comm.world_size != specs[0].workers:
+            raise ValueError(f"torchrun started {comm.world_size} processes but workers={specs[0].workers}")
+        out = [_train_specs(comm, specs)]  # this rank only
+    else:
+        out = run_processes(specs[0].workers, _train_specs, specs, backend=backend)
+    seconds = (time.perf_counter() - tic) / len(specs)
+    return [_result(spec, [o[i] for o in out], seconds) for i, spec in enumerate(specs)]
+
+
+def train(workload: str, method: str, workers: int, steps: int, backend: str = "sim",
+          topology: Any = None, seed: int = 0, lr: float | None = None,
+          options: dict[str, Any] | None = None, eval_every: int | None = None, split: str = "iid",
+          batch_size: int | None = None, device: str | None = None) -> TrainResult:
+    """Train `workload` with `method` on `workers` workers for `steps` steps; see module docstring.
+
+    `topology` (decentralized methods only): a name, a `Topology`, an adjacency or gossip
+    matrix, or a networkx graph.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if device is None:
         device = "cuda" if backend == "nccl" else "cpu"
     if backend == "nccl" and not torch.cuda.is_available():
         raise ValueError("backend 'nccl' needs CUDA, which is not available")
     spec = TrainSpec(workload, method, workers, steps, lr, seed, topology, dict(options or {}), eval_every,
                      split, batch_size, device)
-    tic = time.perf_counter()
-    if backend == "sim":
-        from captures import make_workload
-
-        wl = make_workload(workload, seed=seed, device=device)
-        models = [wl.make_model() for _ in range(workers)]
-        out = run_threads(workers, lambda comm: train_worker(comm, spec, wl, models[comm.rank]))
-    elif _under_torchrun():
-        comm = DistComm.from_env(backend)
-        if comm.world_size != workers:
-            raise ValueError(f"torchrun started {comm.world_size} processes but workers={workers}")
-        out = [train_worker(comm, spec)]
-    else:
-        out = run_processes(workers, train_worker, spec, backend=backend)
-    first = out[0]
-    return TrainResult(
-        spec=spec, history=pd.DataFrame(first["rows"]), final_params=[o["params"] for o in out],
-        eval_params=first["eval_params"], metric_name=first["metric_name"], lr=first["lr"],
-        allreduce_compatible=first["allreduce_compatible"], pattern=first["pattern"],
-        seconds=time.perf_counter() - tic,
-    )
+    return train_many([spec], backend)[0]
 
 
 def spec_dict(result: TrainResult) -> dict[str, Any]:
