@@ -391,8 +391,14 @@ class UniformQuantizer:
         else:
             n = u.numel()
             if n:
-                kth = min(n, max(1, math.ceil(self.clip_quantile * n)))
-                clip = float(u.abs().kthvalue(kth).values)
+                # numpy's linear-interpolation quantile (as `_quantile_abs`), from two order
+                # statistics: the same step, hence the same symbols, on every device
+                h = (n - 1) * self.clip_quantile
+                j = int(math.floor(h))
+                a = u.abs()
+                lo = float(a.kthvalue(j + 1).values)
+                hi = float(a.kthvalue(min(j + 2, n)).values) if h > j else lo
+                clip = lo + (h - j) * (hi - lo)
             else:
                 clip = 0.0
             step = clip / ((self.levels - 1) // 2)

@@ -98,8 +98,11 @@ def test_per_block_scaling(x):
 
 
 def test_torch_path_matches_numpy(x):
-    for q in (UniformQuantizer(step=3e-4), UniformQuantizer(scale_mult=0.5, block_size=128)):
+    for q in (UniformQuantizer(step=3e-4), UniformQuantizer(scale_mult=0.5, block_size=128),
+              UniformQuantizer(levels=9, clip_quantile=0.95),
+              UniformQuantizer(levels=5, clip_quantile=0.99991)):
         a, b = q.quantize(x), q.quantize(torch.from_numpy(x))
+        assert a.step == b.step
         np.testing.assert_array_equal(a.symbols, b.symbols)
         out = q.dequantize(b)
         assert isinstance(out, torch.Tensor) and out.device == torch.device("cpu")
