@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -79,15 +80,18 @@ def best_family(fits: pd.DataFrame) -> pd.Series:
     return b.drop_duplicates(keys).set_index(keys)["family"]
 
 
+FLAG_NAME = re.compile(r"(?:^|;)\s*([A-Za-z_]\w*):")
+
+
 def flag_names(flags: pd.Series) -> str:
     """The distinct fit flag names ("beta_at_lower_bound", "ties_at_loc", ...) in `flags`, comma-separated.
 
     A flag string is "name: explanation; name: explanation" (`gradstats.fit`); a GenNorm beta at its
     bound or a continuous fit of a layer with an atom at 0 must not be read as a shape estimate.
     """
-    texts = flags.fillna("").astype(str)
-    names = {item.split(":", 1)[0].strip() for text in texts for item in text.split(";")}
-    return ", ".join(sorted(n for n in names if n))
+    # explanations may hold ";" themselves, so a name is an identifier right after the start or a ";"
+    names = {m for text in flags.fillna("").astype(str) for m in FLAG_NAME.findall(text)}
+    return ", ".join(sorted(names))
 
 
 def fit_table(fits: pd.DataFrame) -> pd.DataFrame:

@@ -198,3 +198,8 @@ def test_fit_table_names_gennorm_flags(fits_frame, layers):
     assert t.loc[layers[0], "GenNorm flags"] == ""
     assert "GenNorm flags" in headline(f, None).columns
     assert flag_names(pd.Series([None, "", "a: x;b: y", "a: z"])) == "a, b"
+    # what gradstats.fit writes: explanations with ";" and "(try t)" inside
+    real = ("small_sample: n=16 < 30, estimates are unreliable; beta_at_lower_bound: beta hit 0.05 (tails "
+            "heavier than GenNorm can follow; try t); ties_at_loc: 2 entries (12.5%) equal the loc 0 "
+            "exactly; a continuous density cannot describe that atom (try zi-gennorm)")
+    assert flag_names(pd.Series([real])) == "beta_at_lower_bound, small_sample, ties_at_loc"
