@@ -455,6 +455,8 @@ def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int 
     summary["optimizer"] = [optimizer_of(r.method, options.get(r.method)) for r in runs]
     summary["lr"] = [r.extra["lr"] for r in runs]
     summary["baseline"] = baseline
+    # the resolution of steps_to_target: the first evaluated step of each run
+    summary["eval_every"] = [int(r.history.dropna(subset=["metric"])["step"].iloc[0]) for r in runs]
     summary["backend"] = backend
     return Comparison(summary, history_frame(runs, summary), net, compute_s)
 

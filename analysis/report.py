@@ -334,7 +334,7 @@ body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; mar
 h1 { border-bottom: 2px solid #444; } h2 { border-bottom: 1px solid #bbb; margin-top: 2em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.8em 0; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
+th { background: #f0f0f0; } td { white-space: nowrap; } td:first-child, th:first-child { text-align: left; }
 figure { display: inline-block; margin: 0.5em; vertical-align: top; max-width: 48%; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 table { display: block; overflow-x: auto; max-width: 100%; }
@@ -443,6 +443,8 @@ def _compare_setup(summ: pd.DataFrame) -> str:
                      ("backend", "backend {}")):
         if col in summ:
             parts.append(fmt.format(int(first[col]) if col in ("workers", "steps") else first[col]))
+    if "eval_every" in summ:
+        parts.append(f"evaluated every {int(first['eval_every'])} steps")
     target = f" Target {metric}: {float(first['target']):.4g}" if "target" in summ else ""
     return (f"<p>{html.escape(', '.join(parts))}.{html.escape(target)} (95% of the {html.escape(base)} "
             f"baseline's final {html.escape(metric)} unless set); <i>steps_to_target</i> is the first "

@@ -58,6 +58,8 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert comp.loc["signum-mv", "lr"] != comp.loc["bf16", "lr"] and (comp["baseline"] == "bf16").all()
     section = page.split('id="compare"')[1]
     assert "<th>optimizer</th>" in section and "<th>lr</th>" in section
+    assert (comp["eval_every"] == cfg.eval_every).all()
+    assert f"evaluated every {cfg.eval_every} steps" in section
     assert comp.loc["bf16", "up_ratio_vs_bf16"] == 1.0
     assert comp.loc["powersgd", "bits_up"] < comp.loc["bf16", "bits_up"]
     assert comp.loc["powergossip", "pattern"] == "p2p" and comp.loc["bf16", "allreduce_compatible"]

@@ -266,6 +266,7 @@ def test_compare_adds_the_bf16_baseline_and_states_optimizer_and_lr():
     assert list(s.index) == ["bf16", "randk"]  # the baseline is trained although not asked for
     assert (s["baseline"] == "bf16").all() and s.loc["randk", "up_ratio_vs_bf16"] > 1
     assert s.loc["randk", "lr"] == 0.02 and s.loc["randk", "optimizer"] == "SGD, momentum 0.9"
+    assert (s["eval_every"] == 1).all()
     # rand-k with a shared seed sums index-aligned values: all-reduce compatible like bf16
     assert s.loc["bf16", "allreduce_compatible"] and s.loc["randk", "allreduce_compatible"]
     with pytest.raises(ValueError, match="16-bit"):
