@@ -32,7 +32,7 @@ import copy
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pandas as pd
@@ -301,5 +301,12 @@ def train(workload: str, method: str, workers: int, steps: int, backend: str = "
 
 
 def spec_dict(result: TrainResult) -> dict[str, Any]:
-    """The run's settings as a plain dict (for saving next to the history)."""
-    return asdict(result.spec)
+    """The run's settings as a plain dict (for saving next to the history).
+
+    A topology given as an object is saved by name (`Topology.name`, or "custom" for a matrix/graph).
+    """
+    out = {f.name: copy.deepcopy(getattr(result.spec, f.name)) for f in fields(result.spec)}
+    topo = out["topology"]
+    if topo is not None and not isinstance(topo, str):
+        out["topology"] = str(getattr(topo, "name", "custom"))
+    return out

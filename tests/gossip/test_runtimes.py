@@ -6,7 +6,7 @@ import torch
 
 from coders.algorithms.gossip import GOSSIP_METHODS
 from coders.runtime.topology import ring, torus
-from coders.runtime.train import TrainSpec, train, train_many
+from coders.runtime.train import TrainSpec, spec_dict, train, train_many
 
 OPTIONS = {"powergossip": {"rank": 2, "num_iterations": 2}, "choco-topk": {"ratio": 0.05}}
 
@@ -57,6 +57,7 @@ def test_topology_object_matrix_or_graph_and_bits_per_neighbour_column():
         res = train("mlp", "dpsgd", topology=topo, **kw)
         for a, b in zip(res.final_params, by_name.final_params, strict=True):
             assert torch.equal(a, b)
+        assert spec_dict(res)["topology"] in ("torus-2x2", "custom")
     # a different graph gives a different run (the check above is not vacuous)
     other = train("mlp", "dpsgd", topology=nx.path_graph(4), **kw)
     assert not torch.equal(other.final_params[0], by_name.final_params[0])
