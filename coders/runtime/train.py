@@ -308,5 +308,7 @@ def spec_dict(result: TrainResult) -> dict[str, Any]:
     out = {f.name: copy.deepcopy(getattr(result.spec, f.name)) for f in fields(result.spec)}
     topo = out["topology"]
     if topo is not None and not isinstance(topo, str):
-        out["topology"] = str(getattr(topo, "name", "custom"))
+        from coders.runtime.topology import Topology
+
+        out["topology"] = topo.name if isinstance(topo, Topology) else "custom"
     return out
