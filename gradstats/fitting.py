@@ -572,6 +572,9 @@ _POLISH_MAX_CANDIDATES = 128
 def _binomial_far_sums(xp: Any, d: Any, beta: float, order: int) -> np.ndarray:
     """[0, F_1, ..., F_order] with F_k = sum sign(d)^k |d|^(beta - k) (d != 0)."""
     out = np.zeros(order + 1)
+    # An entry exactly at the loc lands here only when the near window is empty (w = 0); the
+    # candidates are then the loc itself, e = 0, and such an entry adds |e|^b = 0 to every Q(m).
+    d = d[d != 0]
     if len(d) == 0:
         return out
     inv = 1.0 / d  # sign(d)^k |d|^(b - k) = |d|^b (1 / d)^k

@@ -2,6 +2,7 @@
 
 import math
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -305,3 +306,13 @@ def test_large_float32_fixed_loc_fit_reads_the_data_twice(monkeypatch):
     assert full == ["_reduce_f32", "_reduce"]
     ref = fit(x.astype(np.float64), "gennorm", loc=0.0)
     assert f.loglik == pytest.approx(ref.loglik, abs=1e-5)
+
+
+def test_loc_polish_with_an_empty_window_and_entries_at_the_loc_is_clean():
+    from gradstats.fitting import _gennorm_loc_polish
+
+    # w = 0 sends every entry, those exactly at the loc included, to the far-field series
+    x = np.r_[np.zeros(1000), np.random.default_rng(0).laplace(size=5000)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert _gennorm_loc_polish(x, 0.7, 0.0, 0.0, 1.0) == 0.0
