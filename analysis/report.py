@@ -383,7 +383,8 @@ def _unit_sections(unit: Path, name: str) -> list[str]:
         cap = open_capture(capture_dir(unit))
         summary = cap.summary()
         m = cap.manifest
-        meta = {k: m[k] for k in ("model", "workload", "seed", "device", "world_size", "torch") if k in m}
+        meta = {k: m[k] for k in ("model", "seed", "device", "world_size", "torch_version", "every", "sample")
+                if k in m}
         info = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in meta.items())
         body = (f"<ul>{info}<li><b>steps</b>: {html.escape(str(cap.steps))}</li>"
                 f"<li><b>ranks</b>: {html.escape(str(cap.ranks))}</li></ul>" + _table(summary))

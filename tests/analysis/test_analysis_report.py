@@ -167,6 +167,10 @@ def test_report_with_capture_draws_layer_figures(capture_run):
                     "tail_conv_weight.png"]
     cap = page.split('id="capture-run"')[1].split("</section>")[0]
     assert "16x8x3x3" in cap and "fc.bias" in cap and "not present" not in cap
+    # the manifest's provenance (captures.store writes torch_version, not torch) is shown
+    import torch
+
+    assert f"<b>torch_version</b>: {torch.__version__}" in cap and "<b>model</b>: fixture" in cap
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 4
 
 
