@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("code", help="quantize and entropy-code a capture; bits per entry")
     k.add_argument("path")
-    k.add_argument("--models", default="histogram,normal,laplace,gennorm")
+    k.add_argument("--models", default="histogram,normal,laplace,gennorm,zi-gennorm")
     k.add_argument("--coders", default="ans,huffman")
     k.add_argument("--step-size", type=float, default=None,
                    help="quantizer step as a multiple of the RMS (default 0.5)")
