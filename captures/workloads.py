@@ -82,6 +82,20 @@ class Workload:
         """Mean training loss of ``model`` on ``batch`` (a scalar with a graph)."""
         raise NotImplementedError
 
+    def _shard(self, rank: int, world_size: int, split: str, seed: int) -> np.ndarray:
+        """What rank ``rank`` draws its batches from (sample indices, sequence starts, ...)."""
+        raise NotImplementedError
+
+    def _iterate(self, shard: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    #: keeps the batch streams of different workloads apart for the same (seed, rank)
+    _batch_stream: int = 0
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Held-out metrics of ``model``; the dict holds ``self.metric_name``."""
+        raise NotImplementedError
+
     def batches(
         self,
         rank: int = 0,
@@ -91,11 +105,11 @@ class Workload:
         seed: int = 0,
     ) -> Iterator[Batch]:
         """Infinite iterator of ``(inputs, targets)`` on ``self.device`` from rank ``rank``'s shard."""
-        raise NotImplementedError
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Held-out metrics of ``model``; the dict holds ``self.metric_name``."""
-        raise NotImplementedError
+        batch_size = self.default_batch_size if batch_size is None else int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        shard = self._shard(rank, world_size, split, seed)
+        return self._iterate(shard, batch_size, np.random.default_rng([seed, rank, self._batch_stream]))
 
     # --- shared -----------------------------------------------------------------------------------
     def make_model(self) -> nn.Module:
@@ -196,22 +210,11 @@ class _DigitsWorkload(Workload):
             return iid_shards(len(self.train_labels), world_size, seed)[rank]
         return label_skew_shards(self.train_labels, world_size, seed)[rank]
 
-    def batches(
-        self,
-        rank: int = 0,
-        world_size: int = 1,
-        batch_size: int | None = None,
-        split: str = "iid",
-        seed: int = 0,
-    ) -> Iterator[Batch]:
-        """Infinite iterator of ``(images, labels)``: reshuffled epochs over rank ``rank``'s shard."""
-        batch_size = self.default_batch_size if batch_size is None else int(batch_size)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        shard = self.shard_indices(rank, world_size, split, seed)
-        return self._iterate(shard, batch_size, np.random.default_rng([seed, rank, 1]))
+    _batch_stream = 1
+    _shard = shard_indices
 
     def _iterate(self, shard: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
+        """``(images, labels)``: reshuffled epochs over the shard."""
         shard_t = torch.from_numpy(shard).to(self.device)
         n = len(shard)
         while True:
@@ -443,22 +446,11 @@ class StdlibLM(Workload):
             raise ValueError(f"label-skew chunk of {hi - lo} chars is shorter than one sequence ({L})")
         return np.arange(lo, hi - L + 1)
 
-    def batches(
-        self,
-        rank: int = 0,
-        world_size: int = 1,
-        batch_size: int | None = None,
-        split: str = "iid",
-        seed: int = 0,
-    ) -> Iterator[Batch]:
-        """Infinite iterator of ``(chars, next chars)``, each ``(batch_size, seq_len)`` int64."""
-        batch_size = self.default_batch_size if batch_size is None else int(batch_size)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        starts = self.shard_bounds(rank, world_size, split, seed)
-        return self._iterate(starts, batch_size, np.random.default_rng([seed, rank, 2]))
+    _batch_stream = 2
+    _shard = shard_bounds
 
     def _iterate(self, starts: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
+        """``(chars, next chars)``, each ``(batch_size, seq_len)`` int64, from random sequence starts."""
         offsets = torch.arange(self.config.seq_len + 1, device=self.device)
         while True:
             s = torch.from_numpy(rng.choice(starts, size=batch_size)).to(self.device)
