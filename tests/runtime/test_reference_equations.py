@@ -95,3 +95,52 @@ def test_s3gd_residual_accumulation_and_sparse_vote():
             x[k] = x[k] - lr * torch.sign(total[k]).view_as(x[k])
     for a, b in zip(got[0], x, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_mcm_memories_and_central_update_follow_the_equations():
+    """With quantization on both links (compressors.md sec. 3), at every step k >= 2:
+    h = mean_i h_i (server up memory);  C_up(Delta_i) = (h_i' - h_i) / a_up;
+    w' = w - lr (mean_i C_up(Delta_i) + h)  (momentum 0);  w_hat_i = H + Omega, H' = H + a_dwn Omega.
+    Rand-MCM: the same per worker with its own H_i (and its local models differ)."""
+    w, steps, lr = 3, 4, 0.05
+    for method in ("mcm", "rand-mcm"):
+        def fn(c, method=method):
+            params = [p.clone().requires_grad_(True) for p in _init()]
+            algo = make_algorithm(method, params, c, levels=2, momentum=0.0)
+            log = []
+            for t in range(steps):
+                for p, g in zip(params, _grads(c.rank, t), strict=True):
+                    p.grad = g
+                before = ([h.clone() for h in algo.h_own], [h.clone() for h in algo.h],
+                          [x.clone() for x in algo.central], [x.clone() for x in algo.H])
+                algo.step(lr)
+                after = ([h.clone() for h in algo.h_own], [h.clone() for h in algo.h],
+                         [x.clone() for x in algo.central], [x.clone() for x in algo.H],
+                         [p.detach().clone() for p in params])
+                log.append((before, after))
+            return log, algo.alpha_up, algo.alpha_down
+
+        res = run_threads(w, fn)
+        a_up, a_dn = res[0][1], res[0][2]
+        assert all(0 < a < 0.5 for a in a_up + a_dn)
+        for t in range(1, steps):
+            for k in range(len(SHAPES)):
+                h_own_b = [res[i][0][t][0][0][k] for i in range(w)]
+                h_own_a = [res[i][0][t][1][0][k] for i in range(w)]
+                h_b, h_a = res[0][0][t][0][1][k], res[0][0][t][1][1][k]
+                torch.testing.assert_close(h_b, sum(h_own_b) / w, atol=1e-5, rtol=0)
+                torch.testing.assert_close(h_a, sum(h_own_a) / w, atol=1e-5, rtol=0)
+                msgs = [(a - b) / a_up[k] for a, b in zip(h_own_a, h_own_b, strict=True)]
+                g_hat = sum(msgs) / w + h_b
+                central_b, central_a = res[0][0][t][0][2][k], res[0][0][t][1][2][k]
+                torch.testing.assert_close(central_a, central_b - lr * g_hat, atol=1e-5, rtol=0)
+                for i in range(w):
+                    big_h_b, big_h_a = res[i][0][t][0][3][k], res[i][0][t][1][3][k]
+                    local = res[i][0][t][1][4][k]
+                    omega = local - big_h_b
+                    torch.testing.assert_close(big_h_a, big_h_b + a_dn[k] * omega, atol=1e-5, rtol=0)
+                    # the local model is a quantized (lossy) copy of the central one
+                    assert not torch.allclose(local, central_a, atol=1e-6)
+        locals_last = [res[i][0][-1][1][4][0] for i in range(w)]
+        same = all(torch.equal(locals_last[0], x) for x in locals_last[1:])
+        assert same == (method == "mcm")  # one broadcast (MCM) vs N unicasts (Rand-MCM)
