@@ -5,6 +5,10 @@ An algorithm is one worker's view (ARCHITECTURE.md): `Algo(params, comm, **optio
 parameters in place. After aggregation the update goes through `torch.optim.SGD` (momentum,
 Nesterov and weight decay applied AFTER the reduce, as in PowerSGD's paper code and the
 signSGD/Signum reference), so every method is compared under the same local rule.
+Deliberate difference: that rule is torch's Nesterov, m <- mu m + u; x <- x - lr (u + mu m).
+PowerSGD's paper code (`train.py`, `replace_grad_by_momentum`) steps x <- x - lr (u + m) with the
+same m, i.e. about (1 + 1/(1 - mu)) / (1 + mu/(1 - mu)) = 1.1x larger steps at mu = 0.9; one rule
+for all methods keeps the comparison about the communication, not the optimizer.
 
 Wire bits per worker per step (compressors.md, sec. 6), S = payload bits of one worker:
     ring all-reduce  2 (W - 1) / W * S            ("allreduce")

@@ -424,7 +424,11 @@ class ChocoSGD(_CompressedGossip):
 
 
 class ChocoTopK(ChocoSGD):
-    """Choco-SGD with top-k (default 1% per tensor, gamma 0.0375 as tuned in epfml/powergossip)."""
+    """Choco-SGD with top-k (default 1% per tensor, gamma 0.0375 as tuned in epfml/powergossip).
+
+    The indices travel as int32 (`coders.compressors.TopK`, as GRACE and the PowerSGD paper code);
+    epfml/powergossip's `TopK` sends int64, so its messages are 32 k bits larger than ours.
+    """
 
     name = "choco-topk"
     default_compressor = "topk"

@@ -7,6 +7,8 @@ in distributed settings", NeurIPS 2021 (philipco/mcm-bidirectional-compression):
               v = beta v + g_hat;  w <- w - lr v          (w: the central model, never compressed)
               Omega = C_dwn(w - H);  broadcast Omega
     all:      w_hat = H + Omega;  H += a_dwn Omega
+Momentum is the server's (v above, the paper's algorithm); the reference's deep-learning code
+(`OptimizerSGD.py`) applies it on each worker instead. Weight decay also acts on the central model.
 Gradients are computed on the perturbed local model w_hat_i (the worker's parameters); the
 central model w is what `eval_params()` returns. Memory rates a = 1 / (2 (omega + 1)) per
 layer, with omega = min(d / s^2, sqrt(d) / s) for s-level quantization of a d-entry layer

@@ -8,6 +8,12 @@ Distributed Optimization", NeurIPS 2019, Algorithm 1 (epfml/powersgd paper-code,
     out = P_hat Q^T;  e_i = M_i - out     (memory relative to the AGGREGATED approximation)
     vectors (and matrices where r (m + n) >= m n): all-reduce mean, uncompressed
     then the local rule: Nesterov momentum 0.9 and weight decay applied after the reduce.
+Deliberate differences from the paper code (both keep PowerSGD a faithful, comparable baseline):
+- a matrix is compressed only if r (m + n) < m n; the paper code compresses every tensor with
+  >= 2 dims, even when its factors are not smaller than the matrix (a lossy, dearer message);
+  sending it dense is exact and cheaper. Vectors are dense in both.
+- Nesterov is torch's x <- x - lr (u + mu m), not the paper code's x <- x - lr (u + m) (see
+  `coders.algorithms.base`); wd and momentum stay after the reduce, as in the paper code.
 Q is warm-started (reused across steps); the first Q is N(0, 1) from a seed shared by all
 workers. Invariant: sum_i e_i = sum_i M_i - W out. Wire: 32 r (m + n) per matrix + 32 per
 dense entry, all-reduce compatible (linear given the shared P_hat / Q).

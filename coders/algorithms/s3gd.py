@@ -7,6 +7,9 @@ Park and Lee, "SignSGD with Federated Voting" / "Sparse-SignSGD with Majority Vo
     server: v = sign(sum_m s_m) in {-1, 0, +1}  (0 where nobody voted, or a tie)
     all:    x <- x - lr v   (SGD, momentum 0 by default)
 With sparsity = 1 and beta = 0 this is exactly signSGD-MV (`SignSGDMV`), a tested invariant.
+Deliberate differences from the official code: a selected entry with a_i = 0 votes +1 (one sign
+bit cannot carry a zero; the official torch.sign votes 0). It only happens when a layer has
+fewer than K non-zero accumulated entries. The `--spar_method rand` variant is not provided.
 
 Wire, per layer: up = the support S as K int32 indices, or as an N-bit packed bitmap when that
 is smaller (K > N / 32), + K packed sign bits in index order (ideal: K + log2 C(N, K));

@@ -6,7 +6,9 @@ a tensor is viewed as M = x.view(shape[0], -1) (m x n), r = min(rank, m, n),
     P = M Q;  P_hat = orth(P);  Q = M^T P_hat;  send (P_hat, Q);  decode P_hat Q^T,
 with Q kept in `state["q"]` for the next call (warm start) and first drawn from N(0, 1)
 with a seed shared by all workers. Wire: 32 r (m + n) bits for fp32 factors. Tensors with
-fewer than 2 dimensions, or where r (m + n) >= m n, travel dense.
+fewer than 2 dimensions, or where r (m + n) >= m n, travel dense. (The paper code compresses
+every >= 2-D tensor; PyTorch's hook compresses only if r (m + n) min_compression_rate < m n,
+rate 2 by default. Here the rate is 1: dense exactly when the factors would not be smaller.)
 """
 
 from __future__ import annotations
