@@ -11,7 +11,8 @@ identical), the algorithm's `eval_params()` when it exposes one (MCM's central m
 for decentralized ("p2p") methods the AVERAGE model x_bar over workers, together with the
 consensus distance (1/W) sum_i ||x_i - x_bar||^2 (Koloskova et al. 2019).
 Per step the history holds the mean over workers of the loss, bits (up / down / wire, per
-worker), compress / decompress seconds and step seconds; `metric` at evaluation steps.
+worker, and the ideal / entropy-coded sizes `bits_*_ideal`, `bits_*_coded` a method reports),
+compress / decompress seconds and step seconds; `metric` at evaluation steps.
 
 `train_many(specs, backend)` runs several `TrainSpec`s (same number of workers) one after the
 other inside ONE launch of the W worker processes (spawning dominates short gloo runs); each
@@ -177,15 +178,17 @@ def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any =
                   stats.compress_s, stats.decompress_s, step_s]
         if p2p:  # same layout on every rank: all of them run a p2p method
             values.append(float(stats.extra.get("bits_per_neighbour_mean", math.nan)))
+        # ideal / entropy-coded sizes differ per worker (e.g. coded QSGD levels): averaged like bits_up;
+        # every rank runs the same method, so every rank has the same keys
+        size_keys = sorted(k for k in stats.extra if k.endswith(("_ideal", "_coded")))
+        values.extend(float(stats.extra[k]) for k in size_keys)
         local = torch.tensor(values, dtype=torch.float64)
         mean = (comm.all_reduce(local.to(spec.device)).cpu() / comm.world_size).tolist()
         row = {"step": step, **dict(zip(_STAT_KEYS, mean[: len(_STAT_KEYS)], strict=True)),
                "metric": math.nan}
         if p2p:
             row["bits_per_neighbour_mean"] = mean[len(_STAT_KEYS)]
-        for k, v in stats.extra.items():
-            if k.endswith("_ideal") or k.endswith("_coded"):
-                row[k] = float(v)
+        row.update(zip(size_keys, mean[len(mean) - len(size_keys):], strict=True))
         if step % eval_every == 0 or step == spec.steps:
             evaluated = evaluate(row)
         rows.append(row)

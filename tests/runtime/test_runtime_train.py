@@ -118,3 +118,23 @@ def test_cli_train_on_gloo_spawns_workers(tmp_path):
     sim = train("digits-cnn", "powersgd", 2, 3, options={"rank": 1})
     pd.testing.assert_series_equal(h["bits_up"], sim.history["bits_up"])
     assert h["loss"].tolist() == pytest.approx(sim.history["loss"].tolist(), rel=1e-5)
+
+
+def test_ideal_and_coded_bits_are_means_over_workers(monkeypatch):
+    """bits_up_coded / bits_up_ideal are per-worker sizes: the history holds their mean, like bits_up."""
+    from coders.algorithms import registry
+    from coders.algorithms.base import StepStats
+    from coders.algorithms.dense import FP32AllReduce
+
+    class Uneven(FP32AllReduce):
+        name = "uneven"
+
+        def step(self, lr):
+            super().step(lr)
+            r = float(self.rank)
+            return StepStats(10 * (r + 1), 0.0, 0.0, extra={"bits_up_coded": 3 * (r + 1), "bits_up_ideal": r})
+
+    monkeypatch.setitem(registry.CENTRAL_METHODS, "uneven", Uneven)
+    h = train("digits-cnn", "uneven", 3, 2, seed=0, eval_every=2).history
+    assert (h["bits_up"] == 20.0).all()
+    assert (h["bits_up_coded"] == 6.0).all() and (h["bits_up_ideal"] == 1.0).all()
