@@ -144,3 +144,28 @@ def test_mcm_memories_and_central_update_follow_the_equations():
         locals_last = [res[i][0][-1][1][4][0] for i in range(w)]
         same = all(torch.equal(locals_last[0], x) for x in locals_last[1:])
         assert same == (method == "mcm")  # one broadcast (MCM) vs N unicasts (Rand-MCM)
+
+
+def test_error_feedback_conserves_mass_inside_the_algorithms():
+    """EF methods (momentum 0, lr 1): x_0 - x_T + mean_i e_i(T) = sum_t mean_i g_i(t) for every tensor,
+    i.e. nothing a worker leaves out of its message is lost, and the residual sits before the reduce."""
+    w, steps = 3, 5
+    for method, opts in [("topk-ef", {"ratio": 0.2}), ("randk-ef", {"ratio": 0.2}),
+                         ("qsgd-ef", {"levels": 2, "bucket_size": 8})]:
+        def fn(c, method=method, opts=opts):
+            params = [p.clone().requires_grad_(True) for p in _init()]
+            algo = make_algorithm(method, params, c, momentum=0.0, **opts)
+            for t in range(steps):
+                for p, g in zip(params, _grads(c.rank, t), strict=True):
+                    p.grad = g
+                algo.step(1.0)
+            return [p.detach().clone() for p in params], [s["error"].clone() for s in algo.states]
+
+        res = run_threads(w, fn)
+        x0 = _init()
+        for k in range(len(SHAPES)):
+            total = sum(_grads(i, t)[k] for i in range(w) for t in range(steps)) / w
+            mean_err = sum(res[i][1][k] for i in range(w)) / w
+            assert mean_err.abs().sum() > 0  # the operators are lossy: the check is not vacuous
+            torch.testing.assert_close(x0[k] - res[0][0][k] + mean_err.view_as(x0[k]), total,
+                                       atol=1e-4, rtol=0)
