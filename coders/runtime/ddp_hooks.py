@@ -17,6 +17,11 @@ across ranks); use `coders.runtime.train` for them.
   with the reused Q re-orthogonalized, first Q from `numpy.random.RandomState(random_seed)`), so
   that both give the same model (tested on gloo).
 Every state counts `bits_up` (payload bits per worker, summed over buckets and steps).
+Per-bucket memories (EF residual, sign momentum) are keyed by the bucket index AND its layout
+(the shapes of its gradients): DDP rebuilds its buckets after the first iteration, and a memory
+kept for the old bucket `idx` would otherwise be added to different parameters (or fail on a
+size mismatch). On a layout change the memory restarts from zero (the PowerSGD state instead
+requires start_powerSGD_iter > 1, as PyTorch's).
 Collectives run synchronously inside the hook; the returned future is already completed.
 """
 
@@ -39,6 +44,15 @@ from coders.runtime.comm import DistComm
 
 __all__ = ["CompressorHookState", "compressor_hook", "SignVoteHookState", "sign_vote_hook",
            "PowerSGDHookState", "powersgd_hook"]
+
+
+def _bucket_memory(store: dict, bucket: dist.GradBucket, fresh: Any) -> Any:
+    """The memory kept for this bucket, restarted (`fresh`) when the bucket's layout changed."""
+    layout = tuple(tuple(g.shape) for g in bucket.gradients())
+    kept = store.get(bucket.index())
+    if kept is None or kept[0] != layout:
+        kept = store[bucket.index()] = (layout, fresh)
+    return kept[1]
 
 
 def _done(t: Tensor) -> torch.futures.Future[torch.Tensor]:
@@ -69,7 +83,7 @@ def compressor_hook(state: CompressorHookState,
     comm = DistComm(state.process_group)
     buf = bucket.buffer()
     w = comm.world_size
-    st = state.states.setdefault(bucket.index(), {"key": bucket.index()})
+    st = _bucket_memory(state.states, bucket, {"key": bucket.index()})
     op = state._op
     if state.compressor.linear:
         # divide by W before compressing so low-precision sums cannot overflow
@@ -102,14 +116,12 @@ def sign_vote_hook(state: SignVoteHookState, bucket: dist.GradBucket) -> torch.f
     """Replace the bucket by the majority vote sign(sum_i sign(m_i)) over workers."""
     comm = DistComm(state.process_group)
     buf = bucket.buffer()
-    m = state.momentum.get(bucket.index())
     g = buf.detach().float()
+    slot = _bucket_memory(state.momentum, bucket, {})
     if state.beta == 0.0:
         m = g
     else:
-        m = torch.zeros_like(g) if m is None else m
-        m = m.mul_(state.beta).add_(g, alpha=1 - state.beta)
-    state.momentum[bucket.index()] = m
+        m = slot.setdefault("m", torch.zeros_like(g)).mul_(state.beta).add_(g, alpha=1 - state.beta)
     packed = pack_signs(m)
     state.bits_up += packed.numel() * 8
     vote = majority_vote([unpack_signs(b, g.numel()) for b in comm.all_gather(packed)])
