@@ -325,13 +325,26 @@ class GradientRecorder:
         idx = self._idx.get(name)
         return t if idx is None else t.reshape(-1).index_select(0, idx)
 
-    def _buffer(self, key: str, like: Tensor) -> Tensor:
+    def _buffer(self, key: str, like: Tensor, shape: tuple[int, ...] | None = None) -> Tensor:
+        """The host buffer for ``key`` with ``like``'s dtype and ``shape`` (default ``like``'s)."""
         assert self._buffers is not None
+        shape = tuple(like.shape) if shape is None else shape
         buf = self._buffers.get(key)
-        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
-            buf = torch.empty(like.shape, dtype=like.dtype, pin_memory=like.device.type == "cuda")
+        if buf is None or tuple(buf.shape) != shape or buf.dtype != like.dtype:
+            buf = torch.empty(shape, dtype=like.dtype, pin_memory=like.device.type == "cuda")
             self._buffers[key] = buf
         return buf
+
+    def _put_grad(self, name: str, grad: Tensor) -> None:
+        """Stage one gradient; a sampled CPU gradient is gathered straight into its host buffer."""
+        idx = self._idx.get(name)
+        if (idx is not None and grad.device.type == "cpu" and not self.summary_only
+                and self.dtype in (None, grad.dtype)):
+            key = f"grad/{name}"
+            torch.index_select(grad.reshape(-1), 0, idx, out=self._buffer(key, grad, (idx.numel(),)))
+            self._keys.append(key)
+        else:
+            self._put("grad", name, self._values(name, grad))
 
     def _put(self, kind: str, name: str, value: Tensor) -> None:
         """Reduce ``value`` (already sampled) as configured and start its copy into a host buffer."""
@@ -377,7 +390,7 @@ class GradientRecorder:
         self._acquire_buffers()
         for name, p in self.params.items():
             if name in self._touched and p.grad is not None:
-                self._put("grad", name, self._values(name, p.grad.detach()))
+                self._put_grad(name, p.grad.detach())
 
     def _finish_step(self) -> None:
         if self.recording and (self._touched or self._keys):
