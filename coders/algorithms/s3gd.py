@@ -1,7 +1,8 @@
 """S3GD-MV: sparse sign SGD with majority vote.
 
-Park and Lee, "SignSGD with Federated Voting" / "Sparse-SignSGD with Majority Vote"
-(arXiv 2302.07475, ISIT 2023; official code chanho26/SignSGD_Codec, Algorithms/train_S3GD.py):
+Park and Lee, "Sparse-SignSGD with Majority Vote for Communication-Efficient Distributed Learning"
+(arXiv 2302.07475, ISIT 2023; official code chanho26/SignSGD_Codec, Algorithms/train_S3GD.py; their
+"SignSGD with Federated Voting" is a different method):
     worker m, per layer of N entries:  a <- beta a + g          (beta = accum_weight, default 1)
         S = top-K of |a|, K = ceil(sparsity N);  send sign(a_S) and S;  a[S] <- 0
     server: v = sign(sum_m s_m) in {-1, 0, +1}  (0 where nobody voted, or a tie)
