@@ -109,6 +109,9 @@ class EFSignSGD(Algorithm):
 
     def __init__(self, params: Iterable[Tensor], comm: Comm, *, momentum: float | None = None,
                  weight_decay: float = 0.0, **options):
+        if options.pop("nesterov", None):
+            raise ValueError(f"{self.name}: nesterov is not supported (heavy-ball momentum before the "
+                             "scaled sign, as epfml/error-feedback-SGD)")
         super().__init__(params, comm, momentum=0.0, nesterov=False, weight_decay=0.0, **options)
         self.mu = self.default_momentum if momentum is None else float(momentum)
         if not 0.0 <= self.mu < 1.0:

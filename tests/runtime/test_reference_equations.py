@@ -169,3 +169,13 @@ def test_error_feedback_conserves_mass_inside_the_algorithms():
             assert mean_err.abs().sum() > 0  # the operators are lossy: the check is not vacuous
             torch.testing.assert_close(x0[k] - res[0][0][k] + mean_err.view_as(x0[k]), total,
                                        atol=1e-4, rtol=0)
+
+
+def test_ef_signsgd_rejects_nesterov_with_a_clear_error():
+    import pytest
+
+    with pytest.raises(ValueError, match="nesterov"):
+        run_threads(1, lambda c: make_algorithm("ef-signsgd", [torch.zeros(2, requires_grad=True)], c,
+                                                nesterov=True))
+    run_threads(1, lambda c: make_algorithm("ef-signsgd", [torch.zeros(2, requires_grad=True)], c,
+                                            nesterov=False))
