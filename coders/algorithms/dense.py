@@ -2,7 +2,9 @@
 
 As PyTorch's `fp16_compress_hook` / `bf16_compress_wrapper`: divide by W BEFORE the cast so
 the low-precision sum cannot overflow, sum in the low-precision type, cast back. The local
-rule (momentum 0.9 by default) is applied to the averaged gradient.
+rule (momentum 0.9 by default) is applied to the averaged gradient. It is heavy-ball by default,
+while `powersgd` and the gossip methods default to Nesterov (their references' optimizer; PowerSGD's
+paper ran its SGD baseline with Nesterov too): pass nesterov=True to compare under the same rule.
 """
 
 from __future__ import annotations
