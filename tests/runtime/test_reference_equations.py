@@ -179,3 +179,35 @@ def test_ef_signsgd_rejects_nesterov_with_a_clear_error():
                                                 nesterov=True))
     run_threads(1, lambda c: make_algorithm("ef-signsgd", [torch.zeros(2, requires_grad=True)], c,
                                             nesterov=False))
+
+
+def test_powersgd_matches_the_paper_reducer_written_out():
+    """RankKReducer with reuse_query (momentum 0, lr 1): M_i = g_i + e_i;  P = sum_i M_i Q;
+    P_hat = orth(P);  Q = (1/W) sum_i M_i^T P_hat;  out = P_hat Q^T;  e_i = M_i - out;  x <- x - out;
+    vectors: the plain mean. The first Q is N(0, 1) from the shared seed (`initial_q`)."""
+    from coders.compressors.lowrank import initial_q, orthogonalize
+
+    w, steps, r = 3, 3, 2
+    got = _run("powersgd", w, steps, 1.0, rank=r, momentum=0.0)
+    x = _init()
+    mats = [0]  # (6, 5): r (m + n) < m n; the (7,) vector and the 3 x 4 view (r (m + n) = 14) are dense
+    err = {(i, k): 0.0 for i in range(w) for k in mats}
+    q = {k: initial_q(x[k].reshape(x[k].shape[0], -1).shape[1], r, 0, k, torch.device("cpu"), torch.float32)
+         for k in mats}
+    for t in range(steps):
+        g = [_grads(i, t) for i in range(w)]
+        for k in range(len(x)):
+            if k not in mats:
+                x[k] = x[k] - sum(g[i][k] for i in range(w)) / w
+                continue
+            m = [g[i][k].reshape(x[k].shape[0], -1) + err[(i, k)] for i in range(w)]
+            p_hat = orthogonalize(sum(mi @ q[k] for mi in m))
+            q[k] = sum(mi.T @ p_hat for mi in m) / w
+            out = p_hat @ q[k].T
+            for i in range(w):
+                err[(i, k)] = m[i] - out
+            x[k] = x[k] - out.reshape(x[k].shape)
+    for a, b in zip(got[0], x, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    plain = _init()[0] - sum(_grads(i, t)[0] for i in range(w) for t in range(steps)) / w
+    assert not torch.allclose(got[0][0], plain, atol=1e-3)  # the matrix really went through rank r
