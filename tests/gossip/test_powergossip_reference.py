@@ -2,6 +2,7 @@
 
 import torch
 
+from coders.algorithms.gossip import GOSSIP_METHODS as GOSSIP
 from coders.algorithms.gossip import PowerGossip
 from coders.compressors import orthogonalize
 from coders.runtime.comm import run_threads
@@ -59,3 +60,52 @@ def test_powergossip_follows_the_reference_iteration():
     # the matrices moved towards each other but are not yet equal (rank 1 per step)
     assert not torch.allclose(res[0][2][0], res[1][2][0], atol=1e-3)
     assert not torch.allclose(res[0][2][0], res[0][0][0])
+
+
+def _run_compressed(method: str, topo, gamma: float):
+    def fn(c):
+        g = torch.Generator().manual_seed(20 + c.rank)
+        params = [torch.randn(4, 3, generator=g), torch.randn(5, generator=g)]
+        init = [p.clone() for p in params]
+        algo = GOSSIP[method](params, c, topo, gamma=gamma, momentum=0.0)
+        for _ in range(STEPS):
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            algo.step(0.0)
+        return init, [p.clone() for p in params]
+
+    return run_threads(W, fn)
+
+
+def _scaled_sign(x: torch.Tensor) -> torch.Tensor:
+    return x.abs().mean() * torch.where(x >= 0, 1.0, -1.0)
+
+
+def test_choco_and_deepsqueeze_follow_the_reference_updates():
+    """Choco: q_i = C(x_i - xh_i); xh_i += q_i; s_i += sum_{j in N(i)+i} w_ij q_j; x_i += g (s_i - xh_i).
+    DeepSqueeze: v_i = x_i + d_i; d_i = v_i - C(v_i); x_i += g sum_{j != i} w_ij (C(v_j) - C(v_i)).
+    C = sign-and-norm, per tensor; x_hat, s, delta start at 0."""
+    topo = make_topology("ring", W)
+    nb = {i: list(topo.neighbours(i)) for i in range(W)}
+    for method, gamma in (("choco-sign", 0.45), ("deepsqueeze", 0.3)):
+        res = _run_compressed(method, topo, gamma)
+        for k in range(2):
+            xs = [res[i][0][k].clone() for i in range(W)]
+            a = [torch.zeros_like(xs[0]) for _ in range(W)]  # x_hat (Choco) / delta (DeepSqueeze)
+            s = [torch.zeros_like(xs[0]) for _ in range(W)]
+            for _ in range(STEPS):
+                if method == "choco-sign":
+                    q = [_scaled_sign(xs[i] - a[i]) for i in range(W)]
+                    for i in range(W):
+                        a[i] = a[i] + q[i]
+                        s[i] = s[i] + topo.weight(i, i) * q[i] + sum(topo.weight(i, j) * q[j] for j in nb[i])
+                    xs = [xs[i] + gamma * (s[i] - a[i]) for i in range(W)]
+                else:
+                    v = [xs[i] + a[i] for i in range(W)]
+                    cv = [_scaled_sign(vi) for vi in v]
+                    a = [v[i] - cv[i] for i in range(W)]
+                    xs = [xs[i] + gamma * sum(topo.weight(i, j) * (cv[j] - cv[i]) for j in nb[i])
+                          for i in range(W)]
+            for i in range(W):
+                torch.testing.assert_close(res[i][1][k], xs[i], atol=1e-5, rtol=1e-5)
+            assert not torch.allclose(res[0][1][k], res[0][0][k])
