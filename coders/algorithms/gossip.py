@@ -427,7 +427,8 @@ class ChocoTopK(ChocoSGD):
     """Choco-SGD with top-k (default 1% per tensor, gamma 0.0375 as tuned in epfml/powergossip).
 
     The indices travel as int32 (`coders.compressors.TopK`, as GRACE and the PowerSGD paper code);
-    epfml/powergossip's `TopK` sends int64, so its messages are 32 k bits larger than ours.
+    epfml/powergossip's `TopK` sends int64, so its messages are 32 k bits larger than ours. k is
+    ceil(ratio d) here and floor (at least 1) there: at most one entry apart.
     """
 
     name = "choco-topk"
@@ -437,6 +438,10 @@ class ChocoTopK(ChocoSGD):
 
 class ChocoRandK(ChocoSGD):
     """Choco-SGD with shared-seed random-k (1% per tensor, values only; contractive, not rescaled).
+
+    Deliberate difference: epfml/powergossip's `RandomK` draws positions independently on each
+    worker and sends them (int64) with the values; here every worker draws the same positions
+    from the shared seed, so only the 32 k value bits travel (Choco needs no particular positions).
 
     No tuned value in the reference; gamma 0.01 from a sweep on digits-cnn, ring of 8
     (0.0375 let the consensus distance grow, 0.1 diverged; benchmarks/RESULTS.md).
