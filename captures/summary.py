@@ -14,6 +14,7 @@ The histogram has ``bins`` equal-width bins on ``[min, max]`` of the finite entr
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -53,9 +54,9 @@ def layer_summary(x: Tensor, bins: int) -> tuple[Tensor, Tensor]:
 def _summary_finite_cpu(x: Tensor, shift: float, bins: int) -> tuple[Tensor, Tensor]:
     """The summary of a finite 1-d float32/float64 CPU tensor, in blocks of :data:`_BLOCK` entries.
 
-    Each block is converted to float64 once (into a reused buffer) and all sums are accumulated in
-    float64: S_abs = sum |x| and the shifted power sums S_k = sum (x - c)^k, k = 1..4, with c
-    = ``shift`` (the float32 mean, within ~1e-6 std of the true mean, so nothing cancels). With
+    Each block is converted to float64 once (into a buffer reused across calls) and all sums are
+    accumulated in float64: S_abs = sum |x| and the shifted power sums S_k = sum (x - c)^k, k = 1..4,
+    with c = ``shift`` (the float32 mean, within ~1e-6 std of the true mean, so nothing cancels). With
     delta = S_1 / n: mean = c + delta, m_2 = S_2/n - delta^2,
     m_4 = S_4/n - 4 delta S_3/n + 6 delta^2 S_2/n - 3 delta^4 (binomial expansion of (x - c - delta)^4).
     The histogram bin of an entry is floor((x - min) * bins / (max - min)) in float64, the last bin
@@ -64,42 +65,50 @@ def _summary_finite_cpu(x: Tensor, shift: float, bins: int) -> tuple[Tensor, Ten
     n = x.numel()
     mn, mx = torch.aminmax(x)
     lo, hi = float(mn), float(mx)
+    if hi == lo:  # a constant tensor: exact, whatever the rounding of the shift
+        counts = torch.zeros(bins, dtype=torch.int64)
+        counts[0] = n
+        moments = [float(n), lo, 0.0, abs(lo), float("nan"), lo, hi, float(n if lo == 0 else 0), 0.0]
+        return torch.tensor(moments, dtype=torch.float64), counts
     zeros = n - int(torch.count_nonzero(x))
-    m = min(n, _BLOCK)
-    buf = torch.empty(m, dtype=torch.float64)
-    tmp = torch.empty(m, dtype=torch.float64)
-    idx = torch.empty(m, dtype=torch.int32)
+    buf, tmp, idx = _scratch()
+    scale = bins / (hi - lo)
     counts = torch.zeros(bins, dtype=torch.int64)
-    scale = bins / (hi - lo) if hi > lo else 0.0
     s_abs = s1 = s2 = s3 = s4 = 0.0
-    for start in range(0, n, m):
-        k = min(m, n - start)
-        b, t = buf[:k], tmp[:k]
+    for start in range(0, n, _BLOCK):
+        k = min(_BLOCK, n - start)
+        b, t, i = buf[:k], tmp[:k], idx[:k]
         b.copy_(x[start:start + k])
         s_abs += float(torch.abs(b, out=t).sum())
-        if scale:
-            i = idx[:k]
-            # x >= lo, so int32 truncation is floor; int32 bincount is much faster than int64
-            i.copy_(torch.sub(b, lo, out=t).mul_(scale))
-            counts += torch.bincount(i.clamp_(max=bins - 1), minlength=bins)
+        # x >= lo, so int32 truncation is floor; int32 bincount is much faster than int64
+        i.copy_(torch.sub(b, lo, out=t).mul_(scale))
+        counts += torch.bincount(i.clamp_(max=bins - 1), minlength=bins)
         b.sub_(shift)
         s1 += float(b.sum())
         s2 += float(torch.dot(b, b))
         torch.mul(b, b, out=t)
         s3 += float(torch.dot(t, b))
         s4 += float(torch.dot(t, t))
-    if scale:
-        delta = s1 / n
-        mean = shift + delta
-        m2 = max(s2 / n - delta * delta, 0.0)
-        m4 = s4 / n - 4.0 * delta * s3 / n + 6.0 * delta * delta * s2 / n - 3.0 * delta ** 4
-    else:  # a constant tensor: exact, whatever the rounding of the shift
-        mean, m2, m4 = lo, 0.0, 0.0
-        counts[0] = n
+    delta = s1 / n
+    mean = shift + delta
+    m2 = max(s2 / n - delta * delta, 0.0)
+    m4 = s4 / n - 4.0 * delta * s3 / n + 6.0 * delta * delta * s2 / n - 3.0 * delta ** 4
     kurt = m4 / (m2 * m2) - 3.0 if m2 > 0 else float("nan")
-    moments = torch.tensor([float(n), mean, math.sqrt(m2), s_abs / n, kurt, lo, hi, float(zeros), 0.0],
-                           dtype=torch.float64)
-    return moments, counts
+    moments = [float(n), mean, math.sqrt(m2), s_abs / n, kurt, lo, hi, float(zeros), 0.0]
+    return torch.tensor(moments, dtype=torch.float64), counts
+
+
+_local = threading.local()
+
+
+def _scratch() -> tuple[Tensor, Tensor, Tensor]:
+    """This thread's block buffers (float64 x2, int32), made once: no allocation per layer."""
+    bufs = getattr(_local, "bufs", None)
+    if bufs is None:
+        bufs = (torch.empty(_BLOCK, dtype=torch.float64), torch.empty(_BLOCK, dtype=torch.float64),
+                torch.empty(_BLOCK, dtype=torch.int32))
+        _local.bufs = bufs
+    return bufs
 
 
 def _summary_masked(x: Tensor, bins: int) -> tuple[Tensor, Tensor]:
