@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from captures import GradientRecorder, make_workload  # noqa: E402
+from captures.summary import layer_summary  # noqa: E402
 
 MODES = {
     "off": None,
@@ -121,6 +122,28 @@ def per_record_costs(args: argparse.Namespace, records: int = 10) -> list[dict]:
     return rows
 
 
+def summary_cost(args: argparse.Namespace, reps: int = 7) -> dict:
+    """CPU time of the summary-only reductions of one record: ``layer_summary`` of every gradient.
+
+    On the CPU the recorder runs these in its writer thread; here they run alone in this thread
+    (best of ``reps``), which is the cost that shows as extra CPU per recorded step.
+    """
+    wl = make_workload("stdlib-lm", seed=0, device=args.device, d_model=args.d_model, n_heads=8,
+                       n_layers=args.layers, d_ff=4 * args.d_model, seq_len=args.seq_len)
+    wl.step()
+    grads = [p.grad.detach().clone() for p in wl.model.parameters() if p.grad is not None]
+    sync = torch.cuda.synchronize if wl.device.type == "cuda" else (lambda: None)
+    best = float("inf")
+    for _ in range(reps):
+        sync()
+        c0 = time.process_time()
+        for g in grads:
+            layer_summary(g, 64)
+        sync()
+        best = min(best, time.process_time() - c0)
+    return {"entries": sum(g.numel() for g in grads), "layers": len(grads), "cpu_ms": 1e3 * best}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=40)
@@ -162,6 +185,10 @@ def main() -> None:
     for r in per_record_costs(args):
         print(f"| {r['mode']} | {r['main_ms']:.1f} | {100 * r['main_ms'] / step_ms:.1f} | "
               f"{r['write_ms']:.1f} |")
+    sc = summary_cost(args)
+    print()
+    print(f"summary-only reductions of one record (layer_summary, 64 bins, {sc['layers']} layers, "
+          f"{sc['entries'] / 1e6:.2f}M entries, one thread): {sc['cpu_ms']:.1f} ms CPU")
 
 
 if __name__ == "__main__":
