@@ -9,13 +9,10 @@ paper ran its SGD baseline with Nesterov too): pass nesterov=True to compare und
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 from torch import Tensor
 
 from coders.algorithms.base import Algorithm, StepStats, Timer, ring_allreduce_bits
-from coders.runtime.comm import Comm
 
 __all__ = ["DenseAllReduce", "FP32AllReduce", "FP16AllReduce", "BF16AllReduce"]
 
@@ -43,9 +40,6 @@ class DenseAllReduce(Algorithm):
     pattern = "allreduce"
     default_momentum = 0.9
     wire_dtype = torch.float32
-
-    def __init__(self, params: Iterable[Tensor], comm: Comm, **options):
-        super().__init__(params, comm, **options)
 
     def step(self, lr: float) -> StepStats:
         self._check_lr(lr)
