@@ -207,14 +207,26 @@ def _block_rms(a: np.ndarray, block: int) -> np.ndarray:
 
 
 def _rms(a: np.ndarray) -> float:
-    """sqrt(mean(a^2)) without a full-size temporary."""
+    """sqrt(mean(a^2)) accumulated in float64 over 64k-entry blocks (no full-size temporary).
+
+    The values are divided by max |a| first, so the result is right over the whole float range
+    (float32 squares under- or overflow below 1e-19 / above 1e19; float64 ones above 1e154), and
+    a float32 and a float64 copy of the same data give the same step on every BLAS kernel.
+    """
     if a.size == 0:
         return 0.0
-    if a.dtype == np.float32:
-        # BLAS dot in float32: ~1e-5 relative error, 10x faster than a float64 pass; the step is
-        # sent as side information, so the decoder never recomputes it
-        return math.sqrt(max(float(np.dot(a, a)), 0.0) / a.size)
-    return math.sqrt(float(np.dot(a, a)) / a.size)
+    m = max(float(a.max()), -float(a.min()))
+    if not m > 0:
+        return 0.0
+    inv, total = 1.0 / m, 0.0
+    for i in range(0, a.size, _RMS_BLOCK):
+        b = a[i:i + _RMS_BLOCK].astype(np.float64)
+        b *= inv
+        total += float(np.dot(b, b))
+    return m * math.sqrt(total / a.size)
+
+
+_RMS_BLOCK = 1 << 16
 
 
 def _step32(step: float) -> float:
@@ -383,7 +395,13 @@ class UniformQuantizer:
         if self.step is not None:
             step = float(self.step)
         elif self.scale_mult is not None and self.family is None:
-            rms = float(torch.sqrt(torch.mean(u.double() ** 2))) if u.numel() else 0.0
+            if u.device.type == "cpu":
+                rms = _rms(u.numpy())  # the numpy path's own arithmetic: the same step, bit for bit
+            elif u.numel():
+                m = float(u.abs().max())
+                rms = m * float(torch.sqrt(torch.mean((u.double() / m) ** 2))) if m > 0 else 0.0
+            else:
+                rms = 0.0
             step = self.scale_mult * rms
             step = _step32(step)
         elif self.scale_mult is not None:

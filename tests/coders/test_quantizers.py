@@ -109,6 +109,24 @@ def test_torch_path_matches_numpy(x):
         np.testing.assert_allclose(out.numpy(), q.dequantize(a), rtol=1e-6)
 
 
+def test_step_from_scale_is_float64_exact_and_scale_invariant(x):
+    # the step is computed in float64 whatever the input dtype: a float32 array, its float64 copy and
+    # a torch tensor give one step (a float32 BLAS dot made it depend on the CPU's kernel)
+    q = UniformQuantizer(scale_mult=0.5)
+    exact = 0.5 * math.sqrt(math.fsum(v * v for v in x.astype(np.float64).tolist()) / x.size)
+    steps = {q.quantize(x).step, q.quantize(x.astype(np.float64)).step, q.quantize(torch.from_numpy(x)).step}
+    assert steps == {float(np.float32(exact))}
+    # scale invariance over the float range: scaling by a power of two scales the step and keeps symbols
+    base = q.quantize(x.astype(np.float64)).symbols
+    for p2 in (-100, -60, 60, 100):
+        y = x.astype(np.float32) * np.float32(2.0**p2)
+        r = q.quantize(y)
+        np.testing.assert_array_equal(r.symbols, base)
+    for p2 in (-100, 100):
+        r = q.quantize(torch.from_numpy(x.astype(np.float64) * 2.0**p2))
+        np.testing.assert_array_equal(r.symbols, base)
+
+
 @pytest.mark.cuda
 def test_cuda_input_stays_on_device(x):
     xt = torch.from_numpy(x).cuda()
