@@ -25,6 +25,7 @@ from captures.store import (
     CaptureRecord,
     CaptureWriter,
     open_capture,
+    resolve_capture_dir,
     write_capture,
 )
 from captures.workloads import WORKLOADS, Workload, capture_workload, make_workload
@@ -40,5 +41,6 @@ __all__ = [
     "capture_workload",
     "make_workload",
     "open_capture",
+    "resolve_capture_dir",
     "write_capture",
 ]

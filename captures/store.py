@@ -561,6 +561,20 @@ def _human_bytes(n: int) -> str:
     return f"{n:.1f} TiB"
 
 
+def resolve_capture_dir(path: str | os.PathLike) -> Path:
+    """The capture directory that `path` names: the path itself, or its ``capture/`` sub-directory
+    when `path` is a run directory (``runs/x`` holding ``runs/x/capture``)."""
+    p = Path(path)
+    sub = p / "capture"
+    if _has_manifest(sub) and not _has_manifest(p):
+        return sub
+    return p
+
+
+def _has_manifest(d: Path) -> bool:
+    return (d / "manifest.json").is_file() or any(d.glob("manifest.rank*.json"))
+
+
 def open_capture(path: str | os.PathLike) -> Capture:
     """Open the capture directory ``path`` for lazy reading (see :class:`Capture`)."""
     return Capture(path)

@@ -155,3 +155,12 @@ def test_write_capture_refuses_existing_and_bad_input(cap, arrays, tmp_path):
 def test_manifest_accepts_numpy_scalars(tmp_path):
     cap = write_capture(tmp_path / "c", {0: {"a": np.ones(2)}}, every=np.int64(2))
     assert cap.manifest["every"] == 2
+
+
+def test_resolve_capture_dir_accepts_run_and_capture_dirs(tmp_path):
+    from captures import resolve_capture_dir
+
+    cap = write_capture(tmp_path / "run" / "capture", {0: {"w": np.ones(4, np.float32)}})
+    assert resolve_capture_dir(tmp_path / "run") == cap.path
+    assert resolve_capture_dir(cap.path) == cap.path
+    assert resolve_capture_dir(tmp_path / "nowhere") == tmp_path / "nowhere"  # opening it gives the error
