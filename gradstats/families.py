@@ -2,9 +2,13 @@
 
 Every family is a frozen distribution with the same small verbs as `scipy.stats` (`pdf`, `logpdf`,
 `cdf`, `sf`, `ppf`, `isf`, `logcdf`, `logsf`), plus `interval_probs(edges)` for codebooks,
-`sample(n, rng)`, `params` (a dict by name), `n_params` and a `fit(x)` classmethod. The math is
-delegated to `scipy.stats` / `scipy.special`; only what scipy lacks is written here (the log tail
-of the Laplace, the zero-inflated mixture).
+`sample(n, rng)`, `params` (a dict by name), `n_params`, and the estimators as classmethods, as
+scipy's own: `fit(x)` returns the fitted frozen family, `estimate(v, loc, method)` the numbers
+behind it (`Estimate`) for the `gradstats.fit` facade. Normal and Laplace are fitted in closed
+form, GenNorm by `gradstats.gennorm_solver`, StudentT by `gradstats.studentt_solver`, and
+ZeroInflated fits its base on the non-zeros. The densities are delegated to `scipy.stats` /
+`scipy.special`; only what scipy lacks is written here (the log tail of the Laplace, the
+zero-inflated mixture).
 
 Parameterizations follow scipy: `GenNorm(beta, loc, scale)` has density
 beta / (2 scale Gamma(1/beta)) exp(-|(x - loc) / scale|^beta) (Nadarajah 2005, "A generalized
@@ -13,12 +17,29 @@ normal distribution"); beta = 2 is Normal(loc, scale / sqrt 2), beta = 1 is Lapl
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.stats
 
+from gradstats.arrays import ConstantSample, chunked_sum, median, parse_loc, prepare
+from gradstats.gennorm_solver import fit_gennorm
+from gradstats.studentt_solver import fit_t
+
 ArrayLike = Any
+
+
+@dataclass
+class Estimate:
+    """What a family's estimator returns: parameters by name, the maximized log-likelihood (NaN
+    where the caller must evaluate it, e.g. for method='moments'), flags, standard errors."""
+
+    params: dict[str, float]
+    loglik: float
+    flags: list[str] = field(default_factory=list)
+    se: dict[str, float] = field(default_factory=dict)
 
 
 def _f64(x: ArrayLike) -> np.ndarray:
@@ -128,14 +149,34 @@ class Family:
         return np.clip(out, 0.0, 1.0)
 
     @classmethod
-    def fit(cls, x: ArrayLike, loc: str | float = "fit", **kwargs: Any) -> Family:
-        """Maximum-likelihood fit of this family to `x`; see `gradstats.fitting.fit` for options."""
-        from gradstats.fitting import fit
+    def estimate(cls, x: ArrayLike, loc: float | None, method: str) -> Estimate:
+        """The family's estimator on a prepared finite 1-D vector (`arrays.prepare`).
 
-        result = fit(x, family=cls.name, loc=loc, **kwargs)
-        if result.dist is None:
-            raise ValueError(f"{cls.name} fit is degenerate: {'; '.join(result.flags)}")
-        return result.dist
+        loc None estimates the location, a number holds it; method 'mle' or 'moments'.
+        Raises `ConstantSample` when the sample has no spread.
+        """
+        raise NotImplementedError(f"{cls.__name__} has no estimator")
+
+    @classmethod
+    def fit(cls, x: ArrayLike, loc: str | float = "fit", method: str = "mle",
+            nan_policy: str = "raise") -> Family:
+        """Maximum-likelihood (or moments) fit of this family to the entries of `x`, frozen.
+
+        The same estimate as `gradstats.fit(x, cls.name, ...)`, without its flags and criteria;
+        a sample that cannot be fitted (empty, constant) raises ValueError.
+        """
+        if method not in ("mle", "moments"):
+            raise ValueError(f"method must be 'mle' or 'moments', got {method!r}")
+        loc_value = parse_loc(loc)
+        v, _ = prepare(x, nan_policy)
+        if len(v) == 0:
+            raise ValueError(f"{cls.name} fit is degenerate: empty: no finite entries to fit")
+        try:
+            est = cls.estimate(v, loc_value, method)
+        except ConstantSample as d:
+            raise ValueError(f"{cls.name} fit is degenerate: constant: all {len(v)} entries equal "
+                             f"{d.value:.6g} (a point mass; no scale can be fitted)") from None
+        return cls(**est.params)
 
 
 class _ScipyFamily(Family):
@@ -165,6 +206,17 @@ class Normal(_ScipyFamily):
     def __init__(self, loc: float = 0.0, scale: float = 1.0):
         self._freeze(loc=loc, scale=scale)
 
+    @classmethod
+    def estimate(cls, x: ArrayLike, loc: float | None, method: str) -> Estimate:
+        """Closed form (MLE and moments agree): mean, root mean square deviation;
+        loglik = -n/2 (log(2 pi var) + 1)."""
+        n = len(x)
+        mu = chunked_sum(x, lambda c: (c.sum(),), 1)[0] / n if loc is None else float(loc)
+        var = chunked_sum(x, lambda c: (((c - mu) ** 2).sum(),), 1)[0] / n
+        if var == 0:
+            raise ConstantSample(mu)
+        return Estimate({"loc": mu, "scale": math.sqrt(var)}, -0.5 * n * (math.log(2 * math.pi * var) + 1))
+
 
 class Laplace(_ScipyFamily):
     """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale)."""
@@ -188,6 +240,20 @@ class Laplace(_ScipyFamily):
         """log F(x) in closed form, the mirror image of `logsf`."""
         return self.logsf(2 * self.loc - _f64(x))
 
+    @classmethod
+    def estimate(cls, x: ArrayLike, loc: float | None, method: str) -> Estimate:
+        """MLE in closed form: median, mean absolute deviation from it; loglik = -n (log(2 b) + 1).
+        Moments: the Normal's mean, and scale = standard deviation / sqrt 2."""
+        n = len(x)
+        if method == "moments":
+            p = Normal.estimate(x, loc, method).params
+            return Estimate({"loc": p["loc"], "scale": p["scale"] / math.sqrt(2)}, math.nan)
+        mu = median(x) if loc is None else float(loc)
+        b = chunked_sum(x, lambda c: (abs(c - mu).sum(),), 1)[0] / n
+        if b == 0:
+            raise ConstantSample(mu)
+        return Estimate({"loc": mu, "scale": b}, -n * (math.log(2 * b) + 1))
+
 
 class GenNorm(_ScipyFamily):
     """Generalized normal GenNorm(beta, loc, scale) (scipy `gennorm`).
@@ -204,6 +270,11 @@ class GenNorm(_ScipyFamily):
     def __init__(self, beta: float = 2.0, loc: float = 0.0, scale: float = 1.0):
         self._freeze(beta=beta, loc=loc, scale=scale)
 
+    @classmethod
+    def estimate(cls, x: ArrayLike, loc: float | None, method: str) -> Estimate:
+        """Profile-likelihood Newton in beta (`gradstats.gennorm_solver`), se of beta included."""
+        return Estimate(*fit_gennorm(x, loc, method))
+
 
 class StudentT(_ScipyFamily):
     """Student's t StudentT(df, loc, scale) (scipy `t`): polynomial tails, P(|X| > x) ~ x^-df."""
@@ -214,6 +285,11 @@ class StudentT(_ScipyFamily):
 
     def __init__(self, df: float = 5.0, loc: float = 0.0, scale: float = 1.0):
         self._freeze(df=df, loc=loc, scale=scale)
+
+    @classmethod
+    def estimate(cls, x: ArrayLike, loc: float | None, method: str) -> Estimate:
+        """L-BFGS-B on (log df, log scale, loc) (`gradstats.studentt_solver`)."""
+        return Estimate(*fit_t(x, loc, method))
 
 
 class ZeroInflated(Family):
@@ -324,16 +400,16 @@ class ZeroInflated(Family):
         return out
 
     @classmethod
-    def fit(cls, x: ArrayLike, loc: str | float = "fit", family: str = "gennorm",  # type: ignore[override]
-            **kwargs: Any) -> ZeroInflated:
-        """pi = fraction of exact zeros, `family` fitted by maximum likelihood on the non-zeros."""
-        from gradstats.fitting import fit
-
-        base = family.removeprefix("zi-")
-        result = fit(x, family=f"zi-{base}", loc=loc, **kwargs)
-        if result.dist is None:
-            raise ValueError(f"zi-{base} fit is degenerate: {'; '.join(result.flags)}")
-        return result.dist  # type: ignore[return-value]
+    def fit(cls, x: ArrayLike, loc: str | float = "fit", method: str = "mle",  # type: ignore[override]
+            nan_policy: str = "raise", family: str = "gennorm") -> ZeroInflated:
+        """pi = fraction of exact zeros, `family` fitted (`Family.fit`) on the non-zeros."""
+        base = FAMILIES[family_name(family).removeprefix("zi-")]
+        v, _ = prepare(x, nan_policy)
+        nonzero = v[v != 0]
+        if len(v) == 0 or len(nonzero) == 0:
+            raise ValueError(f"zi-{base.name} fit is degenerate: "
+                             + (f"all_zero: all {len(v)} entries are exactly 0" if len(v) else "empty"))
+        return cls(base.fit(nonzero, loc=loc, method=method), (len(v) - len(nonzero)) / len(v))
 
 
 FAMILIES: dict[str, type[Family]] = {"normal": Normal, "laplace": Laplace, "gennorm": GenNorm, "t": StudentT}

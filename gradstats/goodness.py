@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from gradstats.arrays import is_torch
 from gradstats.families import Family, ZeroInflated
 
 MAX_N = 200_000
@@ -27,14 +28,9 @@ TAIL_MIN_COUNT = 10
 """A tail probability p is reported only when n p >= this many entries lie beyond t_p."""
 
 
-def _is_torch(x: Any) -> bool:
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(x, torch.Tensor)
-
-
 def _finite_vector(x: Any) -> Any:
     """x flattened (numpy or torch, own dtype); ValueError if it holds NaN or Inf."""
-    if _is_torch(x):
+    if is_torch(x):
         v = x.detach().reshape(-1)
         bad = int((~v.isfinite()).sum()) if v.is_floating_point() else 0
     else:
@@ -53,10 +49,10 @@ def _host_sample(x: Any, max_n: int | None, seed: int) -> np.ndarray:
     n = len(v)
     if max_n is not None and n > max_n:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=int(max_n), replace=False))
-        if _is_torch(v):
+        if is_torch(v):
             idx = sys.modules["torch"].as_tensor(idx, device=v.device)
         v = v[idx]
-    if _is_torch(v):
+    if is_torch(v):
         return v.double().cpu().numpy()
     return np.asarray(v, dtype=np.float64)
 
@@ -124,14 +120,14 @@ def nll_bits(x: Any, dist: Family, chunk: int = 1 << 18) -> float:
     tot = 0.0
     for i in range(0, len(v), chunk):
         c = v[i : i + chunk]
-        c = c.double().cpu().numpy() if _is_torch(c) else np.asarray(c, np.float64)
+        c = c.double().cpu().numpy() if is_torch(c) else np.asarray(c, np.float64)
         tot += float(dist.logpdf(c).sum())
     return -tot / (len(v) * math.log(2.0))
 
 
 def _upper_order_stats(a: Any, k: int) -> np.ndarray:
     """The k largest entries of a, ascending, float64 on the host."""
-    if _is_torch(a):
+    if is_torch(a):
         return np.sort(a.topk(k).values.double().cpu().numpy())
     return np.sort(np.partition(a, a.size - k)[a.size - k :]).astype(np.float64)
 
@@ -145,7 +141,7 @@ def tail_quantiles(x: Any, loc: float, ps: tuple[float, ...] = TAIL_PS) -> dict[
     v = _finite_vector(x)
     n = len(v)
     # |x - loc| in the sample's own precision (float32 at least): no float64 copy of the sample
-    if _is_torch(v):
+    if is_torch(v):
         torch = sys.modules["torch"]
         w = v if v.dtype in (torch.float32, torch.float64) else v.float()
         a = (w - loc).abs()

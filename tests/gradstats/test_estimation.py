@@ -2,7 +2,6 @@
 
 import math
 import tracemalloc
-import warnings
 
 import numpy as np
 import pytest
@@ -10,13 +9,7 @@ import scipy.stats as st
 import torch
 
 from gradstats import Fit, GenNorm, Laplace, ZeroInflated, fit
-from gradstats.fitting import (
-    _gennorm_grad_hess,
-    _gennorm_profile,
-    _gennorm_sums,
-    gennorm_beta_from_ratio,
-    gennorm_moment_ratio,
-)
+from gradstats.fitting import gennorm_beta_from_ratio, gennorm_moment_ratio
 
 
 def _gennorm_sample(beta, scale, n, seed, loc=0.0):
@@ -83,37 +76,8 @@ def test_gennorm_free_loc_beta_below_one_float32_at_least_scipy(beta, n, seed):
     assert f.loglik >= st.gennorm.logpdf(x64, b, loc, s).sum() - 1e-6
 
 
-def test_gennorm_loc_polish_is_the_best_data_point():
-    from gradstats.fitting import _gennorm_loc_polish
-
-    x = st.gennorm.rvs(0.6, scale=1.0, size=20_000, random_state=7)
-    beta, mu, w = 0.6, 0.01, 2e-3
-    got = _gennorm_loc_polish(x, beta, mu, w, float(np.abs(x).max()))
-    cands = np.concatenate([[mu], x[np.abs(x - mu) <= w]])
-    assert cands.size > 5
-    q = (np.abs(x[None, :] - cands[:, None]) ** beta).sum(axis=1)
-    assert got == pytest.approx(cands[np.argmin(q)], abs=1e-15)
-    # the same through torch
-    torch = pytest.importorskip("torch")
-    assert _gennorm_loc_polish(torch.from_numpy(x), beta, mu, w, float(np.abs(x).max())) == got
-
-
 def _scipy_kw(f):
     return {"beta": f.params["beta"], "loc": f.params["loc"], "scale": f.params["scale"]}
-
-
-def test_profile_derivatives_match_finite_differences():
-    x = _gennorm_sample(0.9, 1.0, 20_000, seed=3)
-    c, n = float(np.abs(x).max()), x.size
-
-    def prof(b):
-        return _gennorm_profile(b, _gennorm_sums(x, 0.0, b, c, False)[0], n, math.log(c))
-
-    for b in (0.5, 0.9, 2.0):
-        g, h = _gennorm_grad_hess(b, *_gennorm_sums(x, 0.0, b, c, False), n)
-        e = 1e-4
-        assert g == pytest.approx((prof(b + e) - prof(b - e)) / (2 * e), rel=1e-5, abs=1e-9)
-        assert h == pytest.approx((prof(b + e) - 2 * prof(b) + prof(b - e)) / e**2, rel=1e-3)
 
 
 def test_moment_ratio_inverts_and_has_known_values():
@@ -284,35 +248,3 @@ def test_fit_result_is_a_dataclass_with_a_frozen_family():
     assert isinstance(f, Fit) and f.family == "normal" and f.n == 1000 and f.seconds > 0
     assert f.dist.params == f.params
     assert GenNorm.fit(_gennorm_sample(1.5, 1.0, 5000, seed=1), loc=0.0).beta == pytest.approx(1.5, rel=0.1)
-
-
-def test_large_float32_fixed_loc_fit_reads_the_data_twice(monkeypatch):
-    """One float32 pass (Taylor model in beta) + one float64 pass; the rest runs on a subsample."""
-    import gradstats.fitting as fitting
-
-    n = 400_000
-    x = _gennorm_sample(0.9, 1e-3, n, seed=12).astype(np.float32)
-    full = []
-    for name in ("_reduce", "_reduce_f32"):
-        orig = getattr(fitting, name)
-
-        def counted(v, *a, _orig=orig, _name=name, **k):
-            if len(v) == n:
-                full.append(_name)
-            return _orig(v, *a, **k)
-
-        monkeypatch.setattr(fitting, name, counted)
-    f = fit(x, "gennorm", loc=0.0)
-    assert full == ["_reduce_f32", "_reduce"]
-    ref = fit(x.astype(np.float64), "gennorm", loc=0.0)
-    assert f.loglik == pytest.approx(ref.loglik, abs=1e-5)
-
-
-def test_loc_polish_with_an_empty_window_and_entries_at_the_loc_is_clean():
-    from gradstats.fitting import _gennorm_loc_polish
-
-    # w = 0 sends every entry, those exactly at the loc included, to the far-field series
-    x = np.r_[np.zeros(1000), np.random.default_rng(0).laplace(size=5000)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        assert _gennorm_loc_polish(x, 0.7, 0.0, 0.0, 1.0) == 0.0

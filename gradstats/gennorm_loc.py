@@ -1,0 +1,194 @@
+"""The location of a GenNorm at fixed shape beta: the one-dimensional searches of the profile solver.
+
+For beta >= 1 the loc objective Q(m) = sum |x - m|^beta is convex and the loc is the root of its
+derivative (`loc_root`, Brent in a grown bracket). For beta < 1 Q has a cusp at every data point:
+a bounded Brent search finds the smooth large-scale minimum (`loc_search`) and `loc_polish` steps
+over the data points near it, since the exact maximum of the likelihood sits on one of them.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+
+from gradstats.arrays import (
+    array_namespace,
+    chunked_sum,
+    chunked_sum_f32,
+    f64_chunks,
+    is_torch,
+    log_abs_dev,
+    log_abs_dev_zeroed,
+    low_precision,
+    subsample,
+    sum64,
+)
+
+
+def loc_objective(x: Any, mu: float, beta: float, c: float, exact: bool = True) -> float:
+    """sum |(x - mu) / c|^beta in one pass (the loc objective at fixed beta); exact=False as in
+    `gennorm_sums`."""
+    xp = array_namespace(x)
+    if not exact and low_precision(x):
+
+        def fast(ch: Any) -> tuple:
+            p, zero = log_abs_dev_zeroed(ch, mu, c)
+            p *= beta
+            return (sum64(xp.exp(p, out=p)) - zero.sum(),)
+
+        return chunked_sum_f32(x, fast, 1)[0]
+
+    def fn(ch: Any) -> tuple:
+        p = log_abs_dev(ch, mu, c)
+        p *= beta
+        return (xp.exp(p, out=p).sum(),)
+
+    return chunked_sum(x, fn, 1)[0]
+
+
+def neighbours(x: Any, mu: float) -> list[float]:
+    """The data points just below and just above mu (one pass)."""
+    lo, hi = -math.inf, math.inf
+    for ch in f64_chunks(x):
+        d = ch - mu
+        below, above = d[d <= 0], d[d > 0]
+        if len(below):
+            lo = max(lo, float(below.max()))
+        if len(above):
+            hi = min(hi, float(above.min()))
+    return [mu + v for v in (lo, hi) if math.isfinite(v)]
+
+
+def loc_search(x: Any, beta: float, mu: float, half_width: float, c: float, xtol: float,
+                        fast: bool = False) -> float:
+    """Location for beta < 1, where sum |x - mu|^beta has a cusp at every data point.
+
+    A local step sticks to the nearest cusp, so the smooth large-scale minimum is found by bounded
+    Brent over [mu - h, mu + h]; then the data points on either side of it are tried as well
+    (the exact maximum of the likelihood sits on a data point).
+    """
+    res = scipy.optimize.minimize_scalar(lambda m: loc_objective(x, m, beta, c, exact=not fast),
+                                         method="bounded", bounds=(mu - half_width, mu + half_width),
+                                         options={"xatol": xtol, "maxiter": 500})
+    cands = [float(res.x), *neighbours(x, float(res.x))]
+    vals = [loc_objective(x, m, beta, c, exact=not fast) for m in cands]
+    return cands[int(np.argmin(vals))]
+
+
+POLISH_FAR = 30.0
+"""Entries farther than this many candidate-window widths from the loc enter the polish through a
+Taylor series in the loc shift (terms below (1/30)^9 ~ 5e-14 of theirs are dropped)."""
+POLISH_ORDER = 8
+POLISH_MAX_CANDIDATES = 128
+
+
+def _binomial_far_sums(xp: Any, d: Any, beta: float, order: int) -> np.ndarray:
+    """[0, F_1, ..., F_order] with F_k = sum sign(d)^k |d|^(beta - k) (d != 0)."""
+    out = np.zeros(order + 1)
+    # An entry exactly at the loc lands here only when the near window is empty (w = 0); the
+    # candidates are then the loc itself, e = 0, and such an entry adds |e|^b = 0 to every Q(m).
+    d = d[d != 0]
+    if len(d) == 0:
+        return out
+    inv = 1.0 / d  # sign(d)^k |d|^(b - k) = |d|^b (1 / d)^k
+    p = xp.abs(d)
+    xp.log(p, out=p)
+    p *= beta
+    xp.exp(p, out=p)
+    for k in range(1, order + 1):
+        p *= inv
+        out[k] = float(p.sum())
+    return out
+
+
+def loc_polish(x: Any, beta: float, mu: float, w: float, c: float) -> float:
+    """The data point within `w` of mu (or mu itself) with the smallest Q(m) = sum |x - m|^beta.
+
+    For beta < 1 the likelihood at fixed beta peaks on a data point, and a bracketing search can
+    stop a few points away from the best one. One pass splits the entries at R = 30 w from mu:
+    near ones (|x - mu| < R) are kept and summed exactly for every candidate m, far ones enter
+    through the binomial series |d - e|^b = sum_k C(b, k) |d|^(b - k) (-e sign d)^k, e = m - mu,
+    |e| / |d| <= 1/30, whose sums F_k = sum sign(d)^k |d|^(b - k) come from the same pass.
+    """
+    xp = array_namespace(x)
+    big_r = POLISH_FAR * w
+    order = POLISH_ORDER
+    far = np.zeros(order + 1)
+    near_parts: list[np.ndarray] = []
+    for ch in f64_chunks(x):
+        d = ch - mu
+        d *= 1.0 / c
+        is_far = abs(d) >= big_r / c
+        near = d[~is_far]
+        if len(near):
+            near_parts.append(near.cpu().numpy() if is_torch(near) else np.asarray(near))
+        d = d[is_far]  # the chunk-sized buffer is released before the series terms are formed
+        far += _binomial_far_sums(xp, d, beta, order)
+    near_d = np.concatenate(near_parts) if near_parts else np.zeros(0)
+    near_d = near_d[np.argsort(np.abs(near_d), kind="stable")]
+    cand = np.unique(near_d[: int(np.searchsorted(np.abs(near_d), w / c, side="right"))])
+    if cand.size > POLISH_MAX_CANDIDATES:
+        # too many candidates: narrow the window to the nearest distinct ones (radius r > 0) and
+        # move the entries beyond the narrower near radius 30 r to the series
+        cand = cand[np.argsort(np.abs(cand), kind="stable")[:POLISH_MAX_CANDIDATES]]
+        r = float(np.abs(cand).max())
+        keep = int(np.searchsorted(np.abs(near_d), POLISH_FAR * r, side="left"))
+        far += _binomial_far_sums(np, near_d[keep:], beta, order)
+        near_d = near_d[:keep]
+    cand = np.concatenate([[0.0], cand])
+    k = np.arange(1, order + 1)
+    binom = np.cumprod((beta - k + 1) / k)  # C(beta, k), k = 1..order
+    series = ((-cand[:, None]) ** k * (binom * far[1:])).sum(axis=1)
+    q = np.empty(cand.size)
+    step = max(1, (1 << 19) // max(near_d.size, 1))  # 4 MiB of float64 at a time
+    for a in range(0, cand.size, step):
+        q[a : a + step] = (np.abs(near_d[None, :] - cand[a : a + step, None]) ** beta).sum(axis=1)
+    q += series
+    return mu + c * float(cand[int(np.argmin(q))])
+
+
+def center_half_width(x: Any, n_eff: int) -> float:
+    """Half the distance between the quantiles 0.5 -+ 5/sqrt(n_eff) of x: about 10 standard errors
+    of the median, the bracket for the loc search."""
+    t = min(0.45, 5.0 / math.sqrt(max(n_eff, 1)))
+    if is_torch(x):
+        xs = x if len(x) <= 1 << 22 else subsample(x, 1 << 20)
+        q = sys.modules["torch"].quantile(xs.double(), xs.new_tensor([0.5 - t, 0.5 + t]).double())
+        lo, hi = float(q[0]), float(q[1])
+    else:
+        lo, hi = np.quantile(x, [0.5 - t, 0.5 + t])
+    return max(0.5 * float(hi - lo), 0.0)
+
+
+def loc_score(x: Any, mu: float, beta: float, c: float) -> float:
+    """sum sign(r) |r|^(beta - 1) for r = (x - mu) / c: minus the derivative of the loc objective
+    over beta, decreasing in mu for beta >= 1 (one pass)."""
+    xp = array_namespace(x)
+
+    def fn(ch: Any) -> tuple:
+        p = log_abs_dev(ch, mu, c)
+        p *= beta - 1.0
+        xp.exp(p, out=p)
+        return ((p * xp.sign(ch - mu)).sum(),)
+
+    return chunked_sum(x, fn, 1)[0]
+
+
+def loc_root(x: Any, beta: float, mu: float, half_width: float, c: float, xtol: float) -> float:
+    """Location for 1 <= beta: the root of sum sign(x - mu) |x - mu|^(beta - 1) (convex objective),
+    by Brent's method inside a bracket grown from mu -+ half_width until the sign changes."""
+    h = max(half_width, xtol)
+    f_lo, f_hi = loc_score(x, mu - h, beta, c), loc_score(x, mu + h, beta, c)
+    for _ in range(40):
+        if f_lo >= 0 >= f_hi:
+            break
+        h *= 4
+        f_lo, f_hi = loc_score(x, mu - h, beta, c), loc_score(x, mu + h, beta, c)
+    if f_lo == 0:
+        return mu - h
+    if f_hi == 0:
+        return mu + h
+    return float(scipy.optimize.brentq(lambda m: loc_score(x, m, beta, c), mu - h, mu + h, xtol=xtol))
