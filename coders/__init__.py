@@ -2,9 +2,11 @@
 
 Bits of a tensor: quantizer -> probability model -> entropy coder (`coders.quantizers`,
 `coders.models`, `coders.entropy`), reported by `bits_per_entry` / `code_capture` (`coders.report`).
+Quantizers and coders are built by name (`make_quantizer`, `make_coder`); what travels has its
+width in `coders.wire`; the family behind a codebook comes from `coders.family_fit`.
 """
 
-from coders.entropy import CODERS, code_length, decode, encode, zstd_raw_bits
+from coders.entropy import CODERS, code_length, decode, encode, make_coder, zstd_raw_bits
 from coders.models import (
     ProbabilityModel,
     build_model,
@@ -13,17 +15,20 @@ from coders.models import (
     histogram_model,
 )
 from coders.quantizers import (
+    QUANTIZERS,
     Distortion,
     EntropyConstrainedQuantizer,
     LloydMaxQuantizer,
     Quantized,
     UniformQuantizer,
     distortion,
+    make_quantizer,
 )
 from coders.report import bits_per_entry, code_capture, family_comparison
 
 __all__ = [
     "CODERS",
+    "QUANTIZERS",
     "Distortion",
     "EntropyConstrainedQuantizer",
     "LloydMaxQuantizer",
@@ -41,5 +46,7 @@ __all__ = [
     "family_comparison",
     "family_model",
     "histogram_model",
+    "make_coder",
+    "make_quantizer",
     "zstd_raw_bits",
 ]

@@ -40,9 +40,9 @@ import pandas as pd
 from coders.entropy import code_length, decode, encode, huffman_code, zstd_raw_bits
 from coders.models import build_model, empirical_entropy
 from coders.quantizers import UniformQuantizer, distortion
+from coders.wire import BF16_BITS
 
 TOTAL = "TOTAL"
-BF16_BITS = 16
 DEFAULT_MODELS = ("histogram", "normal", "laplace", "gennorm")
 DEFAULT_CODERS = ("ans", "huffman")
 

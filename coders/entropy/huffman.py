@@ -1,0 +1,168 @@
+"""Canonical Huffman code (Huffman 1952; canonical form as in DEFLATE, RFC 1951) from a model's table.
+
+Length-limited to 32 bits, bit-packed with numpy; the symbols of a chunk are cut into lanes of
+`HUFFMAN_LANE` symbols whose bit lengths are stored (the lane table), so the decoder walks all
+lanes at once (vectorized). The exact length of a chunk is computed without building the stream.
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from coders.entropy.bitpack import pack_bits, peek, stream_words, unpack_bits
+
+HUFFMAN_MAX_LEN = 32
+HUFFMAN_LANE = 4096
+_LUT_MAX_LEN = 20
+
+
+def huffman_lengths(probs: np.ndarray) -> np.ndarray:
+    """Code lengths of a Huffman code for `probs` (Huffman 1952); two symbols minimum."""
+    p = np.asarray(probs, dtype=np.float64)
+    m = p.size
+    if m < 2:
+        return np.ones(m, dtype=np.int64)
+    heap = [(float(v), i) for i, v in enumerate(p)]
+    heapq.heapify(heap)
+    parent = np.empty(2 * m - 1, dtype=np.int64)
+    nxt = m
+    while len(heap) > 1:
+        a, ia = heapq.heappop(heap)
+        b, ib = heapq.heappop(heap)
+        parent[ia] = parent[ib] = nxt
+        heapq.heappush(heap, (a + b, nxt))
+        nxt += 1
+    depth = np.zeros(2 * m - 1, dtype=np.int64)
+    for node in range(2 * m - 3, -1, -1):  # parents always have larger ids than children
+        depth[node] = depth[parent[node]] + 1
+    return depth[:m]
+
+
+@dataclass
+class HuffmanCode:
+    """Canonical Huffman code over the model's table (codes ordered by (length, symbol))."""
+
+    lengths: np.ndarray
+    codes: np.ndarray
+    max_len: int
+    order: np.ndarray
+    starts: np.ndarray
+    sorted_lengths: np.ndarray
+
+    @property
+    def codebook_bits(self) -> int:
+        """Size of the canonical codebook if sent: a 6-bit length per table entry."""
+        return 6 * int(self.lengths.size)
+
+    def kraft_sum(self) -> float:
+        return float(np.sum(np.ldexp(1.0, -self.lengths)))
+
+    def expected_length(self, probs: np.ndarray) -> float:
+        return float(np.dot(probs, self.lengths))
+
+
+def canonical_huffman(probs: np.ndarray, max_len: int = HUFFMAN_MAX_LEN) -> HuffmanCode:
+    """Canonical, length-limited Huffman code: if the longest code exceeds `max_len`, the small
+    probabilities are raised to a floor (x4 per try) and the code rebuilt, which keeps it a true
+    Huffman code of a slightly flattened table (Kraft sum exactly 1)."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.size < 2:
+        raise ValueError("canonical_huffman: need at least two table entries")
+    if p.size > 1 << max_len:
+        raise ValueError(f"canonical_huffman: {p.size} symbols cannot have codes of <= {max_len} bits")
+    floor = 0.0
+    q = p
+    while True:
+        lengths = huffman_lengths(q)
+        if lengths.max() <= max_len:
+            break
+        floor = max(floor * 4.0, 2.0 ** -max_len)
+        q = np.maximum(p, floor)
+    order = np.lexsort((np.arange(p.size), lengths))
+    ls = lengths[order]
+    L = int(ls.max())
+    inc = np.left_shift(np.int64(1), (L - ls))
+    starts = np.concatenate([[0], np.cumsum(inc)[:-1]]).astype(np.uint64)  # left-justified codes
+    codes = np.empty(p.size, dtype=np.uint64)
+    codes[order] = starts >> (L - ls).astype(np.uint64)
+    return HuffmanCode(lengths, codes, L, order.astype(np.int64), starts, ls)
+
+
+def huffman_code(model: Any) -> HuffmanCode:
+    """The model's canonical Huffman code (built once per model)."""
+    code = model._cache.get("huffman")
+    if code is None:
+        code = model._cache["huffman"] = canonical_huffman(model.probs)
+    return code
+
+
+class HuffmanCoder:
+    """Canonical Huffman coding of table indices in lanes of `lane` symbols."""
+
+    name = "huffman"
+    wire_id = 3
+    uses_model = True
+
+    def __init__(self, lane: int = HUFFMAN_LANE) -> None:
+        self.lane = lane
+
+    def chunk_bits(self, values: np.ndarray, model: Any) -> int:
+        """Code bits plus the lane table (6 bits for its width, one width per lane but the last)."""
+        code, lane = huffman_code(model), self.lane
+        lens = code.lengths[values]
+        bits = int(lens.sum())
+        k = -(-values.size // lane)
+        if k > 1:
+            seg = np.add.reduceat(lens, np.arange(0, values.size, lane))[:-1]
+            bits += 6 + (k - 1) * max(1, int(seg.max()).bit_length())
+        return bits
+
+    def encode_chunk(self, values: np.ndarray, model: Any) -> bytes:
+        code, lane = huffman_code(model), self.lane
+        lens = code.lengths[values]
+        stream, _ = pack_bits(code.codes[values], lens)
+        k = -(-values.size // lane)
+        head = b""
+        if k > 1:
+            seg = np.add.reduceat(lens, np.arange(0, values.size, lane))[:-1]
+            w = max(1, int(seg.max()).bit_length())
+            table, _ = pack_bits(seg.astype(np.uint64), np.full(k - 1, w))
+            head = struct.pack("<BI", w, table.size) + table.tobytes()
+        return head + stream.tobytes()
+
+    def decode_chunk(self, data: bytes, model: Any, count: int, dtype: Any = np.int32) -> np.ndarray:
+        code, lane = huffman_code(model), self.lane
+        k = -(-count // lane)
+        if k > 1:
+            w, tbytes = struct.unpack_from("<BI", data, 0)
+            seg = unpack_bits(data[5 : 5 + tbytes], w, k - 1).astype(np.int64)
+            data = data[5 + tbytes :]
+            pos = np.concatenate([[0], np.cumsum(seg)]).astype(np.int64)
+            steps = lane
+        else:
+            pos = np.zeros(1, dtype=np.int64)
+            steps = count
+        words = stream_words(data)
+        cap = (words.size - 2) * 64
+        L = code.max_len
+        if L <= _LUT_MAX_LEN:
+            lut = np.repeat(np.arange(code.order.size, dtype=np.int32),
+                            np.left_shift(1, L - code.sorted_lengths))
+            lut_len = code.sorted_lengths[lut]
+        out = np.empty((steps, pos.size), dtype=np.int32)
+        slen = code.sorted_lengths
+        for t in range(steps):
+            win = peek(words, np.minimum(pos, cap), L)
+            if L <= _LUT_MAX_LEN:
+                j = lut[win]
+                pos += lut_len[win]
+            else:
+                j = np.searchsorted(code.starts, win, side="right") - 1
+                pos += slen[j]
+            out[t] = j
+        return code.order[out.T.ravel()[:count]].astype(np.int32)

@@ -1,0 +1,150 @@
+"""Coding a whole symbol stream: chunks of `chunk_size` through a `Coder`, escapes, the container.
+
+`encode(symbols, model, coder) -> bytes`, `decode(blob, model, n, coder) -> np.int64 symbols`
+(exact roundtrip for any int64 input: symbols outside the model's table are coded as the escape
+entry plus a raw zigzag value), `code_length(symbols, model, coder) -> bits` (payload + escape
+section + model side information). Symbols are coded in chunks (default 2^20) so memory stays
+bounded for huge tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from coders.entropy.container import (
+    DTYPES,
+    Header,
+    narrow_dtype_code,
+    pack_escapes,
+    read_header,
+    read_sections,
+    unpack_escapes,
+    write_blob,
+)
+from coders.entropy.huffman import HUFFMAN_LANE
+from coders.entropy.registry import BY_WIRE_ID, make_coder
+from coders.models import ProbabilityModel, as_symbols, escape_section_bits, histogram_model
+
+DEFAULT_CHUNK = 1 << 20
+
+
+def _check_model(model: Any, coder: Any) -> ProbabilityModel | None:
+    if not coder.uses_model:
+        return None
+    if not isinstance(model, ProbabilityModel):
+        raise ValueError(f"coder {coder.name!r} needs a ProbabilityModel (e.g. "
+                         f"coders.histogram_model(symbols)), got {type(model).__name__}")
+    return model
+
+
+def _check_chunk(chunk_size: int) -> int:
+    if not 1 <= int(chunk_size) <= 1 << 31:
+        raise ValueError(f"chunk_size must be in [1, 2^31], got {chunk_size}")
+    return int(chunk_size)
+
+
+def _indices(m: ProbabilityModel, part: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(table indices, escaped values or None)."""
+    if part.size and int(part.min()) >= m.lo and int(part.max()) <= m.hi:
+        idx = np.empty(part.shape, dtype=np.int32)
+        np.subtract(part, np.int64(m.lo), out=idx, casting="unsafe")
+        return idx, None
+    idx = m.indices(part)
+    return idx, (part[idx == m.escape] if part.size else None)
+
+
+def _chunks(s: np.ndarray, m: ProbabilityModel | None, chunk_size: int, dcode: int):
+    """(values the coder sees, escaped values or None) per chunk."""
+    for a in range(0, s.size, chunk_size):
+        part = s[a : a + chunk_size]
+        if m is None:
+            yield part.astype(DTYPES[dcode]), None
+        else:
+            yield _indices(m, part)
+
+
+def encode(symbols: Any, model: ProbabilityModel | None = None, coder: str = "ans", *,
+           chunk_size: int = DEFAULT_CHUNK, lane: int = HUFFMAN_LANE) -> bytes:
+    """Entropy-code integer symbols with `model` -> self-delimiting bytes (`coders.entropy.container`)."""
+    c = make_coder(coder, lane=lane)
+    s = as_symbols(symbols)
+    m = _check_model(model, c)
+    chunk_size = _check_chunk(chunk_size)
+    dcode = 0 if c.uses_model else narrow_dtype_code(s)
+    payloads: list[bytes] = []
+    esc_parts: list[np.ndarray] = []
+    for values, esc in _chunks(s, m, chunk_size, dcode):
+        if esc is not None:
+            esc_parts.append(esc)
+        payloads.append(c.encode_chunk(values, m))
+    escapes = pack_escapes(np.concatenate(esc_parts)) if esc_parts else b""
+    header = Header(c.wire_id, dcode, s.size, chunk_size, len(payloads), 0 if m is None else m.lo,
+                    0 if m is None else m.table_size, 0 if m is None else m.fingerprint())
+    return write_blob(header, payloads, escapes)
+
+
+def decode(blob: bytes, model: ProbabilityModel | None = None, n: int | None = None,
+           coder: str | None = None, *, lane: int = HUFFMAN_LANE) -> np.ndarray:
+    """Inverse of `encode`: the int64 symbols. `n` and `coder`, when given, are checked."""
+    h = read_header(blob)
+    if h.coder_id not in BY_WIRE_ID:
+        raise ValueError(f"decode: unknown coder id {h.coder_id}")
+    kind = BY_WIRE_ID[h.coder_id]
+    if coder is not None and make_coder(coder).name != kind:
+        raise ValueError(f"decode: blob was written by {kind!r}, not {coder!r}")
+    if n is not None and int(n) != h.n:
+        raise ValueError(f"decode: blob holds {h.n} symbols, not {n}")
+    c = make_coder(kind, lane=lane)
+    m = _check_model(model, c)
+    if m is not None and (m.lo != h.lo or m.table_size != h.table_size or m.fingerprint() != h.crc):
+        raise ValueError("decode: the model differs from the one the blob was encoded with")
+    payloads, escapes = read_sections(blob, h)
+    out = np.empty(h.n, dtype=np.int64)
+    dtype = DTYPES.get(h.dtype_code, np.int32) if m is None else np.int32
+    for i, data in enumerate(payloads):
+        a = i * h.chunk_size
+        count = min(h.chunk_size, h.n - a)
+        if m is None:
+            try:
+                out[a : a + count] = c.decode_chunk(data, None, count, dtype)
+            except ValueError as err:
+                raise ValueError(f"decode: {kind} chunk {i} {err}") from err
+            continue
+        idx = c.decode_chunk(data, m, count, dtype)
+        np.add(idx, np.int64(m.lo), out=out[a : a + count], casting="unsafe")
+    if m is not None and escapes:
+        esc = np.flatnonzero(out == m.lo + m.escape)
+        out[esc] = unpack_escapes(escapes, esc.size)
+    return out
+
+
+def code_length(symbols: Any, model: ProbabilityModel | str | None = None, coder: str = "ans", *,
+                include_side: bool = True, chunk_size: int = DEFAULT_CHUNK, lane: int = HUFFMAN_LANE) -> int:
+    """Bits to send the symbols with `coder`: payload + escape section (+ model side bits).
+
+    `model=None` or "histogram" builds the empirical model of the symbols themselves (its side
+    bits, the coded histogram, are then included unless `include_side=False`). Each chunk counts
+    its coder's exact `chunk_bits` (ANS/range: constriction's `num_bits()`, whole 32-bit words;
+    Huffman: code bits + lane table, without building the stream; zstd: bytes * 8, model
+    ignored, no side bits). The container's framing is not counted.
+    """
+    c = make_coder(coder, lane=lane)
+    s = as_symbols(symbols)
+    chunk_size = _check_chunk(chunk_size)
+    if not c.uses_model:
+        dcode = narrow_dtype_code(s)
+        return sum(c.chunk_bits(v, None) for v, _ in _chunks(s, None, chunk_size, dcode))
+    if model is None or (isinstance(model, str) and model in ("histogram", "empirical")):
+        model = histogram_model(s)
+    m = _check_model(model, c)
+    bits = 0
+    esc_parts = []
+    for values, esc in _chunks(s, m, chunk_size, 0):
+        if esc is not None:
+            esc_parts.append(esc)
+        bits += c.chunk_bits(values, m)
+    if esc_parts:
+        bits += escape_section_bits(np.concatenate(esc_parts))
+    return bits + (m.side_bits if include_side else 0)
