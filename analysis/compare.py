@@ -35,16 +35,10 @@ import pandas as pd
 PATTERNS = ("allreduce", "allgather", "ps", "p2p")
 BASELINES = ("bf16", "fp16")  # the reference is a 16-bit all-reduce (fp32 flatters every compressor 2x)
 
-# Whether a method's communication can run during the backward pass. Methods whose update is a
-# (linear or vote) reduction of per-layer gradient messages fit a bucketed DDP communication hook,
-# so their communication overlaps with backward; gossip exchanges x_t, which does not depend on
-# the gradient at x_t. MCM's workers need the broadcast model before their next forward, and its
-# server step needs every uplink message first, so it does not overlap.
+# Whether a method's communication can run during the backward pass is a fact of its class
+# (`can_overlap`, coders.algorithms.base.FACTS). This table only serves runs of names outside
+# the registry (summaries built by hand): by pattern, a parameter server waits for every message.
 OVERLAP_BY_PATTERN = {"allreduce": True, "allgather": True, "ps": False, "p2p": True}
-OVERLAP_BY_METHOD = {"mcm": False, "rand-mcm": False, "signum-mv": True, "sign-mv": True, "s3gd-mv": True}
-
-# Methods whose optimizer steps a central model on the server (MCM keeps w apart from the workers')
-SERVER_OPTIMIZER = ("mcm", "rand-mcm")
 
 # Share of one training step's compute spent in the backward pass (backward ~ 2x forward FLOPs).
 BACKWARD_FRACTION = 2.0 / 3.0
@@ -179,9 +173,14 @@ def iteration_time(compute_s: float, codec_s: float, comm_s: float, overlap: boo
 
 
 def can_overlap(method: str, pattern: str) -> bool:
-    """Whether `method`'s communication can overlap with the backward pass (see OVERLAP_BY_*)."""
-    if method in OVERLAP_BY_METHOD:
-        return OVERLAP_BY_METHOD[method]
+    """Whether `method`'s communication can overlap with the backward pass: its class's `can_overlap`.
+
+    A name outside the method registry falls back to OVERLAP_BY_PATTERN.
+    """
+    from coders.algorithms.registry import METHODS, method_class
+
+    if method in METHODS:
+        return method_class(method).can_overlap
     if pattern not in OVERLAP_BY_PATTERN:
         raise ValueError(f"unknown communication pattern {pattern!r}; expected one of {PATTERNS}")
     return OVERLAP_BY_PATTERN[pattern]
@@ -441,7 +440,7 @@ def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int 
     for m in methods:
         if progress:
             progress(m)
-        p2p = getattr(method_class(m), "needs_topology", False)
+        p2p = method_class(m).needs_topology
         res = train(workload, m, workers, steps, backend=backend, topology=topology if p2p else None,
                     seed=seed, lr=lrs.get(m), options=options.get(m), eval_every=eval_every,
                     device=device)
@@ -484,7 +483,7 @@ def optimizer_of(method: str, options: dict | None = None) -> str:
         nesterov = bool(opts.get("nesterov", cls.default_nesterov)) and mom > 0
         sgd = "Nesterov SGD" if nesterov else "SGD"
         rule = "SGD (no momentum)" if mom == 0 else f"{sgd}, momentum {mom:g}"
-    where = "local " if cls.pattern == "p2p" else "server " if cls.name in SERVER_OPTIMIZER else ""
+    where = {"local": "local ", "server": "server ", "replicas": ""}[cls.optimizer_at]
     wd = float(opts.get("weight_decay", 0.0))
     return where + rule + (f", weight decay {wd:g}" if wd else "")
 

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from coders.algorithms.gossip import GOSSIP_METHODS
-from coders.runtime.topology import Topology, make_topology
+from coders.communication.topology import Topology, make_topology
 from coders.runtime.train import train
 
 

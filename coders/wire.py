@@ -14,6 +14,8 @@ FLOAT32_BITS = 32
 FLOAT16_BITS = 16
 BF16_BITS = 16
 """The baseline: a bf16 (or fp16) all-reduce sends 16 bits per entry."""
+INT32_BITS = 32
+"""An int32 index (top-k positions, S3GD-MV supports)."""
 
 
 def round_bf16(a: np.ndarray) -> np.ndarray:

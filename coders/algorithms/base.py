@@ -10,6 +10,21 @@ PowerSGD's paper code (`train.py`, `replace_grad_by_momentum`) steps x <- x - lr
 same m, i.e. about (1 + 1/(1 - mu)) / (1 + mu/(1 - mu)) = 1.1x larger steps at mu = 0.9; one rule
 for all methods keeps the comparison about the communication, not the optimizer.
 
+Each method class declares its facts (`FACTS`), read by the registry, the runtimes and the
+analysis (never kept as strings elsewhere):
+    name                  the registered method name
+    pattern               "allreduce" | "allgather" | "ps" | "p2p" (the collective, for the network model)
+    allreduce_compatible  the payloads of different workers can be summed before decoding
+    can_overlap           its communication can run during the backward pass: a (linear or vote)
+                          reduction of per-layer gradient messages fits a bucketed DDP comm hook;
+                          gossip exchanges x_t, which does not depend on the gradient at x_t; MCM's
+                          workers need the broadcast model before their next forward and its server
+                          step needs every uplink message first, so it does not overlap
+    optimizer_at          where the optimizer rule runs: "replicas" (every worker, on the aggregated
+                          update, models stay identical), "server" (a central model, MCM), "local"
+                          (each worker on its own model, gossip)
+    needs_topology        it is decentralized and takes a `Topology`
+
 Wire bits per worker per step (compressors.md, sec. 6), S = payload bits of one worker:
     ring all-reduce  2 (W - 1) / W * S            ("allreduce")
     all-gather       sum of the other ranks' S    ("allgather"; what each worker receives)
@@ -22,14 +37,45 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from coders.communication.comm import Comm
+from coders.communication.packing import layout_of, pack_bytes, unpack_bytes
 from coders.compressors.payload import Payload
-from coders.runtime.comm import Comm
 
-__all__ = ["StepStats", "Algorithm", "ring_allreduce_bits", "gather_payloads", "Timer"]
+__all__ = ["StepStats", "Algorithm", "ring_allreduce_bits", "gather_payloads", "Timer", "FACTS", "PATTERNS",
+           "OPTIMIZER_PLACES", "missing_facts"]
+
+PATTERNS = ("allreduce", "allgather", "ps", "p2p")
+OPTIMIZER_PLACES = ("replicas", "server", "local")
+FACTS: dict[str, tuple | type] = {
+    "name": str,
+    "pattern": PATTERNS,
+    "allreduce_compatible": bool,
+    "can_overlap": bool,
+    "optimizer_at": OPTIMIZER_PLACES,
+    "needs_topology": bool,
+}
+"""Every fact a method class declares, with its type or its allowed values."""
+
+
+def missing_facts(cls: type) -> list[str]:
+    """The facts `cls` does not declare (or declares with a wrong type / value), as messages."""
+    bad = []
+    for fact, allowed in FACTS.items():
+        if not hasattr(cls, fact):
+            bad.append(f"{fact} (not declared)")
+            continue
+        value = getattr(cls, fact)
+        if isinstance(allowed, tuple):
+            if value not in allowed:
+                bad.append(f"{fact}={value!r} (choose from {allowed})")
+        elif type(value) is not allowed:
+            bad.append(f"{fact}={value!r} (not a {allowed.__name__})")
+    return bad
 
 
 @dataclass
@@ -75,11 +121,9 @@ def gather_payloads(comm: Comm, payloads: list[Payload]) -> list[list[Payload]]:
     layout (same names, shapes and dtypes: true for fixed-size operators). The receiver reuses
     its own `meta` (shapes, shared seeds), which is common knowledge.
     """
-    layout = [(t.shape, t.dtype) for p in payloads for t in p.tensors.values()]
-    parts = [t.detach().contiguous().reshape(-1).view(torch.uint8)
-             for p in payloads for t in p.tensors.values()]
-    device = parts[0].device if parts else torch.device("cpu")
-    buf = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.uint8, device=device)
+    tensors = [t for p in payloads for t in p.tensors.values()]
+    layout = layout_of(tensors)
+    buf = pack_bytes(tensors)
     bufs = comm.all_gather(buf)
     out: list[list[Payload]] = []
     for r, b in enumerate(bufs):
@@ -88,14 +132,7 @@ def gather_payloads(comm: Comm, payloads: list[Payload]) -> list[list[Payload]]:
                 f"gather_payloads: rank {r} sent {b.numel()} bytes, rank {comm.rank} {buf.numel()}; "
                 "operators with data-dependent sizes cannot be gathered this way"
             )
-        offset = 0
-        pieces = []
-        for shape, dtype in layout:
-            nbytes = int(torch.Size(shape).numel()) * torch.empty((), dtype=dtype).element_size()
-            # clone: a byte slice at an unaligned offset cannot be viewed as a wider dtype
-            pieces.append(b[offset : offset + nbytes].clone().view(dtype).reshape(shape))
-            offset += nbytes
-        it = iter(pieces)
+        it = iter(unpack_bytes(b, layout))
         out.append([Payload({name: next(it) for name in p.tensors}, p.meta, p.coded_bits) for p in payloads])
     return out
 
@@ -107,10 +144,13 @@ class Algorithm:
     shared randomness, identical on every rank). Subclasses implement `step`.
     """
 
-    name = "algorithm"
-    allreduce_compatible = False
-    pattern = "allreduce"
-    needs_topology = False
+    # the facts (FACTS): declared by each concrete method class, none here
+    name: ClassVar[str]
+    pattern: ClassVar[str]
+    allreduce_compatible: ClassVar[bool]
+    can_overlap: ClassVar[bool]
+    optimizer_at: ClassVar[str]
+    needs_topology: ClassVar[bool]
     default_momentum = 0.0
     default_nesterov = False
 

@@ -16,11 +16,13 @@ import torch
 from torch import Tensor
 
 from coders.algorithms.base import Algorithm, StepStats, Timer, gather_payloads, ring_allreduce_bits
-from coders.algorithms.dense import flatten, unflatten
+from coders.algorithms.registry import register
+from coders.communication.comm import Comm
+from coders.communication.packing import flatten, unflatten
 from coders.compressors import QSGD, Compressor, ErrorFeedback, RandomK, TopK
+from coders.compressors.coded import entropy_coded_bits
 from coders.compressors.payload import Payload
 from coders.compressors.sparse import shared_seed
-from coders.runtime.comm import Comm
 
 __all__ = ["CompressedSGD", "TopKSGD", "RandomKSGD", "QSGDSGD"]
 
@@ -33,6 +35,10 @@ class CompressedSGD(Algorithm):
     """
 
     name = "compressed-sgd"
+    allreduce_compatible = False
+    can_overlap = True
+    optimizer_at = "replicas"
+    needs_topology = False
     default_momentum = 0.9
 
     def __init__(self, params: Iterable[Tensor], comm: Comm, *, error_feedback: bool = False,
@@ -84,13 +90,12 @@ class CompressedSGD(Algorithm):
         if all(c is not None for c in coded):
             extra["bits_up_ideal"] = float(sum(coded))
         if self.entropy_coder:
-            from coders.compressors.coded import entropy_coded_bits
-
             extra["bits_up_coded"] = float(sum(entropy_coded_bits(c, p, self.entropy_coder)
                                                for c, p in zip(self.compressors, payloads, strict=True)))
         return StepStats(up, float(down), float(wire), comp.seconds, dec.seconds, extra)
 
 
+@register(presets={"topk-ef": {"error_feedback": True}})
 class TopKSGD(CompressedSGD):
     """Top-k SGD (all-gather of values + int32 indices); `ratio` (0.01) or `k` per tensor."""
 
@@ -106,6 +111,7 @@ class TopKSGD(CompressedSGD):
         return TopK(ratio=self.ratio, k=self.k)
 
 
+@register(presets={"randk-ef": {"error_feedback": True}})
 class RandomKSGD(CompressedSGD):
     """Random-k SGD with a shared seed (all-reduce of values). Unbiased (d/k scaling) without EF,
     the unscaled contractive operator with EF."""
@@ -124,6 +130,7 @@ class RandomKSGD(CompressedSGD):
         return RandomK(ratio=self.ratio, k=self.k, seed=self.seed, unbiased=self._unbiased)
 
 
+@register(presets={"qsgd-ef": {"error_feedback": True}})
 class QSGDSGD(CompressedSGD):
     """QSGD SGD (all-gather of bucket norms + packed levels); `levels` (16), `bucket_size` (512).
     With EF the decoder uses the contractive Q / (1 + omega) (the plain unbiased Q diverges under EF

@@ -10,34 +10,23 @@ paper ran its SGD baseline with Nesterov too): pass nesterov=True to compare und
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from coders.algorithms.base import Algorithm, StepStats, Timer, ring_allreduce_bits
+from coders.algorithms.registry import register
+from coders.communication.packing import flatten, unflatten
 
 __all__ = ["DenseAllReduce", "FP32AllReduce", "FP16AllReduce", "BF16AllReduce"]
-
-
-def flatten(tensors: list[Tensor]) -> Tensor:
-    """One contiguous vector of all tensors (model order)."""
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def unflatten(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
-    """Split a flat vector back into tensors shaped like `like`."""
-    out, offset = [], 0
-    for t in like:
-        n = t.numel()
-        out.append(flat[offset : offset + n].view(t.shape))
-        offset += n
-    return out
 
 
 class DenseAllReduce(Algorithm):
     """Mean gradient by all-reduce in `dtype` (fp32 / fp16 / bf16); payload = b_dtype * d bits."""
 
     name = "fp32"
-    allreduce_compatible = True
     pattern = "allreduce"
+    allreduce_compatible = True
+    can_overlap = True
+    optimizer_at = "replicas"
+    needs_topology = False
     default_momentum = 0.9
     wire_dtype = torch.float32
 
@@ -57,6 +46,7 @@ class DenseAllReduce(Algorithm):
         return StepStats(bits, bits, ring_allreduce_bits(bits, w), comp.seconds, dec.seconds)
 
 
+@register(presets={"sgd": {}})
 class FP32AllReduce(DenseAllReduce):
     """Uncompressed data-parallel SGD (32 bits per entry)."""
 
@@ -64,6 +54,7 @@ class FP32AllReduce(DenseAllReduce):
     wire_dtype = torch.float32
 
 
+@register
 class FP16AllReduce(DenseAllReduce):
     """fp16 all-reduce (16 bits per entry)."""
 
@@ -71,6 +62,7 @@ class FP16AllReduce(DenseAllReduce):
     wire_dtype = torch.float16
 
 
+@register
 class BF16AllReduce(DenseAllReduce):
     """bf16 all-reduce (16 bits per entry)."""
 

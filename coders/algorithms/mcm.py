@@ -36,10 +36,13 @@ import torch
 from torch import Tensor
 
 from coders.algorithms.base import Algorithm, StepStats, Timer, gather_payloads
-from coders.algorithms.dense import flatten, unflatten
+from coders.algorithms.registry import register
+from coders.communication.comm import Comm
+from coders.communication.packing import flatten, unflatten
 from coders.compressors import QSGD, Compressor, Identity, qsgd_omega
+from coders.compressors.coded import entropy_coded_bits
 from coders.compressors.sparse import shared_seed
-from coders.runtime.comm import Comm
+from coders.wire import FLOAT32_BITS
 
 __all__ = ["MCM", "RandMCM", "memory_rate"]
 
@@ -70,12 +73,16 @@ def _decode_all(c: Compressor, payloads: list) -> Tensor:
     return torch.stack([c.decompress(p).reshape(-1).float() for p in payloads])
 
 
+@register
 class MCM(Algorithm):
     """MCM (one worker's view, with the server replicated on every rank)."""
 
     name = "mcm"
-    allreduce_compatible = False
     pattern = "ps"
+    allreduce_compatible = False
+    can_overlap = False  # the next forward needs the broadcast model; the server needs every uplink first
+    optimizer_at = "server"
+    needs_topology = False
     default_momentum = 0.9
     randomized = False
 
@@ -140,7 +147,7 @@ class MCM(Algorithm):
                     self.h_own[i] = g.clone()
                     self.h[i] = mean[i].clone()
                 g_hat = [m.clone() for m in mean]
-                up = 32.0 * flat.numel()
+                up = float(FLOAT32_BITS * flat.numel())
             else:
                 with comp:
                     payloads = [c.compress(g - h, s) for c, g, h, s in
@@ -157,8 +164,6 @@ class MCM(Algorithm):
                         self.h[i] += self.alpha_up[i] * acc
                 up = float(sum(p.bits for p in payloads))
                 if self.entropy_coder:
-                    from coders.compressors.coded import entropy_coded_bits
-
                     coded_up = float(sum(entropy_coded_bits(c, p, self.entropy_coder)
                                          for c, p in zip(self.up, payloads, strict=True)))
             # server: SGD (momentum, weight decay) on the central model
@@ -183,6 +188,7 @@ class MCM(Algorithm):
         return StepStats(up, down, up + down, comp.seconds, dec.seconds, extra)
 
 
+@register
 class RandMCM(MCM):
     """Rand-MCM: a down memory per worker and independent downlink messages (N unicasts)."""
 

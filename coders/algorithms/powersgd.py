@@ -21,15 +21,18 @@ dense entry, all-reduce compatible (linear given the shared P_hat / Q).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor
 
 from coders.algorithms.base import Algorithm, StepStats, Timer, ring_allreduce_bits
-from coders.algorithms.dense import flatten, unflatten
-from coders.compressors.lowrank import initial_q, matrix_view, orthogonalize
-from coders.runtime.comm import Comm
+from coders.algorithms.registry import register
+from coders.communication.comm import Comm
+from coders.communication.packing import flatten, unflatten
+from coders.compressors.lowrank import initial_q, matrix_view, power_step
+from coders.wire import FLOAT32_BITS
 
 __all__ = ["PowerSGD", "compressible"]
 
@@ -44,12 +47,16 @@ def compressible(shape: torch.Size, rank: int) -> bool:
     return r * (m + n) < m * n
 
 
+@register
 class PowerSGD(Algorithm):
     """Rank-r PowerSGD with error feedback and warm start (one worker's view)."""
 
     name = "powersgd"
-    allreduce_compatible = True
     pattern = "allreduce"
+    allreduce_compatible = True
+    can_overlap = True
+    optimizer_at = "replicas"
+    needs_topology = False
     default_momentum = 0.9
     default_nesterov = True
 
@@ -87,18 +94,23 @@ class PowerSGD(Algorithm):
                     ms[i] = m
                     r = min(self.rank_r, *m.shape)
                     qs[i] = self._q(i, m.shape[1], r)
-                ps = [ms[i] @ qs[i] for i in self.matrices]
-            if ps:
-                p_sum = unflatten(self.comm.all_reduce(flatten(ps)), ps)
-                bits += sum(p.numel() for p in ps) * 32
+            if self.matrices:
+                comm_s = 0.0
+
+                def all_reduce(ts: list[Tensor]) -> list[Tensor]:
+                    nonlocal bits, comm_s
+                    tic = time.perf_counter()
+                    out = unflatten(self.comm.all_reduce(flatten(ts)), ts)
+                    comm_s += time.perf_counter() - tic
+                    bits += sum(t.numel() for t in ts) * FLOAT32_BITS
+                    return out
+
                 with comp:
-                    p_hat = [orthogonalize(p, self.eps) for p in p_sum]
-                    q_loc = [ms[i].T @ ph for i, ph in zip(self.matrices, p_hat, strict=True)]
-                q_sum = unflatten(self.comm.all_reduce(flatten(q_loc)), q_loc)
-                bits += sum(q.numel() for q in q_loc) * 32
+                    p_hat, q_new = power_step([ms[i] for i in self.matrices], [qs[i] for i in self.matrices],
+                                              self.eps, all_reduce, w)
+                comp.seconds -= comm_s  # the two all-reduces are communication, not codec time
                 with dec:
-                    for i, ph, q in zip(self.matrices, p_hat, q_sum, strict=True):
-                        q = q / w
+                    for i, ph, q in zip(self.matrices, p_hat, q_new, strict=True):
                         self.qs[i] = q
                         out = ph @ q.T
                         if self.use_ef:
@@ -108,7 +120,7 @@ class PowerSGD(Algorithm):
                 vecs = [grads[i].float() for i in self.dense]
                 flat = flatten(vecs)
                 mean = self.comm.all_reduce(flat) / w
-                bits += flat.numel() * 32
+                bits += flat.numel() * FLOAT32_BITS
                 for i, v in zip(self.dense, unflatten(mean, vecs), strict=True):
                     updates[i] = v
             self.apply_update(updates, lr)

@@ -1,79 +1,83 @@
-"""Methods by name: the centralized ones here, merged with `coders.algorithms.gossip.GOSSIP_METHODS`.
+"""The one registry of methods: classes register themselves, with their presets, by decorator.
 
-`make_algorithm(name, params, comm, topology=None, **options)` builds one worker's algorithm;
-`METHODS` lists every name. Gossip classes (`needs_topology = True`) get the topology.
+    @register                                         # registered under cls.name
+    @register(presets={"topk-ef": {"error_feedback": True}})   # plus named option presets
+
+A class is checked when it registers: it must declare every fact of `FACTS`
+(`coders.algorithms.base`), so a fact can never live in a string elsewhere and drift from its
+method. `make_algorithm(name, params, comm, topology=None, **options)` builds one worker's
+algorithm; `methods()` maps every name to its factory (the class, or a `functools.partial`
+holding a preset's options); `method_class(name)` gives the class. The method modules are
+imported by `coders.algorithms` (the package), so importing anything from it fills the registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
 from torch import Tensor
 
-from coders.algorithms.compressed_sgd import QSGDSGD, RandomKSGD, TopKSGD
-from coders.algorithms.dense import BF16AllReduce, FP16AllReduce, FP32AllReduce
-from coders.algorithms.mcm import MCM, RandMCM
-from coders.algorithms.powersgd import PowerSGD
-from coders.algorithms.s3gd import S3GDMV
-from coders.algorithms.signsgd import EFSignSGD, SignSGDMV, SignumMV
-from coders.runtime.comm import Comm
+from coders.algorithms.base import missing_facts
+from coders.communication.comm import Comm
 
-__all__ = ["CENTRAL_METHODS", "methods", "method_class", "make_algorithm"]
+__all__ = ["METHODS", "CENTRAL_METHODS", "GOSSIP_METHODS", "register", "methods", "method_class",
+           "make_algorithm"]
 
-CENTRAL_METHODS: dict[str, Any] = {
-    "fp32": FP32AllReduce,
-    "sgd": FP32AllReduce,
-    "fp16": FP16AllReduce,
-    "bf16": BF16AllReduce,
-    "signsgd-mv": SignSGDMV,
-    "signum-mv": SignumMV,
-    "ef-signsgd": EFSignSGD,
-    "s3gd-mv": S3GDMV,
-    "powersgd": PowerSGD,
-    "mcm": MCM,
-    "rand-mcm": RandMCM,
-    "topk": TopKSGD,
-    "topk-ef": partial(TopKSGD, error_feedback=True),
-    "randk": RandomKSGD,
-    "randk-ef": partial(RandomKSGD, error_feedback=True),
-    "qsgd": QSGDSGD,
-    "qsgd-ef": partial(QSGDSGD, error_feedback=True),
-}
+METHODS: dict[str, Any] = {}
+"""Every method by name -> factory (class or partial of a preset)."""
+CENTRAL_METHODS: dict[str, Any] = {}
+"""The centralized subset of METHODS (needs_topology False)."""
+GOSSIP_METHODS: dict[str, Any] = {}
+"""The decentralized subset of METHODS (needs_topology True)."""
 
 
-def _gossip_methods() -> dict[str, Any]:
-    try:
-        from coders.algorithms.gossip import GOSSIP_METHODS
-    except ImportError:
-        return {}
-    return dict(GOSSIP_METHODS)
+def _add(name: str, factory: Any, cls: type) -> None:
+    if name in METHODS:
+        raise ValueError(f"method {name!r} is registered twice "
+                         f"({method_class(name).__name__}, {cls.__name__})")
+    METHODS[name] = factory
+    (GOSSIP_METHODS if cls.needs_topology else CENTRAL_METHODS)[name] = factory
+
+
+def register(cls: type | None = None, *, presets: dict[str, dict[str, Any]] | None = None) -> Any:
+    """Class decorator: register `cls` under `cls.name` and each preset name (options bound).
+
+    Raises ValueError when the class does not declare every fact, or a name is taken.
+    """
+
+    def wrap(c: type) -> type:
+        bad = missing_facts(c)
+        if bad:
+            raise ValueError(f"method class {c.__name__} does not declare its facts: {', '.join(bad)}")
+        _add(c.name, c, c)
+        for name, opts in (presets or {}).items():
+            _add(name, partial(c, **opts) if opts else c, c)
+        return c
+
+    return wrap if cls is None else wrap(cls)
 
 
 def methods() -> dict[str, Any]:
-    """Every method by name: centralized and (when present) gossip."""
-    out = dict(CENTRAL_METHODS)
-    for name, cls in _gossip_methods().items():
-        out.setdefault(name, cls)
-    return out
+    """Every method by name (a copy of METHODS)."""
+    return dict(METHODS)
 
 
 def method_class(name: str) -> type:
     """The class behind a method name (unwrapping the preset options of e.g. `topk-ef`)."""
-    all_methods = methods()
-    if name not in all_methods:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(all_methods)}")
-    m = all_methods[name]
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    m = METHODS[name]
     return m.func if isinstance(m, partial) else m
 
 
 def make_algorithm(name: str, params: Iterable[Tensor], comm: Comm, topology: Any = None, **options):
     """One worker's algorithm object for method `name`."""
-    factory = methods().get(name)
+    factory: Callable[..., Any] | None = METHODS.get(name)
     if factory is None:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(methods())}")
-    if getattr(method_class(name), "needs_topology", False):
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    if method_class(name).needs_topology:
         if topology is None:
             raise ValueError(f"method {name!r} is decentralized and needs a topology (ring, torus, ...)")
         return factory(params, comm, topology=topology, **options)

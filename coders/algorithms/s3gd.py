@@ -28,10 +28,12 @@ import torch
 from torch import Tensor
 
 from coders.algorithms.base import Algorithm, StepStats, Timer, gather_payloads
+from coders.algorithms.registry import register
+from coders.communication.comm import Comm
 from coders.compressors.payload import Payload, log2_binomial, pack_bits, unpack_rows
 from coders.compressors.sign import pack_signs
 from coders.compressors.sparse import num_kept
-from coders.runtime.comm import Comm
+from coders.wire import INT32_BITS
 
 __all__ = ["S3GDMV", "sparse_vote_downlink_bits"]
 
@@ -39,18 +41,22 @@ __all__ = ["S3GDMV", "sparse_vote_downlink_bits"]
 def sparse_vote_downlink_bits(n: int, nnz: int) -> tuple[int, float]:
     """(raw, ideal) bits of a ternary vote with nnz non-zeros over n entries (cheaper of two codes)."""
     signs = 8 * math.ceil(nnz / 8)
-    sparse = min(32 * nnz, 8 * math.ceil(n / 8)) + signs
+    sparse = min(INT32_BITS * nnz, 8 * math.ceil(n / 8)) + signs
     dense = 8 * math.ceil(2 * n / 8)
     ideal = min(nnz + log2_binomial(n, nnz), n * math.log2(3))
     return min(sparse, dense), ideal
 
 
+@register
 class S3GDMV(Algorithm):
     """Sparse sign-SGD with majority vote over the union of supports and residual accumulation."""
 
     name = "s3gd-mv"
-    allreduce_compatible = False
     pattern = "ps"
+    allreduce_compatible = False
+    can_overlap = True  # a vote of per-layer sparse sign messages, like Signum-MV
+    optimizer_at = "replicas"
+    needs_topology = False
     default_lr = 3e-3  # tuned on digits-cnn (sign steps); pass lr= for other workloads
 
     def __init__(self, params: Iterable[Tensor], comm: Comm, *, sparsity: float = 0.1,
@@ -69,16 +75,11 @@ class S3GDMV(Algorithm):
         """Support (int32 indices, or a packed bitmap when 32 K > N) + packed signs in index order."""
         n = a.numel()
         meta = {"numel": n, "k": k}
-        if 32 * k > n:
+        if INT32_BITS * k > n:
             mask = torch.zeros(n, dtype=torch.bool, device=a.device)
             mask[idx] = True
             return Payload({"bitmap": pack_bits(mask, 1), "signs": pack_signs(a[idx])}, meta)
         return Payload({"indices": idx.to(torch.int32), "signs": pack_signs(a[idx])}, meta)
-
-    @staticmethod
-    def _decode(pl: Payload) -> tuple[Tensor, Tensor]:
-        """(indices, +-1 signs) of one worker's message."""
-        return S3GDMV._decode_all([pl])
 
     @staticmethod
     def _decode_all(pls: list[Payload]) -> tuple[Tensor, Tensor]:

@@ -25,10 +25,11 @@ import torch
 from torch import Tensor
 
 from coders.algorithms.base import Algorithm, StepStats, Timer, gather_payloads
-from coders.algorithms.dense import flatten, unflatten
+from coders.algorithms.registry import register
+from coders.communication.comm import Comm
+from coders.communication.packing import flatten, unflatten
 from coders.compressors import ErrorFeedback, ScaledSign
 from coders.compressors.sign import pack_signs, unpack_signs
-from coders.runtime.comm import Comm
 
 __all__ = ["SignumMV", "SignSGDMV", "EFSignSGD", "majority_vote", "vote_downlink_bits"]
 
@@ -48,12 +49,16 @@ def vote_downlink_bits(d: int, world_size: int) -> tuple[int, float]:
     return 8 * math.ceil(2 * d / 8), d * math.log2(3)
 
 
+@register
 class SignumMV(Algorithm):
     """Signum with majority vote (momentum beta before the sign); beta = 0 is signSGD-MV."""
 
     name = "signum-mv"
-    allreduce_compatible = False
     pattern = "ps"
+    allreduce_compatible = False
+    can_overlap = True  # a vote of per-layer sign messages: fits a bucketed DDP hook (sign_vote_hook)
+    optimizer_at = "replicas"
+    needs_topology = False
     default_beta = 0.9
     default_lr = 3e-3  # tuned on digits-cnn (sign steps); pass lr= for other workloads
 
@@ -92,6 +97,7 @@ class SignumMV(Algorithm):
                          {"bits_down_ideal": down_ideal, "bits_up_ideal": float(d)})
 
 
+@register
 class SignSGDMV(SignumMV):
     """signSGD with majority vote: Signum with beta = 0."""
 
@@ -99,12 +105,16 @@ class SignSGDMV(SignumMV):
     default_beta = 0.0
 
 
+@register
 class EFSignSGD(Algorithm):
     """EF-signSGD: scaled sign of (lr * momentum + residual) per tensor, all-gathered and averaged."""
 
     name = "ef-signsgd"
-    allreduce_compatible = False
     pattern = "allgather"
+    allreduce_compatible = False
+    can_overlap = True
+    optimizer_at = "replicas"
+    needs_topology = False
     default_momentum = 0.9
 
     def __init__(self, params: Iterable[Tensor], comm: Comm, *, momentum: float | None = None,

@@ -8,6 +8,7 @@ The residual lives in `state["error"]` (one state dict per tensor per worker).
 
 from __future__ import annotations
 
+import numpy as np
 from torch import Tensor
 
 from coders.compressors.payload import Compressor, Payload
@@ -43,3 +44,7 @@ class ErrorFeedback(Compressor):
 
     def decompress(self, payload: Payload) -> Tensor:
         return self.compressor.decompress(payload)
+
+    def entropy_symbols(self, payload: Payload) -> tuple[list[np.ndarray], int] | None:
+        """The inner operator's symbols: the residual never travels."""
+        return self.compressor.entropy_symbols(payload)

@@ -13,13 +13,15 @@ rate 2 by default. Here the rate is 1: dense exactly when the factors would not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 from coders.compressors.payload import Compressor, Payload
 from coders.compressors.sparse import shared_seed
 
-__all__ = ["LowRank", "orthogonalize", "matrix_view", "initial_q"]
+__all__ = ["LowRank", "orthogonalize", "matrix_view", "initial_q", "power_step"]
 
 
 def orthogonalize(p: Tensor, eps: float = 1e-8) -> Tensor:
@@ -52,6 +54,27 @@ def initial_q(n: int, r: int, seed: int, key: int, device: torch.device, dtype: 
     return torch.randn(n, r, generator=g, device=device, dtype=dtype)
 
 
+def power_step(mats: list[Tensor], qs: list[Tensor], eps: float = 1e-8,
+               all_reduce: Callable[[list[Tensor]], list[Tensor]] | None = None,
+               world_size: int = 1) -> tuple[list[Tensor], list[Tensor]]:
+    """One PowerSGD power step on matrices M_k (m x n) with queries Q_k (n x r); returns (P_hat, Q).
+
+    Vogels et al. 2019, Algorithm 1:
+        P = sum_i M_i Q;  P_hat = orth(P);  Q = (1/W) sum_i M_i^T P_hat,
+    where `all_reduce` sums a list of tensors over the W workers (one collective for the
+    list; None: one worker, no communication and no division). The same step serves the
+    algorithm (`PowerSGD`), the DDP hook (`powersgd_hook`) and the one-tensor operator (`LowRank`).
+    """
+    ps = [m @ q for m, q in zip(mats, qs, strict=True)]
+    if all_reduce is not None:
+        ps = all_reduce(ps)
+    p_hat = [orthogonalize(p, eps) for p in ps]
+    q_new = [m.T @ p for m, p in zip(mats, p_hat, strict=True)]
+    if all_reduce is not None:
+        q_new = [q / world_size for q in all_reduce(q_new)]
+    return p_hat, q_new
+
+
 class LowRank(Compressor):
     """Rank-r PowerSGD step on one tensor with warm start; dense when compression would not pay."""
 
@@ -82,8 +105,7 @@ class LowRank(Compressor):
         if q is None or q.shape != (n, r):
             q = initial_q(n, r, self.seed, state.get("key", 0), mat.device, mat.dtype,
                           step=0 if self.warm_start else step)
-        p = orthogonalize(mat @ q, self.eps)
-        q = mat.T @ p
+        (p,), (q,) = power_step([mat], [q], self.eps)
         state["q"] = q
         return Payload({"p": p, "q": q.clone()}, meta)
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -61,6 +62,14 @@ class Compressor:
 
     def decompress(self, payload: Payload) -> Tensor:
         raise NotImplementedError
+
+    def entropy_symbols(self, payload: Payload) -> tuple[list[np.ndarray], int] | None:
+        """How the payload is entropy-coded: (discrete symbol streams, raw bits of the rest), or None.
+
+        None: nothing discrete to code (casts, random-k values, low-rank factors), the payload
+        counts at its raw size (`coders.compressors.coded`).
+        """
+        return None
 
     def __call__(self, x: Tensor, state: dict | None = None) -> Tensor:
         """Round trip C(x) = decompress(compress(x))."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from coders.compressors.payload import Compressor, Payload, pack_bits, unpack_bits, unpack_rows
+from coders.compressors.payload import Compressor, Payload, pack_bits, tensor_bits, unpack_bits, unpack_rows
 
 __all__ = ["QSGD", "qsgd_omega"]
 
@@ -103,7 +104,7 @@ class QSGD(Compressor):
         out = (signed * (norms[:, None] / self.levels)).reshape(-1)[:d] + 0.0  # + 0.0: no -0.0
         if self.contractive:
             out = out / (1.0 + self.omega(d))
-        bits = 32 * norms.numel() + 8 * math.ceil(d * self.width / 8)
+        bits = tensor_bits(norms) + 8 * math.ceil(d * self.width / 8)
         return out.reshape(x.shape).to(x.dtype), bits
 
     def decompress(self, payload: Payload) -> Tensor:
@@ -118,6 +119,12 @@ class QSGD(Compressor):
         if self.contractive:
             out = out / (1.0 + self.omega(d))
         return out.reshape(m["shape"]).to(m["dtype"])
+
+    def entropy_symbols(self, payload: Payload) -> tuple[list[np.ndarray], int]:
+        """The signed levels in [-s, s] are coded; the bucket norms travel raw."""
+        t = payload.tensors
+        levels = unpack_bits(t["levels"], self.width, payload.meta["numel"]) - self.levels
+        return [levels.cpu().numpy()], tensor_bits(t["norms"])
 
     def decompress_many(self, payloads: list[Payload]) -> Tensor:
         """Decode the messages of several workers (same tensor, same layout) in one batched op.

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from coders.compressors.payload import Compressor, Payload, pack_bits, unpack_bits
+from coders.compressors.payload import Compressor, Payload, pack_bits, tensor_bits, unpack_bits
 
 __all__ = ["Sign", "ScaledSign", "pack_signs", "unpack_signs", "ternary_pack", "ternary_unpack",
            "TERNARY_WIDTH", "ternary_ideal_bits"]
@@ -54,6 +55,16 @@ class Sign(Compressor):
         m = payload.meta
         return unpack_signs(payload.tensors["signs"], m["numel"], m["dtype"]).reshape(m["shape"])
 
+    def entropy_symbols(self, payload: Payload) -> tuple[list[np.ndarray], int]:
+        return _sign_symbols(payload)
+
+
+def _sign_symbols(payload: Payload) -> tuple[list[np.ndarray], int]:
+    """The sign bits are coded; a scale, when present, travels raw."""
+    t = payload.tensors
+    signs = unpack_bits(t["signs"], 1, payload.meta["numel"])
+    return [signs.cpu().numpy()], tensor_bits(t["scale"]) if "scale" in t else 0
+
 
 class ScaledSign(Compressor):
     """(||x||_1 / d) sign(x): packed signs + one fp32 scale; bits = 8 ceil(d / 8) + 32.
@@ -74,6 +85,9 @@ class ScaledSign(Compressor):
         m = payload.meta
         signs = unpack_signs(payload.tensors["signs"], m["numel"], torch.float32)
         return (signs * payload.tensors["scale"]).reshape(m["shape"]).to(m["dtype"])
+
+    def entropy_symbols(self, payload: Payload) -> tuple[list[np.ndarray], int]:
+        return _sign_symbols(payload)
 
 
 def ternary_ideal_bits(n: int) -> float:

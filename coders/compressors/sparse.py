@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -97,6 +98,13 @@ class TopK(Compressor):
         out = torch.zeros(m["numel"], dtype=values.dtype, device=values.device)
         out[payload.tensors["indices"].long()] = values
         return out.reshape(m["shape"]).to(m["dtype"])
+
+    def entropy_symbols(self, payload: Payload) -> tuple[list[np.ndarray], int]:
+        """The gaps between sorted indices are coded; the values travel raw."""
+        t = payload.tensors
+        idx = t["indices"].long().cpu().numpy()
+        gaps = np.diff(np.concatenate([[-1], np.sort(idx)])) - 1
+        return [gaps], tensor_bits(t["values"])
 
 
 class RandomK(Compressor):

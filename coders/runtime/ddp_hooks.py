@@ -36,11 +36,13 @@ from torch import Tensor
 
 from coders.algorithms.base import gather_payloads
 from coders.algorithms.signsgd import majority_vote
+from coders.communication.comm import DistComm
+from coders.communication.packing import flatten, unflatten
 from coders.compressors import Compressor, ErrorFeedback
-from coders.compressors.lowrank import orthogonalize
-from coders.compressors.payload import Payload
+from coders.compressors.lowrank import orthogonalize, power_step
+from coders.compressors.payload import Payload, tensor_bits
 from coders.compressors.sign import pack_signs, unpack_signs
-from coders.runtime.comm import DistComm
+from coders.wire import FLOAT32_BITS
 
 __all__ = ["CompressorHookState", "compressor_hook", "SignVoteHookState", "sign_vote_hook",
            "PowerSGDHookState", "powersgd_hook"]
@@ -162,7 +164,7 @@ def powersgd_hook(state: PowerSGDHookState, bucket: dist.GradBucket) -> torch.fu
     buf = bucket.buffer()
     if state.iter < state.start_powerSGD_iter:
         buf.copy_(comm.all_reduce(buf) / w)
-        state.bits_up += buf.numel() * buf.element_size() * 8
+        state.bits_up += tensor_bits(buf)
         if bucket.is_last():
             state.iter += 1
         return _done(buf)
@@ -181,13 +183,12 @@ def powersgd_hook(state: PowerSGDHookState, bucket: dist.GradBucket) -> torch.fu
         (mats if (n + m) * r * state.min_compression_rate < n * m else dense).append((g, mat, r))
     # uncompressed tensors: one all-reduce of their concatenation
     if dense:
-        flat = torch.cat([g.reshape(-1) for g, _, _ in dense])
+        grads_dense = [g for g, _, _ in dense]
+        flat = flatten(grads_dense)
         mean = comm.all_reduce(flat) / w
-        state.bits_up += flat.numel() * flat.element_size() * 8
-        offset = 0
-        for g, _, _ in dense:
-            g.copy_(mean[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
+        state.bits_up += tensor_bits(flat)
+        for g, m in zip(grads_dense, unflatten(mean, grads_dense), strict=True):
+            g.copy_(m)
     if mats:
         # order by shape groups (first occurrence), as the reference draws its random Qs in that order
         groups: dict[tuple, list] = defaultdict(list)
@@ -200,14 +201,14 @@ def powersgd_hook(state: PowerSGDHookState, bucket: dist.GradBucket) -> torch.fu
             gen = torch.Generator().manual_seed(int(state.rng.randint(1_000_000_000)))
             qs = [orthogonalize(torch.randn(mat.shape[1], r, generator=gen, dtype=buf.dtype).to(buf.device),
                         state.orthogonalization_epsilon) for _, mat, r in ordered]
-        ps = [mat @ q for (_, mat, _), q in zip(ordered, qs, strict=True)]
-        p_flat = comm.all_reduce(torch.cat([p.reshape(-1) for p in ps]))
-        ps = _split(p_flat, ps)
-        ps = [orthogonalize(p, state.orthogonalization_epsilon) for p in ps]
-        q_loc = [mat.T @ p for (_, mat, _), p in zip(ordered, ps, strict=True)]
-        q_flat = comm.all_reduce(torch.cat([q.reshape(-1) for q in q_loc])) / w
-        qs = _split(q_flat, q_loc)
-        state.bits_up += (p_flat.numel() + q_flat.numel()) * 32
+
+        def all_reduce(ts: list[Tensor]) -> list[Tensor]:
+            flat = flatten(ts)
+            state.bits_up += flat.numel() * FLOAT32_BITS
+            return unflatten(comm.all_reduce(flat), ts)
+
+        eps = state.orthogonalization_epsilon
+        ps, qs = power_step([mat for _, mat, _ in ordered], qs, eps, all_reduce, w)
         for (_, mat, _), p, q in zip(ordered, ps, qs, strict=True):
             mat.copy_(p @ q.T)
         if state.warm_start:
@@ -218,10 +219,3 @@ def powersgd_hook(state: PowerSGDHookState, bucket: dist.GradBucket) -> torch.fu
         state.iter += 1
     return _done(buf)
 
-
-def _split(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
-    out, offset = [], 0
-    for t in like:
-        out.append(flat[offset : offset + t.numel()].view(t.shape))
-        offset += t.numel()
-    return out

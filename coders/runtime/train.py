@@ -18,7 +18,7 @@ compress / decompress seconds and step seconds; `metric` at evaluation steps.
 other inside ONE launch of the W worker processes (spawning dominates short gloo runs); each
 result equals what `train` gives for that spec.
 `topology` (decentralized methods) is a name (`ring`, `torus`, ...), a `Topology`, an
-adjacency / gossip-weight matrix or a networkx graph (`coders.runtime.topology.make_topology`).
+adjacency / gossip-weight matrix or a networkx graph (`coders.communication.topology.make_topology`).
 For p2p methods the history also holds `bits_per_neighbour_mean` (mean over workers of the
 bits each worker sends per neighbour in the step).
 
@@ -39,7 +39,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from coders.runtime.comm import Comm, DistComm, run_processes, run_threads
+from coders.algorithms.gossip import consensus
+from coders.algorithms.registry import make_algorithm, method_class
+from coders.communication.comm import Comm, DistComm, run_processes, run_threads
+from coders.communication.packing import flatten, unflatten
+from coders.communication.topology import Topology, make_topology
 
 __all__ = ["TrainSpec", "TrainResult", "train", "train_many", "train_worker", "HISTORY_COLUMNS"]
 
@@ -109,12 +113,10 @@ class TrainResult:
 
 
 def _flat(params: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1).float() for p in params])
+    return flatten([p.detach().float() for p in params])
 
 
 def _default_lr(spec: TrainSpec, workload: Any) -> float:
-    from coders.algorithms.registry import method_class
-
     if spec.lr is not None:
         return float(spec.lr)
     cls = method_class(spec.method)
@@ -124,7 +126,6 @@ def _default_lr(spec: TrainSpec, workload: Any) -> float:
 def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any = None) -> dict[str, Any]:
     """One worker's training loop (a `run_threads` / `run_processes` target)."""
     from captures import make_workload
-    from coders.algorithms.registry import make_algorithm, method_class
 
     if workload is None:
         workload = make_workload(spec.workload, seed=spec.seed, device=spec.device)
@@ -133,13 +134,11 @@ def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any =
     lr = _default_lr(spec, workload)
     cls = method_class(spec.method)
     topology = None
-    if getattr(cls, "needs_topology", False):
-        from coders.runtime.topology import make_topology
-
+    if cls.needs_topology:
         topology = make_topology("ring" if spec.topology is None else spec.topology, comm.world_size)
     params = [p for p in model.parameters() if p.requires_grad]
     algo = make_algorithm(spec.method, params, comm, topology=topology, seed=spec.seed, **spec.options)
-    p2p = getattr(algo, "pattern", "") == "p2p"
+    p2p = algo.pattern == "p2p"
     batches = workload.batches(comm.rank, comm.world_size, spec.batch_size, spec.split, spec.seed)
     eval_every = spec.eval_every or max(1, spec.steps // 10)
     eval_model = copy.deepcopy(model) if comm.rank == 0 else None
@@ -149,16 +148,12 @@ def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any =
         chosen = algo.eval_params() if hasattr(algo, "eval_params") else None
         flat = _flat(chosen if chosen is not None else params)
         if p2p:
-            mean = comm.all_reduce(flat) / comm.world_size
-            sq = ((flat.double() - mean.double()) ** 2).sum().reshape(1)
-            row["consensus_distance"] = float(comm.all_reduce(sq)[0]) / comm.world_size
-            flat = mean
+            flat, row["consensus_distance"] = consensus(flat, comm)
         if comm.rank == 0:
-            offset = 0
+            targets = list(eval_model.parameters())
             with torch.no_grad():
-                for p in eval_model.parameters():
-                    p.copy_(flat[offset : offset + p.numel()].view_as(p))
-                    offset += p.numel()
+                for p, v in zip(targets, unflatten(flat, targets), strict=True):
+                    p.copy_(v)
             row["metric"] = workload.evaluate(eval_model)[workload.metric_name]
         return flat
 
@@ -197,8 +192,8 @@ def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any =
         "params": _flat(params).cpu(),
         "eval_params": evaluated.cpu() if evaluated is not None else _flat(params).cpu(),
         "lr": lr, "metric_name": workload.metric_name,
-        "allreduce_compatible": bool(getattr(algo, "allreduce_compatible", False)),
-        "pattern": str(getattr(algo, "pattern", "")),
+        "allreduce_compatible": algo.allreduce_compatible,
+        "pattern": algo.pattern,
     }
 
 
@@ -208,8 +203,6 @@ def _under_torchrun() -> bool:
 
 def _check_spec(spec: TrainSpec, backend: str) -> None:
     """Clear errors for a bad spec, before any worker starts."""
-    from coders.algorithms.registry import method_class
-
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if spec.workers < 1 or spec.steps < 1:
@@ -220,10 +213,8 @@ def _check_spec(spec: TrainSpec, backend: str) -> None:
         raise ValueError(f"lr must be a positive finite number, got {spec.lr}")
     cls = method_class(spec.method)  # raises on an unknown name
     if spec.topology is not None:
-        if not getattr(cls, "needs_topology", False):
+        if not cls.needs_topology:
             raise ValueError(f"method {spec.method!r} is centralized; a topology does not apply")
-        from coders.runtime.topology import make_topology
-
         make_topology(spec.topology, spec.workers)  # unknown name / wrong size / disconnected graph
     if spec.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {spec.device!r} needs CUDA, which is not available")
@@ -311,7 +302,5 @@ def spec_dict(result: TrainResult) -> dict[str, Any]:
     out = {f.name: copy.deepcopy(getattr(result.spec, f.name)) for f in fields(result.spec)}
     topo = out["topology"]
     if topo is not None and not isinstance(topo, str):
-        from coders.runtime.topology import Topology
-
         out["topology"] = topo.name if isinstance(topo, Topology) else "custom"
     return out

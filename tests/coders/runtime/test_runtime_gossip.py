@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from coders.algorithms.gossip import GOSSIP_METHODS
-from coders.runtime.topology import ring, torus
+from coders.communication.topology import ring, torus
 from coders.runtime.train import TrainSpec, spec_dict, train, train_many
 
 OPTIONS = {"powergossip": {"rank": 2, "num_iterations": 2}, "choco-topk": {"ratio": 0.05}}

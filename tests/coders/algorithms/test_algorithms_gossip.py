@@ -16,9 +16,9 @@ from coders.algorithms.gossip import (
     consensus_distance,
     pair_seed,
 )
+from coders.communication.comm import run_threads
+from coders.communication.topology import fully_connected, make_topology, ring, star, torus, watts_strogatz
 from coders.compressors import Identity
-from coders.runtime.comm import run_threads
-from coders.runtime.topology import fully_connected, make_topology, ring, star, torus, watts_strogatz
 
 SHAPES = [(6, 4), (5, 3, 2, 2), (7,), (3, 9)]
 SQUARE = [(4, 4), (3, 3), (2, 1, 2), (5,)]  # (2, 1, 2) is viewed as a 2 x 2 matrix

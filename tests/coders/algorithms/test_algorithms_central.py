@@ -11,8 +11,8 @@ from coders.algorithms.base import gather_payloads, ring_allreduce_bits
 from coders.algorithms.mcm import memory_rate
 from coders.algorithms.registry import make_algorithm, method_class, methods
 from coders.algorithms.s3gd import sparse_vote_downlink_bits
+from coders.communication.comm import run_threads
 from coders.compressors import Sign, TopK
-from coders.runtime.comm import run_threads
 
 
 def _params(seed: int, shapes=((6, 5), (4,), (3, 2, 2))):

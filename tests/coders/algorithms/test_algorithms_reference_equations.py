@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from coders.algorithms.registry import make_algorithm
-from coders.runtime.comm import run_threads
+from coders.communication.comm import run_threads
 
 SHAPES = ((6, 5), (7,), (3, 2, 2))
 

@@ -4,9 +4,9 @@ import torch
 
 from coders.algorithms.gossip import GOSSIP_METHODS as GOSSIP
 from coders.algorithms.gossip import PowerGossip
+from coders.communication.comm import run_threads
+from coders.communication.topology import make_topology
 from coders.compressors import orthogonalize
-from coders.runtime.comm import run_threads
-from coders.runtime.topology import make_topology
 
 W, STEPS, GAMMA = 4, 5, 0.7
 

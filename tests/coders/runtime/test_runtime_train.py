@@ -8,7 +8,7 @@ import pytest
 import torch
 from runtime_dist_workers import train_many
 
-from coders.runtime.comm import run_processes
+from coders.communication.comm import run_processes
 from coders.runtime.train import HISTORY_COLUMNS, TrainSpec, train
 
 # (method, options): every communication pattern and the methods with randomness or state
@@ -127,14 +127,14 @@ def test_ideal_and_coded_bits_are_means_over_workers(monkeypatch):
     from coders.algorithms.dense import FP32AllReduce
 
     class Uneven(FP32AllReduce):
-        name = "uneven"
+        name = "uneven"  # not registered: the test puts it in the registry for its duration
 
         def step(self, lr):
             super().step(lr)
             r = float(self.rank)
             return StepStats(10 * (r + 1), 0.0, 0.0, extra={"bits_up_coded": 3 * (r + 1), "bits_up_ideal": r})
 
-    monkeypatch.setitem(registry.CENTRAL_METHODS, "uneven", Uneven)
+    monkeypatch.setitem(registry.METHODS, "uneven", Uneven)
     h = train("digits-cnn", "uneven", 3, 2, seed=0, eval_every=2).history
     assert (h["bits_up"] == 20.0).all()
     assert (h["bits_up_coded"] == 6.0).all() and (h["bits_up_ideal"] == 1.0).all()

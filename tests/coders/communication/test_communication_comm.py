@@ -6,9 +6,9 @@ import threading
 
 import pytest
 import torch
-from runtime_dist_workers import collectives
+from communication_workers import collectives
 
-from coders.runtime.comm import Comm, ThreadComm, run_processes, run_threads
+from coders.communication.comm import Comm, ThreadComm, run_processes, run_threads
 
 
 def _check(results: list[dict], w: int) -> None:

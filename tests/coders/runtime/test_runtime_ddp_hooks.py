@@ -6,8 +6,8 @@ import pytest
 import torch
 from runtime_dist_workers import ddp_hooks_compare
 
+from coders.communication.comm import run_processes
 from coders.compressors import Cast
-from coders.runtime.comm import run_processes
 from coders.runtime.ddp_hooks import CompressorHookState, PowerSGDHookState
 
 

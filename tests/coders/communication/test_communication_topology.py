@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from coders.runtime.topology import (
+from coders.communication.topology import (
     from_adjacency,
     from_weights,
     fully_connected,
