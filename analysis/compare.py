@@ -3,27 +3,14 @@
 Each method is trained with `coders.runtime.train` (the simulator by default, torch.distributed
 with `backend="gloo"`), and its per-step history is turned into one summary row: final and
 time-to-target metric, payload bits up/down per worker per step, measured compression overhead,
-and an iteration time estimated under the alpha-beta (latency-bandwidth) network model
-
-    T(message of S bits) = alpha + S / B                      (Hockney 1994)
-
-with the collective costs of Thakur, Rabenseifner and Gropp (2005) for ring algorithms:
-
-    ring all-reduce   2 (W-1) alpha + 2 (W-1)/W * S / B
-    ring all-gather     (W-1) alpha +   (W-1)   * S / B
-    parameter server  2 alpha + W (S_up + S_down) / B      (the server's link carries all W flows)
-    point-to-point    alpha + deg * S_nbr / B                (one NIC shared by the deg neighbours)
-
-The iteration time charges compute, compression and communication,
-`t = t_fwd + t_bwd + t_codec + t_comm`, or `t_fwd + max(t_bwd, t_comm) + t_codec` for methods whose
-communication can overlap with the backward pass (bucketed DDP-style hooks; gossip of x_t, which
-does not depend on the gradient at x_t). The baseline is bf16 all-reduce, never fp32.
+and an iteration time estimated under the alpha-beta network model of `analysis.network`
+(re-exported here). The baseline is bf16 all-reduce, never fp32. `rate_distortion` /
+`aggregate_rd` live in `analysis.rate_distortion` and are re-exported here too.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,144 +19,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PATTERNS = ("allreduce", "allgather", "ps", "p2p")
+from analysis.network import (  # noqa: F401  (re-exported: the network model's public names)
+    BACKWARD_FRACTION,
+    PATTERNS,
+    Network,
+    check_workers,
+    comm_time,
+    iteration_time,
+    p2p_time,
+    parameter_server_time,
+    ring_allgather_time,
+    ring_allreduce_time,
+)
+from analysis.rate_distortion import (  # noqa: F401  (re-exported)
+    RD_COMPRESSORS,
+    RD_MODELS,
+    RD_STEP_MULTS,
+    aggregate_rd,
+    rate_distortion,
+)
+
 BASELINES = ("bf16", "fp16")  # the reference is a 16-bit all-reduce (fp32 flatters every compressor 2x)
 
 # Whether a method's communication can run during the backward pass is a fact of its class
 # (`can_overlap`, coders.algorithms.base.FACTS). This table only serves runs of names outside
 # the registry (summaries built by hand): by pattern, a parameter server waits for every message.
 OVERLAP_BY_PATTERN = {"allreduce": True, "allgather": True, "ps": False, "p2p": True}
-
-# Share of one training step's compute spent in the backward pass (backward ~ 2x forward FLOPs).
-BACKWARD_FRACTION = 2.0 / 3.0
-
-
-@dataclass(frozen=True)
-class Network:
-    """Alpha-beta network: per-message latency alpha (s) and per-link bandwidth B (bit/s).
-
-    Hockney's model T(S) = alpha + S / B; links are full duplex, every worker has one NIC.
-    """
-
-    bandwidth_gbps: float = 10.0
-    latency_us: float = 5.0
-
-    def __post_init__(self) -> None:
-        if not (self.bandwidth_gbps > 0 and math.isfinite(self.bandwidth_gbps)):
-            raise ValueError(f"bandwidth_gbps must be a positive finite number, got {self.bandwidth_gbps}")
-        if not (self.latency_us >= 0 and math.isfinite(self.latency_us)):
-            raise ValueError(f"latency_us must be a non-negative finite number, got {self.latency_us}")
-
-    @property
-    def alpha(self) -> float:
-        """Latency per message in seconds."""
-        return self.latency_us * 1e-6
-
-    @property
-    def bits_per_s(self) -> float:
-        """Bandwidth in bit/s."""
-        return self.bandwidth_gbps * 1e9
-
-    def describe(self) -> str:
-        """One line stating the model and its parameters."""
-        return (f"alpha-beta network: {self.bandwidth_gbps:g} Gbit/s per link, {self.latency_us:g} us "
-                "latency per message; ring all-reduce 2(W-1)/W*S, all-gather (W-1)*S, "
-                "parameter server W*(S_up+S_down) at the server, p2p deg*S per worker")
-
-
-def _check_workers(workers: int) -> None:
-    if int(workers) != workers or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers}")
-
-
-def _check_bits(name: str, bits: float) -> None:
-    if not (bits >= 0 and math.isfinite(bits)):
-        raise ValueError(f"{name} must be a non-negative finite number of bits, got {bits}")
-
-
-def ring_allreduce_time(bits: float, workers: int, net: Network) -> float:
-    """Ring all-reduce of an S-bit message on W workers: 2(W-1) alpha + 2(W-1)/W * S/B.
-
-    Reduce-scatter then all-gather, each W-1 rounds of S/W bits (Thakur et al. 2005).
-    """
-    _check_bits("bits", bits)
-    _check_workers(workers)
-    if workers == 1:
-        return 0.0
-    return 2 * (workers - 1) * net.alpha + 2 * (workers - 1) / workers * bits / net.bits_per_s
-
-
-def ring_allgather_time(bits: float, workers: int, net: Network) -> float:
-    """Ring all-gather of S bits from each of W workers: (W-1) alpha + (W-1) * S/B."""
-    _check_bits("bits", bits)
-    _check_workers(workers)
-    if workers == 1:
-        return 0.0
-    return (workers - 1) * net.alpha + (workers - 1) * bits / net.bits_per_s
-
-
-def parameter_server_time(bits_up: float, bits_down: float, workers: int, net: Network) -> float:
-    """Parameter server round: 2 alpha + W (S_up + S_down) / B.
-
-    The server's one link receives W uplink messages and sends W downlink copies (a unicast per
-    worker); workers' own links are not the bottleneck.
-    """
-    _check_bits("bits_up", bits_up)
-    _check_bits("bits_down", bits_down)
-    _check_workers(workers)
-    return 2 * net.alpha + workers * (bits_up + bits_down) / net.bits_per_s
-
-
-def p2p_time(bits_per_neighbour: float, degree: int, net: Network) -> float:
-    """Point-to-point exchange with `degree` neighbours: alpha + deg * S_nbr / B.
-
-    The deg sends are posted together (one latency) and share the worker's link; receives use
-    the other direction of the full-duplex link.
-    """
-    _check_bits("bits_per_neighbour", bits_per_neighbour)
-    if int(degree) != degree or degree < 0:
-        raise ValueError(f"degree must be a non-negative integer, got {degree}")
-    if degree == 0:
-        return 0.0
-    return net.alpha + degree * bits_per_neighbour / net.bits_per_s
-
-
-def comm_time(pattern: str, bits_up: float, bits_down: float, workers: int, net: Network,
-              degree: int | None = None) -> float:
-    """Communication time of one step for a method with the given pattern.
-
-    `bits_up` is the payload one worker sends per step (for p2p: in total, over its `degree`
-    neighbours), `bits_down` the payload it receives from a server (pattern "ps" only).
-    """
-    if pattern == "allreduce":
-        return ring_allreduce_time(bits_up, workers, net)
-    if pattern == "allgather":
-        return ring_allgather_time(bits_up, workers, net)
-    if pattern == "ps":
-        return parameter_server_time(bits_up, bits_down, workers, net)
-    if pattern == "p2p":
-        if degree is None:
-            raise ValueError("pattern 'p2p' needs the topology degree")
-        return p2p_time(bits_up / degree if degree else 0.0, degree, net)
-    raise ValueError(f"unknown communication pattern {pattern!r}; expected one of {PATTERNS}")
-
-
-def iteration_time(compute_s: float, codec_s: float, comm_s: float, overlap: bool,
-                   backward_fraction: float = BACKWARD_FRACTION) -> float:
-    """Estimated time of one step: t_fwd + t_bwd + t_codec + t_comm, or t_fwd + max(t_bwd, t_comm) + t_codec.
-
-    With overlap, communication runs while the backward pass computes the remaining buckets;
-    compression still costs compute time on the worker.
-    """
-    for name, v in (("compute_s", compute_s), ("codec_s", codec_s), ("comm_s", comm_s)):
-        if not (v >= 0 and math.isfinite(v)):
-            raise ValueError(f"{name} must be a non-negative finite time, got {v}")
-    if not 0.0 <= backward_fraction <= 1.0:
-        raise ValueError(f"backward_fraction must be in [0, 1], got {backward_fraction}")
-    if not overlap:
-        return compute_s + codec_s + comm_s
-    t_bwd = backward_fraction * compute_s
-    return (compute_s - t_bwd) + max(t_bwd, comm_s) + codec_s
 
 
 def can_overlap(method: str, pattern: str) -> bool:
@@ -427,7 +302,7 @@ def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int 
         raise ValueError(f"methods listed twice: {sorted({m for m in methods if methods.count(m) > 1})}")
     if baseline not in methods:
         methods.insert(0, baseline)
-    _check_workers(workers)
+    check_workers(workers)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     net = net or Network()
@@ -494,101 +369,3 @@ def _degree(topology: str | None, workers: int) -> int:
 
     topo = make_topology(topology or "ring", workers)
     return max(topo.degree(r) for r in range(workers))
-
-
-# --------------------------------------------------------------------------------------------
-# Rate-distortion on captured gradients
-
-# (label, compressor name, options): each operator of coders.compressors at typical settings
-RD_COMPRESSORS: tuple[tuple[str, str, dict], ...] = (
-    ("bf16", "bf16", {}),
-    ("top-k 1%", "topk", {"ratio": 0.01}),
-    ("top-k 10%", "topk", {"ratio": 0.1}),
-    ("rand-k 10%", "randk", {"ratio": 0.1}),
-    ("QSGD s=4", "qsgd", {"levels": 4}),
-    ("QSGD s=16", "qsgd", {"levels": 16}),
-    ("scaled sign", "scaled_sign", {}),  # plain sign(x) has no scale to reconstruct x with
-    ("PowerSGD rank 1", "lowrank", {"rank": 1}),
-    ("PowerSGD rank 4", "lowrank", {"rank": 4}),
-)
-# step = c * RMS(x): from coarse (about 1 bit) to fine (about 8 bits per entry)
-RD_STEP_MULTS: tuple[float, ...] = (2.0, 1.0, 0.5, 0.25, 0.1, 0.03)
-# zi-gennorm: real layers hold exact zeros (dead ReLUs, zero pixels) that a continuous GenNorm wastes bits on
-RD_MODELS: tuple[str, ...] = ("zi-gennorm", "gennorm", "laplace", "normal")
-
-
-def _rel_error(x, xhat) -> tuple[float, float]:
-    """(||x - x_hat||^2, ||x||^2) in float64."""
-    import torch
-
-    x = torch.as_tensor(x).double().reshape(-1)
-    xhat = torch.as_tensor(xhat).to(x.device).double().reshape(-1)
-    return float(((x - xhat) ** 2).sum()), float((x**2).sum())
-
-
-def rate_distortion(tensors: dict, compressors=RD_COMPRESSORS, step_mults=RD_STEP_MULTS,
-                    models=RD_MODELS, coder: str = "ans") -> pd.DataFrame:
-    """Bits per entry and relative error of each compressor and quantizer + codebook on the same tensors.
-
-    `tensors` maps a layer name to its gradient (full shape, so low-rank operators see the
-    matrix). Compressor rows: `Payload.bits` (exact wire bits) per entry, error of
-    decompress(compress(x)). Quantizer rows: a uniform quantizer with step c * RMS(x) coded by
-    `coder` under each probability model (`coders.bits_per_entry`, side information included).
-    One row per (layer, name, param) with `bits`, `n`, `sq_err`, `sq_norm`, `bits_per_entry`,
-    `rel_error` = ||x - x_hat|| / ||x||; `aggregate_rd` pools the layers.
-    """
-    import torch
-
-    from coders.compressors import make_compressor
-    from coders.quantizers import UniformQuantizer
-    from coders.report import bits_per_entry
-
-    if not tensors:
-        raise ValueError("rate_distortion needs at least one tensor")
-    rows = []
-    for layer, x in tensors.items():
-        t = torch.as_tensor(x).float()
-        n = t.numel()
-        if n == 0 or float((t.double() ** 2).sum()) == 0.0:
-            continue  # an all-zero gradient has no relative error to speak of
-        for label, name, opts in compressors:
-            c = make_compressor(name, **opts)
-            payload = c.compress(t, {})
-            err, norm = _rel_error(t, c.decompress(payload))
-            rows.append({"layer": layer, "kind": "compressor", "name": label, "param": np.nan,
-                         "n": n, "bits": float(payload.bits), "sq_err": err, "sq_norm": norm})
-        a = t.reshape(-1).cpu().numpy()
-        for mult in step_mults:
-            q = UniformQuantizer(scale_mult=mult)
-            err, norm = _rel_error(a, q.dequantize(q.quantize(a)))
-            bpe = bits_per_entry(a, quantizer=q, models=list(models), coders=[coder])
-            col = "total_bits_per_entry" if "total_bits_per_entry" in bpe.columns else "bits_per_entry"
-            for _, r in bpe.iterrows():
-                rows.append({"layer": layer, "kind": "quantizer", "name": f"uniform + {r['model']}/{coder}",
-                             "param": mult, "n": n, "bits": float(r[col]) * n, "sq_err": err,
-                             "sq_norm": norm})
-    df = pd.DataFrame(rows)
-    if df.empty:
-        raise ValueError("rate_distortion: every tensor was empty or all zero")
-    df["bits_per_entry"] = df["bits"] / df["n"]
-    df["rel_error"] = np.sqrt(df["sq_err"] / df["sq_norm"])
-    return df
-
-
-def aggregate_rd(rd: pd.DataFrame) -> pd.DataFrame:
-    """Pool per-layer rate-distortion rows over layers.
-
-    bits per entry = total bits / total entries; relative error = sqrt(sum err^2 / sum ||x||^2).
-    """
-    keys = ["kind", "name", "param"]
-    cols = ["bits", "n", "sq_err", "sq_norm"]
-    missing = [c for c in (*keys, *cols) if c not in rd.columns]
-    if missing:
-        raise ValueError(f"aggregate_rd: rate-distortion frame lacks columns {missing}")
-    g = rd.assign(param=rd["param"].fillna(-1.0)).groupby(keys, sort=False)[cols]
-    out = g.sum().reset_index()
-    out["param"] = out["param"].where(out["param"] >= 0, np.nan)
-    out["layer"] = "all"
-    out["bits_per_entry"] = out["bits"] / out["n"]
-    out["rel_error"] = np.sqrt(out["sq_err"] / out["sq_norm"])
-    return out

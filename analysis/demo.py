@@ -18,8 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.compare import Network, aggregate_rd, compare, rate_distortion
-from analysis.report import BF16_BITS, WHOLE_MODEL, bits_table, compare_table, headline, write_report
+from analysis.compare import Network, compare
+from analysis.rate_distortion import aggregate_rd, rate_distortion
+from analysis.report import write_report
+from analysis.tables import WHOLE_MODEL, bits_table, compare_table, headline
+from coders.wire import BF16_BITS
 
 # the comparison columns `gradstats demo` prints (the report and compare.csv have them all)
 PRINTED_COMPARE_COLUMNS = ("method", "optimizer", "lr", "allreduce_compatible", "final_metric",

@@ -14,319 +14,37 @@ from __future__ import annotations
 import base64
 import html
 import json
-import re
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-BF16_BITS = 16.0
+from analysis.figures import (  # noqa: F401  (re-exported: where report's callers found them)
+    FIGURE_FAMILIES,
+    network_line,
+    representative_layer,
+    write_compare_figures,
+    write_figures,
+)
+from analysis.run_dir import DATA_FILES, capture_dir, find_units, read_table, slug
+from analysis.tables import (  # noqa: F401  (re-exported)
+    COMPARE_COLUMNS,
+    FLAG_NAME,
+    NOT_REACHED,
+    TAIL_COLUMNS,
+    TOTAL_LAYER,
+    WHOLE_MODEL,
+    best_family,
+    bits_table,
+    bits_value_column,
+    compare_table,
+    fit_table,
+    flag_names,
+    headline,
+)
+from coders.wire import BF16_BITS  # noqa: F401  (re-exported)
+
 SECTIONS = ("capture", "fits", "figures", "bits", "rate-distortion", "compare")
-TAIL_COLUMNS = ("tail_log10_1e-02", "tail_log10_1e-03", "tail_log10_1e-04")
-DATA_FILES = ("fits.parquet", "bits.parquet", "rd.parquet")
-WHOLE_MODEL = "whole model"
-TOTAL_LAYER = "TOTAL"  # coders.report.code_capture's whole-model rows
-FIGURE_FAMILIES = ("normal", "laplace", "gennorm", "zi-gennorm")  # overlaid in the per-layer figures
-
-
-def capture_dir(unit: Path) -> Path | None:
-    """The capture of a unit: `unit/capture/` (what `gradstats demo` writes) or `unit` itself
-    (a `gradstats capture --out` directory that `gradstats fit` / `code` wrote their tables into)."""
-    for d in (unit / "capture", unit):
-        if (d / "manifest.json").exists() or any(d.glob("manifest.rank*.json")):
-            return d
-    return None
-
-
-def _is_unit(d: Path) -> bool:
-    return capture_dir(d) is not None or any((d / f).exists() for f in DATA_FILES)
-
-
-def find_units(run_dir: str | Path) -> list[Path]:
-    """Directories holding one workload's capture/fits/bits: `run_dir` itself and/or its children."""
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise ValueError(f"run directory {root} does not exist")
-    units = [root] if _is_unit(root) else []
-    skip = {"figures", "capture", "steps"}  # a unit's own parts, not units
-    units += sorted(d for d in root.iterdir() if d.is_dir() and d.name not in skip and _is_unit(d))
-    return units
-
-
-def _read(path: Path) -> pd.DataFrame | None:
-    if not path.exists():
-        return None
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-
-
-# --------------------------------------------------------------------------------------------
-# Tables
-
-
-def best_family(fits: pd.DataFrame) -> pd.Series:
-    """Per fit group (step, layer, rank): the family marked best (by BIC), as one row per group.
-
-    `best` is a per-row boolean (the contract of `fit_capture`) or the best family's name; without
-    it the lowest BIC wins.
-    """
-    keys = [k for k in ("step", "layer", "rank") if k in fits.columns]
-    if "best" in fits.columns and fits["best"].dtype == bool:
-        b = fits[fits["best"]]
-    elif "best" in fits.columns:
-        b = fits[fits["family"].astype(str) == fits["best"].astype(str)]
-    else:
-        b = fits.loc[fits.groupby(keys)["bic"].idxmin()]
-    return b.drop_duplicates(keys).set_index(keys)["family"]
-
-
-FLAG_NAME = re.compile(r"(?:^|;)\s*([A-Za-z_]\w*):")
-
-
-def flag_names(flags: pd.Series) -> str:
-    """The distinct fit flag names ("beta_at_lower_bound", "ties_at_loc", ...) in `flags`, comma-separated.
-
-    A flag string is "name: explanation; name: explanation" (`gradstats.fit`); a GenNorm beta at its
-    bound or a continuous fit of a layer with an atom at 0 must not be read as a shape estimate.
-    """
-    # explanations may hold ";" themselves, so a name is an identifier right after the start or a ";"
-    names = {m for text in flags.fillna("").astype(str) for m in FLAG_NAME.findall(text)}
-    return ", ".join(sorted(names))
-
-
-def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
-    """One row per layer: best family (most often best over steps), its share, GenNorm beta, tail errors.
-
-    Tail error at p = log10(model P(|X-loc| > t_p) / p), t_p the empirical (1-p)-quantile of
-    |x - loc| (0 is exact, -1 means the model predicts 10x too few exceedances), averaged over
-    steps. Columns `tail <p>` are the best family's; `|tail| <family>` is each family's mean
-    absolute tail error over the p the sample resolves.
-    """
-    if fits is None or fits.empty:
-        raise ValueError("fit table: no fits")
-    best = best_family(fits).reset_index()
-    layers = list(dict.fromkeys(fits["layer"]))
-    fams = [f for f in ("normal", "laplace", "gennorm", "zi-gennorm") if (fits["family"] == f).any()]
-    tails = [c for c in TAIL_COLUMNS if c in fits.columns]
-    rows = []
-    for layer in layers:
-        counts = best[best["layer"] == layer]["family"].value_counts()
-        top = counts.index[0] if len(counts) else ""
-        row = {"layer": layer, "best family": top,
-               "best share": counts.iloc[0] / counts.sum() if len(counts) else np.nan}
-        f = fits[fits["layer"] == layer]
-        g = f[f["family"].astype(str) == "gennorm"]
-        row["GenNorm beta"] = float(g["beta"].median()) if len(g) and "beta" in g else np.nan
-        if len(g) and "flags" in g:
-            row["GenNorm flags"] = flag_names(g["flags"])
-        z = f[f["family"].astype(str) == "zi-gennorm"]
-        if len(z):
-            row["ZI-GenNorm beta"] = float(z["beta"].median())
-            row["zeros (pi)"] = float(z["pi"].median())
-        b = f[f["family"].astype(str) == top]
-        for col in tails:
-            row[f"tail {col.rsplit('_', 1)[-1]}"] = float(b[col].mean()) if len(b) else np.nan
-        for fam in fams:
-            ff = f[f["family"].astype(str) == fam]
-            vals = np.abs(ff[tails].to_numpy(dtype=float)) if tails else np.empty(0)
-            if np.isfinite(vals).any():  # blank when no tail probability is resolved
-                row[f"|tail| {fam}"] = float(np.nanmean(vals))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-COMPARE_COLUMNS = ("method", "optimizer", "lr", "pattern", "allreduce_compatible", "can_overlap", "workers",
-                   "final_metric", "target", "steps_to_target", "time_to_target_s", "bits_up", "bits_down",
-                   "up_ratio_vs_bf16", "compress_s", "decompress_s", "compute_s", "comm_s", "iter_s",
-                   "iter_overlap_s", "speedup_vs_bf16")
-NOT_REACHED = "not reached"
-
-
-def compare_table(summary: pd.DataFrame, columns: tuple[str, ...] = COMPARE_COLUMNS) -> pd.DataFrame:
-    """The comparison summary for display: the `columns` present, time to target "not reached" when NaN.
-
-    A method that never reaches the target has no time to it; printing NaN (or a step count of the
-    last evaluation) would read as a number.
-    """
-    if "method" not in summary.columns:
-        raise ValueError("compare table: summary lacks the 'method' column")
-    t = summary[[c for c in columns if c in summary.columns]].copy()
-    if "steps_to_target" in t:
-        t["steps_to_target"] = [NOT_REACHED if pd.isna(v) else str(int(v)) for v in t["steps_to_target"]]
-    if "time_to_target_s" in t:
-        t["time_to_target_s"] = [NOT_REACHED if pd.isna(v) else f"{v:.4g}" for v in t["time_to_target_s"]]
-    return t
-
-
-def _weights(bits: pd.DataFrame, capture_summary: pd.DataFrame | None) -> pd.Series | None:
-    """Entries per layer, to weight per-layer bits into whole-model bits."""
-    for col in ("n", "numel", "entries"):
-        if col in bits.columns:
-            return bits.groupby("layer", sort=False)[col].mean()
-    if capture_summary is not None and "layer" in capture_summary.columns:
-        for col in ("stored", "stored_entries", "numel"):
-            if col in capture_summary.columns:
-                return capture_summary.set_index("layer")[col].astype(float)
-    return None
-
-
-def bits_value_column(bits: pd.DataFrame) -> str:
-    """`total_bits_per_entry` (quantizer side information included) when present, else `bits_per_entry`."""
-    return "total_bits_per_entry" if "total_bits_per_entry" in bits.columns else "bits_per_entry"
-
-
-def bits_table(bits: pd.DataFrame, capture_summary: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Bits per entry per layer (rows) for each model / coder (columns), the entropy, and the model total.
-
-    Values are averaged over steps. The whole-model row is `code_capture`'s per-step total (layer
-    TOTAL: bits summed over layers / entries summed) when present, else layers weighted by their
-    entries. `vs bf16` is 16 / (bits of the best model/coder).
-    """
-    need = ("layer", "model", "coder", "bits_per_entry", "entropy")
-    missing = [c for c in need if c not in bits.columns]
-    if missing:
-        raise ValueError(f"bits table: bits DataFrame lacks columns {missing}")
-    value = bits_value_column(bits)
-    b = bits.assign(mc=bits["model"].astype(str) + "/" + bits["coder"].astype(str))
-    total = b[b["layer"] == TOTAL_LAYER]
-    b = b[b["layer"] != TOTAL_LAYER]
-    layers = list(dict.fromkeys(b["layer"]))
-    t = b.pivot_table(index="layer", columns="mc", values=value, aggfunc="mean").reindex(layers)
-    t.columns.name = None
-    t["entropy"] = b.groupby("layer", sort=False)["entropy"].mean().reindex(layers)
-    if len(total):
-        row = total.groupby("mc")[value].mean()
-        row["entropy"] = total["entropy"].mean()
-        t.loc[WHOLE_MODEL] = row.reindex(t.columns)
-    else:
-        w = _weights(bits, capture_summary)
-        if w is not None:
-            w = w.reindex(layers).fillna(0.0)
-            if w.sum() > 0:
-                t.loc[WHOLE_MODEL] = t.mul(w, axis=0).sum() / w.sum()
-    coded = [c for c in t.columns if c != "entropy"]
-    t["best"] = t[coded].idxmin(axis=1)
-    t["vs bf16"] = BF16_BITS / t[coded].min(axis=1)
-    return t.reset_index().rename(columns={"index": "layer"})
-
-
-def headline(fits: pd.DataFrame | None, bits: pd.DataFrame | None,
-             capture_summary: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per layer: best family, GenNorm beta, bits/entry of GenNorm-ANS and its ratio to bf16 (16 bits)."""
-    parts = []
-    if fits is not None and len(fits):
-        ft = fit_table(fits)
-        cols = [c for c in ("layer", "best family", "GenNorm beta", "ZI-GenNorm beta", "zeros (pi)",
-                            "GenNorm flags") if c in ft.columns]
-        parts.append(ft[cols].set_index("layer"))
-    if bits is not None and len(bits):
-        t = bits_table(bits, capture_summary).set_index("layer").drop(index=WHOLE_MODEL, errors="ignore")
-        for col, label in (("gennorm/ans", "GenNorm-ANS"), ("zi-gennorm/ans", "ZI-GenNorm-ANS")):
-            if col in t.columns:
-                parts.append(pd.DataFrame({f"{label} bits/entry": t[col],
-                                           f"{label} vs bf16": BF16_BITS / t[col]}))
-    if not parts:
-        raise ValueError("headline: neither fits nor bits given")
-    out = pd.concat(parts, axis=1)
-    out.index.name = "layer"
-    return out.reset_index()
-
-
-# --------------------------------------------------------------------------------------------
-# Figures
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
-
-
-def representative_layer(fits: pd.DataFrame) -> tuple[str, int]:
-    """(layer, step) shown in the per-layer figures: the layer fitted on the most entries, last step."""
-    g = fits[fits["family"].astype(str) == "gennorm"] if (fits["family"] == "gennorm").any() else fits
-    n = g.groupby("layer", sort=False)["n"].max() if "n" in g else g.groupby("layer", sort=False).size()
-    layer = str(n.idxmax())
-    return layer, int(g[g["layer"] == layer]["step"].max())
-
-
-def write_figures(unit: str | Path, layers: list[str] | None = None) -> list[Path]:
-    """Draw every figure the data in `unit` supports into `unit/figures/` and return their paths."""
-    from analysis import plots
-
-    unit = Path(unit)
-    out = unit / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    made: list[Path] = []
-    fits, bits, rd = (_read(unit / f) for f in DATA_FILES)
-
-    def _draw(fn, *args, name: str, **kw) -> None:
-        path = out / name
-        fig = fn(*args, path=path, **kw)
-        fig.clear()
-        made.append(path)
-
-    if fits is not None and len(fits):
-        fams = set(fits["family"].astype(str))
-        # the zero-inflated fit's beta is the shape of the non-zero entries; where a layer has no
-        # exact zeros it equals the plain GenNorm beta, where it has many the plain fit degenerates
-        heat = "zi-gennorm" if "zi-gennorm" in fams else "gennorm" if "gennorm" in fams else None
-        if heat:
-            _draw(plots.plot_beta_heatmap, fits, family=heat, name="beta_heatmap.png")
-        if capture_dir(unit) is not None:
-            from captures import open_capture
-
-            cap = open_capture(capture_dir(unit))
-            chosen = layers or [representative_layer(fits)[0]]
-            for layer in chosen:
-                step = int(fits[fits["layer"] == layer]["step"].max())
-                sel = fits[(fits["layer"] == layer) & (fits["step"] == step)
-                           & fits["family"].astype(str).isin(FIGURE_FAMILIES)]
-                if "rank" in sel:
-                    sel = sel[sel["rank"] == sel["rank"].min()]
-                x = cap.get(layer, step)
-                title = f"{unit.name}: {layer}, step {step}"
-                s = _slug(layer)
-                _draw(plots.plot_density, x, sel, name=f"density_{s}.png", title=title)
-                _draw(plots.plot_tail, x, sel, name=f"tail_{s}.png", title=title)
-                _draw(plots.plot_qq, x, sel, name=f"qq_{s}.png", title=title)
-    if bits is not None and len(bits):
-        _draw(plots.plot_bits_per_layer, bits, name="bits_per_layer.png")
-    if rd is not None and len(rd):
-        from analysis.compare import aggregate_rd
-
-        _draw(plots.plot_rate_distortion, aggregate_rd(rd), name="rate_distortion.png")
-    return made
-
-
-def write_compare_figures(run_dir: str | Path) -> list[Path]:
-    """Accuracy vs bits and vs simulated time from `compare_history.parquet` into `run_dir/figures/`."""
-    from analysis import plots
-
-    root = Path(run_dir)
-    hist, summ = _read(root / "compare_history.parquet"), _read(root / "compare.parquet")
-    if hist is None or summ is None:
-        return []
-    metric = str(summ["metric_name"].iloc[0]) if "metric_name" in summ else "accuracy"
-    net = _network_line(root)
-    from analysis.compare import bandwidth_sweep
-
-    out = root / "figures"
-    paths = [out / "metric_vs_bits.png", out / "metric_vs_time.png", out / "time_vs_bandwidth.png"]
-    plots.plot_metric_vs_bits(hist, metric_name=metric, path=paths[0]).clear()
-    plots.plot_metric_vs_time(hist, metric_name=metric, network=net, path=paths[1]).clear()
-    plots.plot_iteration_time_vs_bandwidth(bandwidth_sweep(summ), path=paths[2]).clear()
-    return paths
-
-
-def _network_line(root: Path) -> str | None:
-    p = root / "network.json"
-    if not p.exists():
-        return None
-    d = json.loads(p.read_text())
-    return f"{d['bandwidth_gbps']:g} Gbit/s, {d['latency_us']:g} us latency"
-
-
-# --------------------------------------------------------------------------------------------
-# HTML
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -366,7 +84,7 @@ def _figure_order(path: Path) -> tuple[int, str]:
 
 
 def _section(kind: str, unit: str, title: str, body: str) -> str:
-    sid = f"{kind}-{_slug(unit)}" if unit else kind
+    sid = f"{kind}-{slug(unit)}" if unit else kind
     return f'<section id="{sid}" class="section-{kind}">\n<h2>{html.escape(title)}</h2>\n{body}\n</section>'
 
 
@@ -392,7 +110,7 @@ def _unit_sections(unit: Path, name: str) -> list[str]:
         body = _missing("A capture")
     out.append(_section("capture", name, f"Capture summary ({name})", body))
 
-    fits, bits, rd = (_read(unit / f) for f in DATA_FILES)
+    fits, bits, rd = (read_table(unit / f) for f in DATA_FILES)
     if fits is not None and len(fits):
         body = ("<p>Best family by BIC per layer (share of steps where it won), median GenNorm "
                 "&beta; (2 = Normal, 1 = Laplace; <i>GenNorm flags</i> names a fit at its &beta; bound "
@@ -421,7 +139,7 @@ def _unit_sections(unit: Path, name: str) -> list[str]:
     out.append(_section("bits", name, f"Bits per entry ({name})", body))
 
     if rd is not None and len(rd):
-        from analysis.compare import aggregate_rd
+        from analysis.rate_distortion import aggregate_rd
 
         agg = aggregate_rd(rd)[["kind", "name", "param", "bits_per_entry", "rel_error"]]
         steps = sorted(set(rd["step"])) if "step" in rd.columns else []
@@ -479,7 +197,7 @@ def write_report(run_dir: str | Path, figures: bool = True, title: str | None = 
         parts += _unit_sections(u, u.name if u != root else root.name)
 
     if has_compare:
-        summ = _read(root / "compare.parquet")
+        summ = read_table(root / "compare.parquet")
         net = root / "network.json"
         desc = json.loads(net.read_text())["model"] if net.exists() else ""
         figs = [root / "figures" / n for n in ("metric_vs_bits.png", "metric_vs_time.png",
