@@ -226,11 +226,13 @@ def _gamma_pack(values: np.ndarray) -> bytes:
     return pack_bits(values.astype(np.uint64), elias_gamma_bits(values))[0].tobytes()
 
 
-def _gamma_unpack(data: bytes, offset: int, count: int) -> tuple[np.ndarray, int]:
-    """`count` Elias-gamma codes from data[offset:] -> (values, offset after the padded codes)."""
+def _gamma_unpack(data: bytes, offset: int, count: int, max_value: int) -> tuple[np.ndarray, int]:
+    """`count` Elias-gamma codes of values <= max_value from data[offset:] -> (values, offset after
+    the padded codes); only the bytes those codes can span are read."""
     if count == 0:
         return np.zeros(0, dtype=np.int64), offset
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8, offset=offset))
+    span = (count * (2 * max_value.bit_length() - 1) + 7) // 8
+    bits = np.unpackbits(np.frombuffer(data[offset : offset + span], dtype=np.uint8))
     s = bits.tobytes().translate(bytes.maketrans(b"\x00\x01", b"01"))
     pos, vals = 0, []
     for _ in range(count):  # the alphabet, at most 256 codes, not the entries
@@ -490,7 +492,7 @@ def _decode_plane(data: bytes, off: int, n: int, width: int) -> tuple[np.ndarray
     lo, hi = data[off], data[off + 1]
     if hi <= lo:
         raise _corrupt("histogram range")
-    counts, off = _gamma_unpack(data, off + 2, hi - lo)
+    counts, off = _gamma_unpack(data, off + 2, hi - lo, n + 1)
     counts = np.append(counts - 1, n - int((counts - 1).sum()))
     if counts[-1] < 1:
         raise _corrupt("histogram counts")
