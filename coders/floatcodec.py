@@ -1,32 +1,40 @@
-"""Lossless coding of raw bf16 / fp16 / fp32 tensors: sign / exponent / mantissa planes, ANS per plane.
+"""Lossless coding of raw bf16 / fp16 / fp32 tensors: exponent and mantissa planes, ANS per plane.
 
 The split of the GPU float codecs (DietGPU's float codec; ZipNN, Hershcovitch et al. 2024): the
 exponent of a gradient is highly skewed (a few octaves hold almost every entry) while the low
-mantissa bits are close to uniform, so each float is cut into bit planes (IEEE 754 fields) and every
-plane is sent either raw or coded with ANS (Duda 2009; `constriction`'s `Categorical` model and
-`AnsCoder`) under the order-0 histogram of that plane, whichever is smaller (exact sizes compared):
+mantissa bits are close to uniform, so each float is cut into bit planes of at most 8 bits (IEEE
+754 fields; the sign travels with the top mantissa bits, which leaves the exponent a plane of its
+own) and every plane is sent raw, as a constant, or coded with ANS (Duda 2009; `constriction`'s
+`Categorical` model and `AnsCoder`) under its own order-0 histogram, whichever is smallest (the
+exact sizes are compared):
 
-    bf16: sign[15] exponent[14:7] (8 bits) mantissa[6:0] (7)
-    fp16: sign[15] exponent[14:10] (5) mantissa_hi[9:8] (2) mantissa_lo[7:0] (8)
-    fp32: sign[31] exponent[30:23] (8) mantissa_hi[22:16] (7) mantissa_mid[15:8] (8) mantissa_lo[7:0] (8)
+    bf16: exponent[14:7] (8 bits)  sign_mantissa[15, 6:0] (8)
+    fp16: exponent[14:10] (5)      sign_mantissa_hi[15, 9:8] (3)  mantissa_lo[7:0] (8)
+    fp32: exponent[30:23] (8)      sign_mantissa_hi[31, 22:16] (8) mantissa_mid[15:8] (8) mantissa_lo[7:0] (8)
+
+The exponent plane goes first; every other plane is sent as two planes, its entries with a nonzero
+exponent and those with exponent 0 (zeros and subnormals): the decoder already has the exponents,
+so the split is free, and the zeros of a zero-heavy layer no longer spread their mass over the
+mantissa histogram (order-0 entropy given one bit that the decoder knows).
 
 Every bit pattern round-trips (NaN payloads, -0.0, subnormals, Inf): the planes are the bits.
 The blob is never larger than the raw bytes plus the raw header: the plane coding is kept only when
 its whole blob is smaller than the raw one.
 
 Blob (little endian): magic "GFC1", crc32 of everything after it, dtype code, mode (0 raw, 1 planes),
-ndim, the dims as LEB128 varints; raw mode: the raw bytes. Planes mode, per plane: a mode byte
-(0 raw, 1 ans, 2 constant); constant: the value (1 byte); raw: ceil(n w / 8) bytes of packed
-w-bit values; ans: lo, hi (1 byte each), the counts of lo .. hi-1 as Elias-gamma(count + 1)
-(Elias 1975; the count of hi is n minus their sum) padded to a byte, a u32 word count per chunk of
-`CHUNK` entries, then the chunks' 32-bit ANS words.
+ndim, the dims as LEB128 varints; raw mode: the raw bytes. Planes mode, per (sub-)plane: a mode
+byte (0 raw, 1 ans, 2 constant); constant: the value (1 byte); raw: ceil(n w / 8) bytes of packed
+w-bit values (MSB first); ans: lo, hi (1 byte each), the counts of lo .. hi-1 as
+Elias-gamma(count + 1) (Elias 1975; the count of hi is n minus their sum) padded to a byte, a u32
+word count per chunk of `CHUNK` entries, then the chunks' 32-bit ANS words.
 
 Bits (`float_code_length`): `payload` = raw plane bytes and ANS words, `side` = the histograms
 (lo, hi, counts, a constant plane's value), `header` = the rest (magic, crc, dtype, shape, plane
 modes, chunk word counts); payload + side + header = 8 * len(blob) exactly.
 
-On CUDA the plane split and the histograms run on the device (torch bit ops on the int16 / int32
-view); only the uint8 planes go to the host, where `constriction` codes them.
+On CUDA the plane split, the zero-exponent split and the histograms run on the device (torch bit
+ops on the int16 / int32 view); only the uint8 planes and 256 counts per plane go to the host,
+where `constriction` codes them. Decoding assembles the planes on `device`.
 """
 
 from __future__ import annotations
@@ -175,6 +183,20 @@ def split_planes(x: Any, dtype: Any = None) -> dict[str, np.ndarray]:
 def join_planes(planes: Sequence[np.ndarray], fmt: FloatFormat, shape: Sequence[int],
                 device: Any = None) -> torch.Tensor:
     """Inverse of `split_planes`: the tensor of `fmt` and `shape`, assembled on `device`."""
+    if device is None:
+        # on the host with numpy, on the unsigned view: no widening, no sign fix-up; a device
+        # (also "cpu") takes the torch path, which runs where the result is wanted
+        ut = np.uint16 if fmt.bits == 16 else np.uint32
+        out = np.zeros(math.prod(shape), dtype=ut)
+        for (_, fields), p in zip(fmt.planes, planes, strict=True):
+            v = np.asarray(p).astype(ut)
+            shift = sum(w for _, w in fields)
+            for lo, w in fields:
+                shift -= w
+                f = (v >> ut(shift)) & ut((1 << w) - 1) if shift else v & ut((1 << w) - 1)
+                out |= f << ut(lo)
+        signed = out.view(np.int16 if fmt.bits == 16 else np.int32)
+        return torch.from_numpy(signed).view(fmt.torch_dtype).reshape(tuple(shape))
     acc = torch.zeros(math.prod(shape), dtype=torch.int64, device=device)
     for (_, fields), p in zip(fmt.planes, planes, strict=True):
         v = torch.from_numpy(np.ascontiguousarray(p)).to(device=device, dtype=torch.int64)
@@ -330,18 +352,33 @@ def _code_plane(p: np.ndarray, counts: np.ndarray, name: str, width: int) -> tup
     return best
 
 
-def _sub_planes(t: torch.Tensor, fmt: FloatFormat) -> list[tuple[str, int, torch.Tensor]]:
+def _sub_planes(t: torch.Tensor, fmt: FloatFormat, on_device: bool | None = None
+                ) -> list[tuple[str, int, Any]]:
     """(name, width, values) of what is coded: the exponent plane, then every other plane split
-    into its entries with a nonzero exponent and those with exponent 0 (the zeros and subnormals),
-    on t's device. The decoder has the exponents first, so the split costs nothing to send; it
-    keeps the zeros of a zero-heavy layer from spreading their mass over the mantissa planes."""
-    planes = _device_planes(t, fmt)
+    into its entries with a nonzero exponent and those with exponent 0 (zeros and subnormals).
+
+    The decoder has the exponents first, so the split costs nothing to send; it keeps the zeros of
+    a zero-heavy layer from spreading their mass over the mantissa planes. Values are numpy arrays
+    for a CPU tensor and tensors on t's device otherwise (the split runs there); `on_device=True`
+    keeps the torch path on a CPU too.
+    """
+    planes: list[Any] = _device_planes(t, fmt)
+    on_host = planes[0].device.type == "cpu" if on_device is None else not on_device
+    if on_host:  # numpy's compress is several times faster than torch's boolean index on a CPU
+        planes = [p.numpy() for p in planes]
     zero = planes[0] == 0
+    n_zero = int(zero.sum())
     out = [(fmt.planes[0][0], fmt.plane_width(0), planes[0])]
     for i in range(1, len(planes)):
-        name, width = fmt.planes[i][0], fmt.plane_width(i)
-        out.append((name, width, planes[i][~zero]))
-        out.append((f"{name}@exponent0", width, planes[i][zero]))
+        name, width, p = fmt.planes[i][0], fmt.plane_width(i), planes[i]
+        if n_zero == 0:
+            nonzero_part, zero_part = p, p[:0]
+        elif on_host:
+            nonzero_part, zero_part = np.compress(~zero, p), np.compress(zero, p)
+        else:
+            nonzero_part, zero_part = p[~zero], p[zero]
+        out.append((name, width, nonzero_part))
+        out.append((f"{name}@exponent0", width, zero_part))
     return out
 
 
@@ -360,29 +397,35 @@ def _seal(body: bytes) -> bytes:
     return MAGIC + struct.pack("<I", zlib.crc32(body)) + body
 
 
-def _encode(x: Any, dtype: Any = None) -> tuple[bytes, dict]:
+def _encode(x: Any, dtype: Any = None, on_device: bool | None = None) -> tuple[bytes, dict]:
+    """(blob, bit counts). `on_device`: split with torch ops where t lives (default: unless t is on
+    a CPU, where numpy is faster); both give the same blob."""
     t = as_float_tensor(x, dtype)
     fmt = float_format(t.dtype)
     shape = tuple(t.shape)
     n = t.numel()
     raw_head = _header(fmt, _RAW, shape)
-    raw_bytes = _raw_bytes(t, fmt)
-    raw_blob = _seal(raw_head + raw_bytes)
+    raw_len = len(MAGIC) + 4 + len(raw_head) + n * fmt.bits // 8  # built only if it is sent
     codes: list[PlaneCode] = []
-    best, info = raw_blob, {"mode": "raw", "payload_bits": 8 * len(raw_bytes), "side_bits": 0}
+    best, info = None, {"mode": "raw", "payload_bits": n * fmt.bits, "side_bits": 0}
     if n:
         parts = [_header(fmt, _PLANES, shape)]
-        for name, width, p_dev in _sub_planes(t, fmt):
-            # the histogram is taken where the plane lives: 256 counts and the plane come back
-            counts = torch.bincount(p_dev, minlength=256).cpu().numpy()
-            blob, code = _code_plane(p_dev.cpu().numpy(), counts, name, width)
+        for name, width, p_dev in _sub_planes(t, fmt, on_device):
+            if isinstance(p_dev, np.ndarray):
+                p_host, counts = p_dev, np.bincount(p_dev, minlength=256)
+            else:  # the histogram is taken on the device: 256 counts and the plane come back
+                counts = torch.bincount(p_dev, minlength=256).cpu().numpy()
+                p_host = p_dev.cpu().numpy()
+            blob, code = _code_plane(p_host, counts, name, width)
             parts.append(blob)
             codes.append(code)
         planes_blob = _seal(b"".join(parts))
-        if len(planes_blob) < len(raw_blob):
+        if len(planes_blob) < raw_len:
             best = planes_blob
             info = {"mode": "planes", "payload_bits": sum(c.payload_bits for c in codes),
                     "side_bits": sum(c.side_bits for c in codes)}
+    if best is None:
+        best = _seal(raw_head + _raw_bytes(t, fmt))
     total = 8 * len(best)
     info.update(dtype=fmt.name, n=n, bits=total, header_bits=total - info["payload_bits"] - info["side_bits"],
                 raw_bits=n * fmt.bits, planes=[vars(c) for c in codes],
@@ -462,9 +505,13 @@ def decode_float(blob: bytes, device: Any = None) -> torch.Tensor:
     n_zero = int(np.count_nonzero(zero))
     planes = [exponent]
     for i in range(1, len(fmt.planes)):
-        p = np.empty(n, dtype=np.uint8)
-        p[~zero], off = _decode_plane(data, off, n - n_zero, fmt.plane_width(i))
-        p[zero], off = _decode_plane(data, off, n_zero, fmt.plane_width(i))
+        nonzero_part, off = _decode_plane(data, off, n - n_zero, fmt.plane_width(i))
+        zero_part, off = _decode_plane(data, off, n_zero, fmt.plane_width(i))
+        if n_zero:
+            p = np.empty(n, dtype=np.uint8)
+            p[~zero], p[zero] = nonzero_part, zero_part
+        else:
+            p = nonzero_part
         planes.append(p)
     if off != len(data):
         raise _corrupt(f"{len(data) - off} trailing bytes")

@@ -322,6 +322,20 @@ def test_real_gradients_roundtrip_and_stay_under_raw_plus_header(workload_grads,
         assert len(blob) <= raw_header_bytes(t.shape) + t.numel() * FORMATS[dtype].bits // 8, name
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=30)
+@given(data=st.data())
+def test_device_path_gives_the_same_blob_and_tensor(dtype, data):
+    """The torch split / histogram / join that CUDA runs, exercised on the CPU: same bytes, same bits."""
+    width = FORMATS[dtype].bits
+    pool = data.draw(st.lists(st.integers(0, (1 << width) - 1), min_size=1, max_size=5))
+    bits = data.draw(st.lists(st.sampled_from(pool + [0, 1 << (width - 1)]), max_size=2000))
+    x = from_bits(bits, dtype)
+    blob = encode_float(x)
+    assert fc._encode(x, on_device=True)[0] == blob
+    assert_same_bits(decode_float(blob, device="cpu"), x)
+
+
 # ----------------------------------------------------------------------------------------------
 # CUDA
 
