@@ -219,22 +219,43 @@ def plane_entropy(counts: np.ndarray) -> float:
 
 
 def _pack_plane(p: np.ndarray, width: int) -> bytes:
-    """The low `width` bits of each uint8, MSB first, padded to a byte."""
+    """The low `width` bits of each uint8, MSB first, padded to a byte.
+
+    Eight values make exactly `width` bytes: they are joined into the low 8 * width bits of a
+    uint64 and its big-endian bytes are kept (vectorized over groups of eight).
+    """
     if width == 8:
         return p.tobytes()
-    bits = np.unpackbits(p.reshape(-1, 1), axis=1)[:, 8 - width :]
-    return np.packbits(bits).tobytes()
+    if width == 1:
+        return np.packbits(p).tobytes()
+    n = p.size
+    g = np.zeros(-(-n // 8) * 8, dtype=np.uint64)
+    g[:n] = p
+    g = g.reshape(-1, 8)
+    word = np.zeros(g.shape[0], dtype=np.uint64)
+    for j in range(8):  # the 8 slots of a group, not the entries
+        word |= g[:, j] << np.uint64(width * (7 - j))
+    out = word.astype(">u8").view(np.uint8).reshape(-1, 8)[:, 8 - width :]
+    return out.tobytes()[: (n * width + 7) // 8]
 
 
 def _unpack_plane(data: bytes, width: int, n: int) -> np.ndarray:
+    """Inverse of `_pack_plane`: n values of `width` bits."""
     if width == 8:
         return np.frombuffer(data, dtype=np.uint8, count=n).copy()
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=n * width)
     if width == 1:
-        return bits
-    full = np.zeros((n, 8), dtype=np.uint8)
-    full[:, 8 - width :] = bits.reshape(n, width)
-    return np.packbits(full, axis=1).reshape(n)
+        return np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=n)
+    groups = -(-n // 8)
+    buf = np.zeros((groups, 8), dtype=np.uint8)
+    flat = np.zeros(groups * width, dtype=np.uint8)
+    flat[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+    buf[:, 8 - width :] = flat.reshape(groups, width)
+    word = buf.view(">u8").reshape(groups).astype(np.uint64)
+    mask = np.uint64((1 << width) - 1)
+    out = np.empty((groups, 8), dtype=np.uint8)
+    for j in range(8):
+        out[:, j] = (word >> np.uint64(width * (7 - j))) & mask
+    return out.reshape(-1)[:n]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,12 +349,16 @@ def _code_plane(p: np.ndarray, counts: np.ndarray, name: str, width: int) -> tup
         return (bytes([_PLANE_CONST, int(present[0])]),
                 PlaneCode(name, width, "constant", 0, 8, 8, 0.0, n))
     h = plane_entropy(counts)
-    raw = _pack_plane(p, width)
-    best = (bytes([_PLANE_RAW]) + raw, PlaneCode(name, width, "raw", 8 * len(raw), 0, 8, h, n))
+    raw_len = (n * width + 7) // 8
+
+    def raw() -> tuple[bytes, PlaneCode]:
+        return (bytes([_PLANE_RAW]) + _pack_plane(p, width),
+                PlaneCode(name, width, "raw", 8 * raw_len, 0, 8, h, n))
+
     lo, hi = int(present[0]), int(present[-1])
     side = bytes([lo, hi]) + _gamma_pack(counts[lo:hi] + 1)
-    if n * h + 8 * len(side) > 8 * len(raw) + ENTROPY_MARGIN_BITS:
-        return best  # cannot beat raw: skip the coder
+    if n * h + 8 * len(side) > 8 * raw_len + ENTROPY_MARGIN_BITS:
+        return raw()  # cannot beat raw: skip the coder
     import constriction
 
     model = _categorical(counts[lo : hi + 1])
@@ -346,10 +371,10 @@ def _code_plane(p: np.ndarray, counts: np.ndarray, name: str, width: int) -> tup
         streams.append(enc.get_compressed().astype("<u4"))
     table = np.array([s.size for s in streams], dtype="<u4").tobytes()
     body = b"".join(s.tobytes() for s in streams)
-    if 1 + len(side) + len(table) + len(body) < len(best[0]):
+    if len(side) + len(table) + len(body) < raw_len:
         return (bytes([_PLANE_ANS]) + side + table + body,
                 PlaneCode(name, width, "ans", 8 * len(body), 8 * len(side), 8 + 8 * len(table), h, n))
-    return best
+    return raw()
 
 
 def _sub_planes(t: torch.Tensor, fmt: FloatFormat, on_device: bool | None = None

@@ -189,6 +189,16 @@ def test_bits_are_exact_and_match_independent_counts():
     assert exp.size * e["entropy"] <= e["payload_bits"] <= exp.size * e["entropy"] * 1.001 + 64
 
 
+@pytest.mark.parametrize("width", range(1, 9))
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1001])
+def test_raw_plane_packing_is_the_msb_first_bit_string(width, n):
+    p = np.random.default_rng(width * 1000 + n).integers(0, 1 << width, n).astype(np.uint8)
+    packed = fc._pack_plane(p, width)
+    bits = np.unpackbits(p.reshape(-1, 1), axis=1)[:, 8 - width :].ravel()
+    assert packed == np.packbits(bits).tobytes()
+    np.testing.assert_array_equal(fc._unpack_plane(packed, width, n), p)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_each_plane_takes_the_smaller_of_raw_and_ans(dtype):
     rng = np.random.default_rng(4)
