@@ -436,8 +436,8 @@ def _encode(x: Any, dtype: Any = None, on_device: bool | None = None) -> tuple[b
     if n:
         parts = [_header(fmt, _PLANES, shape)]
         for name, width, p_dev in _sub_planes(t, fmt, on_device):
-            if isinstance(p_dev, np.ndarray):
-                p_host, counts = p_dev, np.bincount(p_dev, minlength=256)
+            if isinstance(p_dev, np.ndarray):  # torch's uint8 bincount is ~3x numpy's (no int64 copy)
+                p_host, counts = p_dev, torch.bincount(torch.from_numpy(p_dev), minlength=256).numpy()
             else:  # the histogram is taken on the device: 256 counts and the plane come back
                 counts = torch.bincount(p_dev, minlength=256).cpu().numpy()
                 p_host = p_dev.cpu().numpy()
