@@ -146,6 +146,26 @@ def bits_table(steps: int) -> None:
         print(f"| {wl} | **all layers** | {tot['bf16'][2]} | | " + " | ".join(cells) + " |")
 
 
+def headline(steps: int, c: float) -> None:
+    """The demo's headline per workload, all layers pooled: lossless bf16 (this codec) beside the
+    quantized symbols (uniform step c * RMS per layer, histogram model, ANS, all side bits)."""
+    from coders.quantizers import UniformQuantizer
+    from coders.report import bits_per_entry
+
+    print("\n### Headline (all layers pooled)\n")
+    for wl in ("digits-cnn", "stdlib-lm"):
+        lossless = quantized = n = 0
+        for g in grads(wl, steps).values():
+            lossless += float_code_length(g, "bf16")["bits"]
+            row = bits_per_entry(g.numpy(), UniformQuantizer(scale_mult=c), models=("histogram",),
+                                 coders=("ans",)).iloc[0]
+            quantized += float(row["total_bits"])
+            n += g.numel()
+        x = lossless / n
+        print(f"- {wl}: lossless bf16: {x:.2f} bits, {16 / x:.2f}x; quantized at c={c:g}: "
+              f"{quantized / n:.2f} bits")
+
+
 def throughput(big_steps: int, repeats: int) -> None:
     import zstandard
 
@@ -192,16 +212,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--big-steps", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--c", type=float, default=0.5, help="step of the quantized headline, in RMS units")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    import constriction
+    from importlib.metadata import version
+
     import zstandard
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
-          f"zstandard {zstandard.__version__}, constriction {getattr(constriction, '__version__', '?')}, "
+          f"zstandard {zstandard.__version__}, constriction {version('constriction')}, "
           f"load average {os.getloadavg()[0]:.1f}")
     bits_table(args.steps)
+    headline(args.steps, args.c)
     throughput(args.big_steps, args.repeats)
 
 
