@@ -61,12 +61,14 @@ CODER_NAME = "planes-ans"
 ZSTD_CHUNK_BYTES = 4 << 20
 """zstd frames of 4 MiB, the framing of `coders.entropy.zstd_raw_bits` (same bytes -> same bits)."""
 ENTROPY_MARGIN_BITS = 128
-"""ANS output is at least the plane's order-0 information minus its 64-bit state; a plane whose
-entropy bound plus side bits is above raw + this margin cannot win and is not coded."""
+"""Slack of the skip rule of `_code_plane`. Under any model q, ANS needs at least sum -log2 q(x_i)
+>= (order-0 entropy) bits per coded symbol, less its 64-bit state, except that constriction's coder
+starts in state 0 and stays there while the table's first symbol is encoded, so a trailing run of
+it is free. A plane whose entropy without that run, plus side bits, exceeds raw + this margin
+cannot beat raw, so the coder is skipped: the choice stays the exact smaller size."""
 
 _RAW, _PLANES = 0, 1
 _PLANE_RAW, _PLANE_ANS, _PLANE_CONST = 0, 1, 2
-_PLANE_CODERS = {_PLANE_RAW: "raw", _PLANE_ANS: "ans", _PLANE_CONST: "constant"}
 
 
 @dataclass(frozen=True)
@@ -357,7 +359,10 @@ def _code_plane(p: np.ndarray, counts: np.ndarray, name: str, width: int) -> tup
 
     lo, hi = int(present[0]), int(present[-1])
     side = bytes([lo, hi]) + _gamma_pack(counts[lo:hi] + 1)
-    if n * h + 8 * len(side) > 8 * raw_len + ENTROPY_MARGIN_BITS:
+    run = int(np.argmax(p[::-1] != lo))  # trailing run of the first table symbol (costs nothing)
+    rest = counts.copy()
+    rest[lo] -= run
+    if (n - run) * plane_entropy(rest) + 8 * len(side) > 8 * raw_len + ENTROPY_MARGIN_BITS:
         return raw()  # cannot beat raw: skip the coder
     import constriction
 

@@ -216,6 +216,33 @@ def test_each_plane_takes_the_smaller_of_raw_and_ans(dtype):
             assert p["payload_bits"] + p["side_bits"] < raw_bits
 
 
+@pytest.mark.parametrize("case", ["uniform", "uniform_trailing_run", "skewed", "two_values"])
+def test_plane_choice_is_the_exact_smaller_size(case):
+    """`_code_plane` against brute force: raw bytes vs the ANS section actually built by constriction."""
+    import constriction
+
+    rng = np.random.default_rng(8)
+    n = 200_000
+    p = rng.integers(0, 256, n).astype(np.uint8)
+    if case == "uniform_trailing_run":  # the free run of the first symbol (ANS state 0) must count
+        p[p == 0] = 1
+        p[-3000:] = 0
+    elif case == "skewed":
+        p = np.clip(rng.normal(120, 2, n), 0, 255).astype(np.uint8)
+    elif case == "two_values":
+        p = (rng.random(n) < 0.5).astype(np.uint8) * 7
+    counts = np.bincount(p, minlength=256)
+    blob, code = fc._code_plane(p, counts, "x", 8)
+    lo, hi = int(np.flatnonzero(counts)[0]), int(np.flatnonzero(counts)[-1])
+    model = constriction.stream.model.Categorical(counts[lo : hi + 1] / n, perfect=False)
+    enc = constriction.stream.stack.AnsCoder()
+    enc.encode_reverse(p.astype(np.int32) - lo, model)
+    ans_bytes = 2 + len(fc._gamma_pack(counts[lo:hi] + 1)) + 4 + 4 * enc.get_compressed().size
+    assert len(blob) == 1 + min(n, ans_bytes)
+    assert code.coder == ("ans" if ans_bytes < n else "raw")
+    assert code.coder == {"uniform": "raw"}.get(case, "ans")
+
+
 @settings(max_examples=40)
 @given(bits=st.lists(st.integers(0, (1 << 32) - 1), min_size=0, max_size=400),
        dtype=st.sampled_from(DTYPES))
