@@ -359,7 +359,8 @@ def _code_plane(p: np.ndarray, counts: np.ndarray, name: str, width: int) -> tup
 
     lo, hi = int(present[0]), int(present[-1])
     side = bytes([lo, hi]) + _gamma_pack(counts[lo:hi] + 1)
-    run = int(np.argmax(p[::-1] != lo))  # trailing run of the first table symbol (costs nothing)
+    # the trailing run of the table's first symbol costs nothing (one pass only when there is one)
+    run = int(np.argmax(p[::-1] != lo)) if p[-1] == lo else 0
     rest = counts.copy()
     rest[lo] -= run
     if (n - run) * plane_entropy(rest) + 8 * len(side) > 8 * raw_len + ENTROPY_MARGIN_BITS:
