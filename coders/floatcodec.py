@@ -478,11 +478,13 @@ def encode_float(x: Any, dtype: Any = None) -> bytes:
 def float_code_length(x: Any, dtype: Any = None) -> dict:
     """Exact bits of `encode_float(x, dtype)`: payload, side, header (they sum to 8 * len(blob)).
 
-    Keys: dtype, n, mode ("planes" or "raw"), bits, payload_bits, side_bits, header_bits, raw_bits
-    (n times the format's width), bits_per_entry, payload_/side_/header_bits_per_entry, entropy
-    (sum of the planes' order-0 entropies, bits per entry), cross_entropy (the same with raw planes
-    charged their width: the limit of what was sent), planes (per plane: plane, width, coder
-    "raw"/"ans"/"constant", payload_bits, side_bits, header_bits, entropy).
+    Keys: dtype, n, mode ("planes" or "raw": what was sent), bits, payload_bits, side_bits,
+    header_bits, raw_bits (n times the format's width), bits_per_entry,
+    payload_/side_/header_bits_per_entry, entropy (the order-0 entropies of the coded planes and
+    sub-planes, weighted by their entries: bits per entry of x), cross_entropy (the same with raw
+    planes charged their width: the limit of what was sent), planes (per plane or sub-plane, also
+    when the raw fallback won: plane, width, coder "raw"/"ans"/"constant", payload_bits, side_bits,
+    header_bits, entropy, n). Empty x: the per-entry values are NaN.
     """
     _, info = _encode(x, dtype)
     n = info["n"]
