@@ -21,8 +21,10 @@ Make a capture from arrays (test fixtures, synthetic data)::
 from captures.recorder import GradientRecorder
 from captures.store import (
     Capture,
+    CaptureBusyError,
     CaptureFileError,
     CaptureRecord,
+    CaptureWriteError,
     CaptureWriter,
     open_capture,
     resolve_capture_dir,
@@ -33,8 +35,10 @@ from captures.workloads import WORKLOADS, Workload, capture_workload, make_workl
 __all__ = [
     "WORKLOADS",
     "Capture",
+    "CaptureBusyError",
     "CaptureFileError",
     "CaptureRecord",
+    "CaptureWriteError",
     "CaptureWriter",
     "GradientRecorder",
     "Workload",

@@ -70,5 +70,30 @@ def record_forever(out_dir: str) -> None:
         t += 1
 
 
+def write_run(out_dir: str, tag: float, steps: int = 40) -> int:
+    """Write ``steps`` steps of values all ``tag``; exit status 3 if another writer holds the rank."""
+    import time
+
+    from captures.store import CaptureBusyError, CaptureWriter, LayerSpec
+
+    go = os.path.join(os.path.dirname(out_dir), "go")
+    open(os.path.join(os.path.dirname(out_dir), f"ready{tag:g}"), "w").close()
+    while not os.path.exists(go):  # both writers start together
+        time.sleep(0.001)
+    try:
+        writer = CaptureWriter(out_dir, [LayerSpec("w", (256,), "float32", "float32")], model=f"run{tag}",
+                               overwrite=True)
+    except CaptureBusyError as e:
+        print(e, file=sys.stderr)
+        return 3
+    for step in range(steps):
+        writer.write_step(step, {"grad/w": torch.full((256,), float(tag))})
+        time.sleep(0.005)
+    writer.finish()
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "write-run":
+        sys.exit(write_run(sys.argv[2], float(sys.argv[3])))
     record_forever(sys.argv[1])
