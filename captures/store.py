@@ -679,6 +679,10 @@ def validate_manifest(path: str | os.PathLike, m: Any) -> dict[str, Any]:
     return m
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
 def _short(v: Any) -> str:
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -716,15 +720,33 @@ class _StepFile:
         self._cm: Any = None
 
     def __enter__(self) -> _StepFile:
-        st = _regular_file(self.path)
+        _regular_file(self.path)
+        # Open without following links or blocking, check the open file is regular, and let safetensors
+        # map that same open file (through /proc on Linux): a FIFO or link swapped in after the check
+        # above is never what gets read.
         try:
-            self._cm = safe_open(str(self.path), framework="pt")
+            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC)
+        except OSError as e:
+            raise CaptureFileError(self.path, f"cannot open ({e.strerror})") from e
+        size = 0
+        try:
+            st = os.fstat(fd)
+            size = st.st_size
+            if not stat.S_ISREG(st.st_mode):
+                raise CaptureFileError(self.path, "is not a regular file; refusing to read it")
+            proc = f"/proc/self/fd/{fd}"
+            target = proc if os.path.exists(proc) else str(self.path)
+            self._cm = safe_open(target, framework="pt")
             self.handle = self._cm.__enter__()
         except FileNotFoundError as e:
             raise CaptureFileError(self.path, "file is missing") from e
+        except CaptureFileError:
+            raise
         except Exception as e:  # safetensors raises its own error type for every header problem
-            raise CaptureFileError(self.path, f"not a readable safetensors file ({st.st_size} bytes; "
-                                              f"truncated or corrupted?): {e}") from e
+            raise CaptureFileError(self.path, f"not a readable safetensors file ({size} bytes; "
+                                              f"truncated or corrupted?): {_one_line(e)}") from e
+        finally:
+            os.close(fd)  # safetensors holds its own descriptor / mapping
         try:
             self._validate()
         except BaseException:
