@@ -314,7 +314,7 @@ class _Recording:
         if exc_type is None:
             self.close()
         else:  # the recorded block raised (or Ctrl-C): the capture is not complete
-            self.close(aborted=f"{exc_type.__name__}: {exc}")
+            self.close(aborted=exc_type.__name__ + (f": {exc}" if str(exc) else ""))
 
     @property
     def recording(self) -> bool:
