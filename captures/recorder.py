@@ -8,7 +8,8 @@ How a step is recorded (training step ``t`` is recorded when ``t % every == 0``,
    ``recorder.step()`` (manual mode: call it after the parameter update, before the next
    ``zero_grad``). So a parameter unused in a step is recorded as the zeros that
    ``zero_grad(set_to_none=False)`` left (the optimizer consumes them: momentum, weight decay), and is
-   absent after ``zero_grad(set_to_none=True)`` (the optimizer skips it). Gradient accumulation over
+   absent after ``zero_grad(set_to_none=True)`` (the optimizer skips it); when optimizers drive the
+   recorder, a parameter that no optimizer holds is not recorded. Gradient accumulation over
    micro-batches (or DDP's ``no_sync``) gives one record of the sum.
 2. **One training step, however many optimizers.** With several optimizers (Adam on embeddings +
    AdamW on the rest, a GAN's two) a training step ends when every optimizer seen in the first step
