@@ -46,6 +46,7 @@ import os
 import re
 import stat
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -306,9 +307,16 @@ def _acquire_lock(directory: Path, rank: int) -> int | None:
             if e.errno == errno.ELOOP:
                 raise CaptureFileError(path, "is a symbolic link; refusing it as the writer lock") from e
             raise CaptureWriteError(path, e) from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        # A reader probing the lock (Capture.status, check(repair=True)) holds it shared for a few
+        # microseconds: retry briefly before calling the rank busy.
+        for attempt in range(20):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if attempt < 19:
+                    time.sleep(0.005)
+        else:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise CaptureBusyError(
