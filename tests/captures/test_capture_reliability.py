@@ -61,6 +61,7 @@ def test_second_writer_on_the_same_rank_fails_clearly_and_overwrite_waits_for_it
     assert open_capture(out).steps == [5]
 
 
+@pytest.mark.slow
 def test_two_writer_processes_started_together_one_wins_and_the_capture_is_one_run(tmp_path):
     out = tmp_path / "c"
     procs = [subprocess.Popen([sys.executable, str(HERE / "capture_workers.py"), "write-run", str(out), tag],
@@ -334,6 +335,7 @@ def test_durable_writes_fsync_before_rename(tmp_path, monkeypatch):
 
 
 # --- a bounded fault-injection round --------------------------------------------------------------
+@pytest.mark.slow
 def test_fault_injection_round(tmp_path):
     """SIGKILL a writer 3 times mid-run, then 40 seeded manifest mutations and 30 byte corruptions of
     step files: every outcome is a readable capture or a CaptureFileError; no damage goes unnoticed."""

@@ -271,6 +271,7 @@ def test_fsdp2_one_process_records_the_local_shards(tmp_path, gloo_world_of_one)
     assert row["mean"] == pytest.approx(refs[1]["2.weight"].double().mean().item(), rel=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_gloo_ranks_ddp_hook_before_all_reduce_and_fsdp2_shards(tmp_path):
     import torch.multiprocessing as mp
