@@ -9,7 +9,8 @@ interleaved so that a change in machine load hits all of them alike); the figure
 median over rounds of the mean step time, as wall-clock time and as CPU time of the whole process
 (all threads, so the writer thread's work is counted; CPU time is the steadier figure on a shared
 machine). ``--every 1`` records every step (the worst case); a ratio is step time / step time with
-capture off. Prints a markdown table.
+capture off. ``full, no fsync`` is ``durable=False`` (no fsync before each step file's rename): the
+difference to ``full`` is what durability costs. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from captures.summary import layer_summary  # noqa: E402
 MODES = {
     "off": None,
     "full": {},
+    "full, no fsync": {"durable": False},
     "sampled 1e5/layer": {"sample": 100_000},
     "summary-only": {"summary_only": True},
 }
@@ -108,7 +110,6 @@ def per_record_costs(args: argparse.Namespace, records: int = 10) -> list[dict]:
                 t_start = time.perf_counter()
                 spent = 0.0
                 for _ in range(records):
-                    rec._touched = set(rec.params)  # as after a backward pass: every layer has a gradient
                     t0 = time.perf_counter()
                     rec.step()
                     sync()
@@ -144,6 +145,38 @@ def summary_cost(args: argparse.Namespace, reps: int = 7) -> dict:
     return {"entries": sum(g.numel() for g in grads), "layers": len(grads), "cpu_ms": 1e3 * best}
 
 
+def write_costs(args: argparse.Namespace, reps: int = 15) -> list[dict]:
+    """CPU and wall ms to write one "full" record of the bench model (54 tensors, 12.9 MB), median of
+    ``reps``: safetensors' ``save_file`` (the old writer) against the store's atomic write with its
+    CRC-32s, with and without fsync; and the CRC-32s alone."""
+    from safetensors.torch import save_file
+
+    from captures.store import _atomic_save_tensors, tensor_crc32
+
+    wl = make_workload("stdlib-lm", seed=0, device="cpu", d_model=args.d_model, n_heads=8,
+                       n_layers=args.layers, d_ff=4 * args.d_model, seq_len=args.seq_len)
+    tensors = {f"grad/{n}": torch.randn(p.shape) for n, p in wl.model.named_parameters()}
+    cases = {
+        "safetensors save_file": lambda d, i: save_file(tensors, str(d / f"a{i}"), metadata={"k": "v"}),
+        "store, CRC-32 + fsync": lambda d, i: _atomic_save_tensors(d / f"b{i}", tensors, {"k": "v"}, True),
+        "store, CRC-32, no fsync": lambda d, i: _atomic_save_tensors(d / f"c{i}", tensors, {"k": "v"}, False),
+        "CRC-32 alone": lambda d, i: [tensor_crc32(t) for t in tensors.values()],
+    }
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        d = Path(tmp)
+        for name, write in cases.items():
+            cpu_s, wall_s = [], []
+            for i in range(reps):
+                c0, t0 = time.process_time(), time.perf_counter()
+                write(d, i)
+                cpu_s.append(time.process_time() - c0)
+                wall_s.append(time.perf_counter() - t0)
+            rows.append({"case": name, "cpu_ms": 1e3 * statistics.median(cpu_s),
+                         "wall_ms": 1e3 * statistics.median(wall_s)})
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=40)
@@ -156,6 +189,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--tmp", default=None, help="directory for the captures (default: system temp)")
     p.add_argument("--keep-denormals", action="store_true", help="do not flush float32 denormals to zero")
+    p.add_argument("--write-only", action="store_true", help="only the cost of writing one record")
     p.add_argument("--gap", type=float, default=0.2,
                    help="seconds between records in the per-record measurement (about one training step)")
     args = p.parse_args()
@@ -171,6 +205,10 @@ def main() -> None:
           f"{big} tensors > 1e5 entries; device {args.device}, torch threads {torch.get_num_threads()}, "
           f"every={args.every}, {args.steps} steps x {args.rounds} rounds, flush denormals "
           f"{not args.keep_denormals}, load avg {os.getloadavg()[0]:.1f}")
+    if args.write_only:
+        for r in write_costs(args):
+            print(f"| {r['case']} | {r['cpu_ms']:.1f} | {r['wall_ms']:.1f} |")
+        return
     rows = run(args)
     print("| capture | wall ms / step | wall ratio | CPU ms / step | CPU ratio | MB written / record |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -185,6 +223,12 @@ def main() -> None:
     for r in per_record_costs(args):
         print(f"| {r['mode']} | {r['main_ms']:.1f} | {100 * r['main_ms'] / step_ms:.1f} | "
               f"{r['write_ms']:.1f} |")
+    print()
+    print("Writing one full record (12.9 MB at the defaults), median of 15:")
+    print("| writer | CPU ms | wall ms |")
+    print("|---|---:|---:|")
+    for r in write_costs(args):
+        print(f"| {r['case']} | {r['cpu_ms']:.1f} | {r['wall_ms']:.1f} |")
     sc = summary_cost(args)
     print()
     print(f"summary-only reductions of one record (layer_summary, 64 bins, {sc['layers']} layers, "

@@ -12,17 +12,33 @@ Record while training, then read lazily::
     for step, layer, values in cap:        # rank 0, kind "grad", one tensor at a time
         ...
 
+Each worker's gradient before DDP's all-reduce, around any comm hook::
+
+    rec = CommHookRecorder(ddp_model, "runs/x/capture", every=25)
+    ddp_model.register_comm_hook(state, rec.wrap(powerSGD_hook))   # default: torch's allreduce_hook
+    ...                                                              # train as usual
+    rec.close()
+
+Check a capture (the CLI exits non-zero when ``not table.ok.all()``)::
+
+    cap = open_capture(path)
+    cap.status          # complete | recording | interrupted | aborted | damaged
+    cap.damaged         # [(path, reason), ...] from the file headers
+    table = cap.check() # every file, every CRC-32; check(repair=True) removes dead writers' temp files
+
 Make a capture from arrays (test fixtures, synthetic data)::
 
     from captures import write_capture
     cap = write_capture(path, {step: {"fc.weight": array, ...}, ...})
 """
 
-from captures.recorder import GradientRecorder
+from captures.recorder import CommHookRecorder, GradientRecorder, recording_comm_hook
 from captures.store import (
     Capture,
+    CaptureBusyError,
     CaptureFileError,
     CaptureRecord,
+    CaptureWriteError,
     CaptureWriter,
     open_capture,
     resolve_capture_dir,
@@ -33,14 +49,18 @@ from captures.workloads import WORKLOADS, Workload, capture_workload, make_workl
 __all__ = [
     "WORKLOADS",
     "Capture",
+    "CaptureBusyError",
     "CaptureFileError",
     "CaptureRecord",
+    "CaptureWriteError",
     "CaptureWriter",
+    "CommHookRecorder",
     "GradientRecorder",
     "Workload",
     "capture_workload",
     "make_workload",
     "open_capture",
+    "recording_comm_hook",
     "resolve_capture_dir",
     "write_capture",
 ]

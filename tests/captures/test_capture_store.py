@@ -94,7 +94,9 @@ def test_truncated_file_names_the_file_and_other_steps_stay_readable(cap, arrays
         cap.get("fc.bias", 3)
     np.testing.assert_array_equal(cap.get("fc.bias", 6), arrays[6]["fc.bias"])
     check = cap.check()
-    assert check["ok"].tolist() == [True, False, True, True]
+    steps = check[check.role == "step"]
+    assert steps["ok"].tolist() == [True, False, True, True]
+    assert cap.damaged == [(str(bad), check.problem[~check.ok].iloc[0])] and cap.status == "damaged"
     assert "UNREADABLE 1 file" in cap.describe()
     with pytest.raises(CaptureFileError):
         list(cap)  # iteration reaches the bad step and says which file
