@@ -19,7 +19,9 @@ message bytes, which is what a variable-length transport would move.
 Options: `quantizer` ("uniform": deterministic rounding at c x RMS; "stochastic": unbiased
 stochastic rounding; "qsgd": QSGD's s levels per bucket), `scale_mult` (c, 0.5), `block_size`
 (4096; None: one RMS for the whole gradient), `levels` (16) and `bucket_size` (512) for qsgd,
-`model` ("gennorm", "zi-gennorm", "laplace", "histogram"), `coder` ("ans", "huffman"), `refresh`
+`model` ("zi-gennorm", the default: GenNorm plus a point mass at 0, since real gradients hold
+many exact zeros -- 40% on digits-cnn, where plain "gennorm" costs 1.9x the bits; "gennorm",
+"laplace", "histogram"), `coder` ("ans", "huffman"), `refresh`
 ("step": refit and send the model every step; k: every k steps, reused in between; "once"),
 `error_feedback` (True), `fit_sample` (fit on at most that many values, 2^17), and `Algorithm`'s
 momentum (0.9) / nesterov / weight_decay / seed. `compress_s` times quantize + fit + encode,
@@ -64,7 +66,7 @@ class CodedSGD(Algorithm):
 
     def __init__(self, params: Iterable[Tensor], comm: Comm, *, quantizer: str = "uniform",
                  scale_mult: float = 0.5, block_size: int | None = 4096, levels: int = 16,
-                 bucket_size: int = 512, model: str = "gennorm", coder: str = "ans",
+                 bucket_size: int = 512, model: str = "zi-gennorm", coder: str = "ans",
                  refresh: str | int = "step", error_feedback: bool = True, fit_sample: int | None = 1 << 17,
                  **options):
         super().__init__(params, comm, **options)

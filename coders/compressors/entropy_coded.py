@@ -155,7 +155,7 @@ class EntropyCodec:
     """
 
     def __init__(self, quantizer: str = "uniform", *, scale_mult: float = 0.5, block_size: int | None = None,
-                 levels: int = 16, bucket_size: int = 512, model: str = "gennorm", coder: str = "ans",
+                 levels: int = 16, bucket_size: int = 512, model: str = "zi-gennorm", coder: str = "ans",
                  refresh: str | int = "step", fit_sample: int | None = 1 << 17):
         if quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {quantizer!r}")

@@ -243,7 +243,7 @@ class CodedHookState:
     block_size: int | None = 4096
     levels: int = 16
     bucket_size: int = 512
-    model: str = "gennorm"
+    model: str = "zi-gennorm"
     coder: str = "ans"
     refresh: str | int = "step"
     error_feedback: bool = True

@@ -130,3 +130,20 @@ def test_registered_with_its_facts():
     cls = method_class("coded-sgd")
     assert (cls.pattern, cls.allreduce_compatible, cls.can_overlap, cls.optimizer_at) == (
         "allgather", False, True, "replicas")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("quantizer", ["uniform", "stochastic", "qsgd"])
+def test_cuda_messages_decode_on_the_device(quantizer):
+    from coders.compressors.entropy_coded import EntropyCodec
+
+    x = torch.randn(5000, device="cuda") * 1e-3
+    codec = EntropyCodec(quantizer, block_size=None if quantizer == "qsgd" else 1024)
+    msg, x_hat, _ = codec.encode(x, codec.sender(0))
+    assert msg.device.type == x_hat.device.type == "cuda"
+    out = codec.decode(msg, codec.receiver(), x.shape, x.device)
+    assert out.device.type == "cuda" and torch.equal(out, x_hat)
+    # the same bytes as on the CPU for deterministic rounding (the step is computed the same way)
+    if quantizer == "uniform":
+        cpu_msg, _, _ = codec.encode(x.cpu(), codec.sender(0))
+        assert torch.equal(cpu_msg, msg.cpu())
