@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from coders.entropy import decode, encode
 from coders.models import ProbabilityModel, build_model, elias_gamma_bits, family_model
 from coders.quantizers import Quantized, UniformQuantizer
 
-__all__ = ["EntropyCodec", "SenderState", "QUANTIZERS", "MODELS", "CODERS", "parse_refresh",
+__all__ = ["EntropyCodec", "SenderState", "ReceiverState", "QUANTIZERS", "MODELS", "CODERS", "parse_refresh",
            "elias_gamma_pack", "elias_gamma_unpack"]
 
 QUANTIZERS = ("uniform", "stochastic", "qsgd")
@@ -142,7 +142,6 @@ class ReceiverState:
     """What a receiver keeps per sender: the last model that sender sent."""
 
     model: ProbabilityModel | None = None
-    info: dict = field(default_factory=dict)
 
 
 class EntropyCodec:
@@ -199,8 +198,8 @@ class EntropyCodec:
     def encode(self, x: Tensor, state: SenderState) -> tuple[Tensor, Tensor, dict]:
         """(message as a uint8 tensor on x's device, the quantized x_hat the receivers rebuild, info).
 
-        info: `quantize_s`-free counts: symbols n, `model_sent` (bool), `side_bytes` (quantizer
-        data + model), `coded_bytes` (the coder blob).
+        info: `n` symbols, `model_sent` (this message carries the model), `side_bytes` (flags,
+        quantizer data and model), `coded_bytes` (the coder blob).
         """
         flat = x.detach().reshape(-1)
         q = state.quantizer
