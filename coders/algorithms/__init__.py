@@ -8,6 +8,7 @@ registry is complete. Build by name with `make_algorithm(name, params, comm, top
 """
 
 from coders.algorithms import (  # noqa: F401 - imported to register their methods
+    coded_sgd,
     compressed_sgd,
     dense,
     gossip,

@@ -9,6 +9,11 @@ method. `make_algorithm(name, params, comm, topology=None, **options)` builds on
 algorithm; `methods()` maps every name to its factory (the class, or a `functools.partial`
 holding a preset's options); `method_class(name)` gives the class. The method modules are
 imported by `coders.algorithms` (the package), so importing anything from it fills the registry.
+
+Adding a method is one file: a module in `coders/algorithms/` (or `gossip/`) whose class
+subclasses `Algorithm` (or `GossipAlgorithm`), declares the six facts, implements
+`step(lr) -> StepStats` against `Comm`, and carries `@register`; then its module name goes into
+the import list of `coders/algorithms/__init__.py` (or `gossip/__init__.py`).
 """
 
 from __future__ import annotations

@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 
 from coders.compressors.payload import Compressor, Payload, pack_bits, tensor_bits, unpack_bits, unpack_rows
+from coders.quantizers import Quantized
 
-__all__ = ["QSGD", "qsgd_omega"]
+__all__ = ["QSGD", "QSGDLevels", "qsgd_omega"]
 
 
 def qsgd_omega(n: int, levels: int) -> float:
@@ -67,8 +68,9 @@ class QSGD(Compressor):
             state["generator_device"] = device
         return g
 
-    def _quantize(self, x: Tensor, state: dict | None) -> tuple[Tensor, Tensor, int, int]:
-        """(signed levels as a float (nb, b) array, bucket norms, numel, bucket size)."""
+    def signed_levels(self, x: Tensor, state: dict | None = None) -> tuple[Tensor, Tensor, int, int]:
+        """(signed levels sign(x) floor(s |x| / ||x||_b + u) as a float (nb, b) array, bucket norms, numel,
+        bucket size); the random draws come from `state`'s generator (seeded with `seed`)."""
         flat = x.detach().reshape(-1).float()
         d = flat.numel()
         if not bool(torch.isfinite(flat).all()):
@@ -89,7 +91,7 @@ class QSGD(Compressor):
         return torch.sign(buckets).mul_(levels), norms, d, b
 
     def compress(self, x: Tensor, state: dict | None = None) -> Payload:
-        signed, norms, d, b = self._quantize(x, state)
+        signed, norms, d, b = self.signed_levels(x, state)
         packed = pack_bits(signed.reshape(-1)[:d].to(torch.int64) + self.levels, self.width)
         meta = {"shape": x.shape, "dtype": x.dtype, "numel": d, "bucket": b}
         return Payload({"norms": norms, "levels": packed}, meta)
@@ -100,7 +102,7 @@ class QSGD(Compressor):
         For a message that is decoded where it is made (MCM's downlink runs on every rank):
         the same random draws and the same values as the packed path, minus the bit packing.
         """
-        signed, norms, d, b = self._quantize(x, state)
+        signed, norms, d, b = self.signed_levels(x, state)
         out = (signed * (norms[:, None] / self.levels)).reshape(-1)[:d] + 0.0  # + 0.0: no -0.0
         if self.contractive:
             out = out / (1.0 + self.omega(d))
@@ -152,3 +154,64 @@ class QSGD(Compressor):
         if self.contractive:
             out = out / (1.0 + self.omega(d))
         return out
+
+
+class QSGDLevels:
+    """QSGD's levels as a scalar quantizer (`coders.quantizers` interface), for entropy coding.
+
+    quantize(x) -> Quantized: symbols k = sign(x) floor(s |x| / ||x||_b + u) in [-s, s] (QSGD's
+    stochastic rounding, Alistarh et al. 2017), reconstruction k * ||x||_b / s, i.e. a per-bucket
+    scale ||x||_b / s with step 1 in the model domain x s / ||x||_b (`normalize`). In that domain
+    sign(t) floor(|t| + u) has the law of stochastic rounding floor(t + u), which is what a
+    family model of a stochastic quantizer assumes (`coders.models.stochastic_rounding_probs`).
+    Decoder data: the fp32 bucket norms (`side_bits` = 32 per bucket); the scales are the fp32
+    ||x||_b / s the receiver computes from them.
+    """
+
+    stochastic = True
+
+    def __init__(self, levels: int = 16, bucket_size: int = 512, seed: int = 0):
+        if bucket_size is None or bucket_size < 1:
+            raise ValueError(f"QSGDLevels: bucket_size must be >= 1, got {bucket_size}")
+        self.qsgd = QSGD(levels, bucket_size, seed=seed)
+        self.levels, self.bucket_size = int(levels), int(bucket_size)
+        self.state: dict = {}
+        self._last: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"qsgd(s={self.levels},b={self.bucket_size})"
+
+    def scales(self, norms: Tensor) -> np.ndarray:
+        """Per-bucket reconstruction scale ||x||_b / s (float32, what travels in place of the norm)."""
+        return (norms.float() / self.levels).cpu().numpy()
+
+    def quantize(self, x: Tensor | np.ndarray) -> Quantized:
+        """Symbols and decoder data of x; draws fresh rounding noise on every call."""
+        t = torch.as_tensor(x)
+        signed, norms, d, b = self.qsgd.signed_levels(t, self.state)
+        symbols = signed.reshape(-1)[:d].to(torch.int64).cpu().numpy()
+        self._last = (t, norms)
+        return self.quantized(symbols, self.scales(norms), tuple(t.shape), str(t.device))
+
+    def quantized(self, symbols: np.ndarray, scales: np.ndarray, shape: tuple,
+                  device: str | None) -> Quantized:
+        """The `Quantized` of given symbols and fp32 bucket scales (what a receiver rebuilds)."""
+        return Quantized(symbols=symbols, shape=shape, method=self.name, step=1.0, scales=scales,
+                         block_size=self.bucket_size, bounds=(-self.levels, self.levels), stochastic=True,
+                         side_bits=32 * scales.size, torch_device=device)
+
+    def normalize(self, x: Tensor | np.ndarray) -> np.ndarray:
+        """Model-domain values x s / ||x||_b (flat), with the norms of the last `quantize` of this x."""
+        t = torch.as_tensor(x)
+        if self._last is not None and self._last[0] is t:
+            norms = self._last[1]
+        else:
+            norms = self.qsgd.signed_levels(t, {"generator": torch.Generator(device=t.device)})[1]
+        a = t.detach().reshape(-1).float().cpu().numpy()
+        scale = np.repeat(self.scales(norms), self.bucket_size)[: a.size]
+        return a / np.where(scale > 0, scale, 1.0)
+
+    def dequantize(self, q: Quantized):
+        """x_hat = k ||x||_b / s."""
+        return q.dequantize()

@@ -16,6 +16,12 @@ across ranks); use `coders.runtime.train` for them.
   plain all-reduce iterations, min_compression_rate, error feedback over the bucket, warm start
   with the reused Q re-orthogonalized, first Q from `numpy.random.RandomState(random_seed)`), so
   that both give the same model (tested on gloo).
+- `coded_hook` + `CodedHookState(params=..., quantizer=..., model=..., coder=..., refresh=...,
+  error_feedback=...)`: coded SGD per bucket (`coders.algorithms.coded_sgd`): quantize, fit,
+  entropy-code, all-gather the variable-length bytes, decode every rank's message, average.
+  Given the model's `params`, the bucket's gradients are coded in model order, and its
+  memories are keyed by the set of parameters (not the layout), so a one-bucket model gives
+  exactly the `coded-sgd` method's model (tested on gloo).
 Every state counts `bits_up` (payload bits per worker, summed over buckets and steps).
 Per-bucket memories (EF residual, sign momentum) are keyed by the bucket index AND its layout
 (the shapes of its gradients): DDP rebuilds its buckets after the first iteration, and a memory
@@ -35,17 +41,19 @@ import torch.distributed as dist
 from torch import Tensor
 
 from coders.algorithms.base import gather_payloads
+from coders.algorithms.coded_sgd import sender_seed
 from coders.algorithms.signsgd import majority_vote
 from coders.communication.comm import DistComm
 from coders.communication.packing import flatten, unflatten
 from coders.compressors import Compressor, ErrorFeedback
+from coders.compressors.entropy_coded import EntropyCodec
 from coders.compressors.lowrank import orthogonalize, power_step
 from coders.compressors.payload import Payload, tensor_bits
 from coders.compressors.sign import pack_signs, unpack_signs
 from coders.wire import FLOAT32_BITS
 
 __all__ = ["CompressorHookState", "compressor_hook", "SignVoteHookState", "sign_vote_hook",
-           "PowerSGDHookState", "powersgd_hook"]
+           "PowerSGDHookState", "powersgd_hook", "CodedHookState", "coded_hook"]
 
 
 def _bucket_memory(store: dict, bucket: dist.GradBucket, fresh: Any) -> Any:
@@ -219,3 +227,67 @@ def powersgd_hook(state: PowerSGDHookState, bucket: dist.GradBucket) -> torch.fu
         state.iter += 1
     return _done(buf)
 
+
+@dataclass
+class CodedHookState:
+    """State of `coded_hook`: the codec options of `coded-sgd`, error feedback, per-bucket memories.
+
+    `params`: the model's parameters in model order (optional; see module docstring). `seed`
+    drives each worker's rounding noise as `coded-sgd`'s does (`sender_seed(seed, rank, bucket)`).
+    `bits_up` counts the bytes of this worker's messages (x 8), summed over buckets and steps.
+    """
+
+    params: Any = None
+    quantizer: str = "uniform"
+    scale_mult: float = 0.5
+    block_size: int | None = 4096
+    levels: int = 16
+    bucket_size: int = 512
+    model: str = "zi-gennorm"
+    coder: str = "ans"
+    refresh: str | int = "step"
+    error_feedback: bool = True
+    fit_sample: int | None = 1 << 17
+    seed: int = 0
+    process_group: Any = None
+    bits_up: int = 0
+    memories: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.codec = EntropyCodec(self.quantizer, scale_mult=self.scale_mult, block_size=self.block_size,
+                                  levels=self.levels, bucket_size=self.bucket_size, model=self.model,
+                                  coder=self.coder, refresh=self.refresh, fit_sample=self.fit_sample)
+        self.order = None if self.params is None else {id(p): i for i, p in enumerate(self.params)}
+
+
+def coded_hook(state: CodedHookState, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """Mean of the W workers' decoded, entropy-coded quantized buckets (all-gather of their bytes)."""
+    comm = DistComm(state.process_group)
+    grads = bucket.gradients()  # views into bucket.buffer()
+    if state.order is not None:
+        index = [state.order[id(p)] for p in bucket.parameters()]
+        perm = sorted(range(len(grads)), key=index.__getitem__)
+        grads = [grads[i] for i in perm]
+        key = ("params", tuple(sorted(index)))
+    else:
+        key = ("layout", bucket.index(), tuple(tuple(g.shape) for g in grads))
+    mem = state.memories.get(key)
+    if mem is None:
+        mem = state.memories[key] = {
+            "sender": state.codec.sender(sender_seed(state.seed, comm.rank, bucket.index())),
+            "receivers": [state.codec.receiver() for _ in range(comm.world_size)], "error": None}
+    with torch.no_grad():
+        p = flatten(grads).float()
+        if state.error_feedback and mem["error"] is not None:
+            p = p + mem["error"]
+        msg, x_hat, _ = state.codec.encode(p, mem["sender"])
+        if state.error_feedback:
+            mem["error"] = p - x_hat
+        state.bits_up += 8 * msg.numel()
+        acc = torch.zeros_like(p)
+        for r, m in enumerate(comm.all_gather(msg)):
+            acc += state.codec.decode(m, mem["receivers"][r], p.shape, p.device)
+        mean = acc / comm.world_size
+        for g, v in zip(grads, unflatten(mean, grads), strict=True):
+            g.copy_(v)
+    return _done(bucket.buffer())

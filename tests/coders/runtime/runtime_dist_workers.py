@@ -57,3 +57,70 @@ def ddp_hooks_compare(comm, steps: int = 6) -> dict:
     out["ours_vote"] = run(lambda d: d.register_comm_hook(vote, ddp_hooks.sign_vote_hook))
     dist.barrier()
     return out
+
+
+def coded_sgd_synthetic(comm, options: dict | list, steps: int = 3) -> dict | list:
+    """coded-sgd on fixed per-rank synthetic gradients: x_hat, decoded vectors, bits, final params.
+
+    A list of option dicts runs each in turn (one process launch for all)."""
+    if isinstance(options, list):
+        return [coded_sgd_synthetic(comm, o, steps) for o in options]
+    from coders.algorithms.registry import make_algorithm
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(40, 30)), torch.nn.Parameter(torch.randn(30))]
+    algo = make_algorithm("coded-sgd", params, comm, **options)
+    g = torch.Generator().manual_seed(1000 + comm.rank)
+    out = {"sent": [], "x_hat": [], "decoded": [], "bits_up": []}
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g) * torch.rand(p.shape, generator=g) ** 3
+        stats = algo.step(0.1)
+        out["x_hat"].append(algo.x_hat.clone())
+        out["decoded"].append([d.clone() for d in algo.decoded])
+        out["bits_up"].append(stats.bits_up)
+    out["params"] = torch.cat([p.detach().reshape(-1) for p in params])
+    return out
+
+
+def coded_hook_vs_method(comm, options: dict | list, steps: int = 5) -> dict | list:
+    """The same small model trained by DDP + coded_hook and by the coded-sgd method: final flat params.
+
+    A list of option dicts runs each in turn (one process launch for all)."""
+    if isinstance(options, list):
+        return [coded_hook_vs_method(comm, o, steps) for o in options]
+    from torch import nn
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from coders.algorithms.registry import make_algorithm
+    from coders.runtime import ddp_hooks
+
+    def model() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 3))
+
+    def batches():
+        g = torch.Generator().manual_seed(100 + comm.rank)
+        for _ in range(steps):
+            yield torch.randn(16, 12, generator=g), torch.randint(0, 3, (16,), generator=g)
+
+    ddp_model = model()
+    ddp = DDP(ddp_model)
+    state = ddp_hooks.CodedHookState(params=list(ddp_model.parameters()), **options)
+    ddp.register_comm_hook(state, ddp_hooks.coded_hook)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+    for x, y in batches():
+        opt.zero_grad()
+        nn.functional.cross_entropy(ddp(x), y).backward()
+        opt.step()
+
+    plain = model()
+    algo = make_algorithm("coded-sgd", list(plain.parameters()), comm, **options)
+    bits = 0.0
+    for x, y in batches():
+        for p in plain.parameters():
+            p.grad = None
+        nn.functional.cross_entropy(plain(x), y).backward()
+        bits += algo.step(0.1).bits_up
+    flat = lambda m: torch.cat([p.detach().reshape(-1) for p in m.parameters()])  # noqa: E731
+    return {"hook": flat(ddp_model), "method": flat(plain), "hook_bits": state.bits_up, "method_bits": bits}
