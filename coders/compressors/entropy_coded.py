@@ -42,7 +42,7 @@ from torch import Tensor
 from coders.compressors.qsgd import QSGDLevels
 from coders.entropy import decode, encode
 from coders.models import ProbabilityModel, build_model, elias_gamma_bits, family_model
-from coders.quantizers import Quantized, UniformQuantizer
+from coders.quantizers import Quantized, UniformCells, UniformQuantizer
 
 __all__ = ["EntropyCodec", "SenderState", "ReceiverState", "QUANTIZERS", "MODELS", "CODERS", "parse_refresh",
            "elias_gamma_pack", "elias_gamma_unpack"]
@@ -238,10 +238,10 @@ class EntropyCodec:
     # --- message parts ---------------------------------------------------------------------------
     def _quantizer_bytes(self, qz: Quantized) -> bytes:
         if self.quantizer_kind == "qsgd":
-            return np.ascontiguousarray(qz.scales, dtype="<f4").tobytes()
+            return np.ascontiguousarray(qz.cells.scales, dtype="<f4").tobytes()
         out = struct.pack("<f", qz.step)
-        if qz.scales is not None:
-            out += _bf16_bytes(qz.scales)
+        if qz.cells.scales is not None:
+            out += _bf16_bytes(qz.cells.scales)
         return out
 
     def _read_quantizer(self, buf: bytes, off: int, n: int, shape: Any,
@@ -259,9 +259,10 @@ class EntropyCodec:
             nb = -(-n // self.block_size)
             scales = _from_bf16(buf, nb, off)
             off += 2 * nb
-        qz = Quantized(symbols=np.zeros(0, dtype=np.int64), shape=(n,), method="uniform", step=float(step),
-                       scales=scales, block_size=self.block_size,
-                       stochastic=self.quantizer_kind == "stochastic", torch_device=dev)
+        cells = UniformCells(step=float(step), scales=scales, block_size=self.block_size,
+                             stochastic=self.quantizer_kind == "stochastic")
+        qz = Quantized(symbols=np.zeros(0, dtype=np.int64), shape=(n,), method="uniform", cells=cells,
+                       torch_device=dev)
         return qz, off
 
     def _model_bytes(self, model: ProbabilityModel, symbols: np.ndarray) -> bytes:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from coders.compressors.payload import Compressor, Payload, pack_bits, tensor_bits, unpack_bits, unpack_rows
-from coders.quantizers import Quantized
+from coders.quantizers import Quantized, UniformCells
 
 __all__ = ["QSGD", "QSGDLevels", "qsgd_omega"]
 
@@ -197,8 +197,9 @@ class QSGDLevels:
     def quantized(self, symbols: np.ndarray, scales: np.ndarray, shape: tuple,
                   device: str | None) -> Quantized:
         """The `Quantized` of given symbols and fp32 bucket scales (what a receiver rebuilds)."""
-        return Quantized(symbols=symbols, shape=shape, method=self.name, step=1.0, scales=scales,
-                         block_size=self.bucket_size, bounds=(-self.levels, self.levels), stochastic=True,
+        cells = UniformCells(step=1.0, bounds=(-self.levels, self.levels), stochastic=True, scales=scales,
+                             block_size=self.bucket_size)
+        return Quantized(symbols=symbols, shape=shape, method=self.name, cells=cells,
                          side_bits=32 * scales.size, torch_device=device)
 
     def normalize(self, x: Tensor | np.ndarray) -> np.ndarray:
