@@ -17,7 +17,6 @@ from typing import Any, NoReturn
 
 from gradstats import cli_validate as v
 from gradstats.cli_progress import LineProgress, bar, library_bars
-from gradstats.cli_tables import bits, key_values, number, table
 
 DESCRIPTION = """\
 gradstats: record the gradients of real training, fit their distributions (Normal, Laplace,
@@ -136,9 +135,10 @@ def _write(df: Any, path: Path) -> None:
 # --- captures -------------------------------------------------------------------------------------
 def _open_checked(args: argparse.Namespace, path: str) -> tuple[Any, list[int]]:
     """The capture `path` names and its readable steps (rank 0); damaged files fail unless --allow-damaged."""
+    d = v.capture_dir(path)
     from captures import open_capture
 
-    cap = open_capture(v.capture_dir(path))
+    cap = open_capture(d)
     bad = v.damaged_files(cap)
     bad_keys = {(s, r) for s, r, _, _ in bad}
     readable = [s for s in cap.steps if (s, 0) not in bad_keys]
@@ -175,6 +175,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     import torch
 
     from captures.workloads import capture_workload
+    from gradstats.cli_tables import number
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -209,13 +210,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    from gradstats.fitting import fit_capture, summarize_fits
-
     cap, readable = _open_checked(args, args.path)
     if cap.summary_only:
         _fail(f"{cap.path} is a summary-only capture (moments and histograms, no tensors); nothing to fit")
     steps = _chosen_steps(args, readable, cap.steps)
     out = _table_path(args, _run_dir(cap), "fits")
+
+    from gradstats.cli_tables import table
+    from gradstats.fitting import fit_capture, summarize_fits
     with library_bars(not args.no_progress) as progress:
         fits = fit_capture(cap, families=args.families, steps=steps, layers=args.layers, loc=args.loc,
                            bootstrap=args.bootstrap, n_jobs=args.jobs, progress=progress)
@@ -262,16 +264,19 @@ def _quantizer(args: argparse.Namespace) -> Any:
 
 
 def _cmd_code(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from coders.report import TOTAL, code_capture, family_comparison
-
+    v.capture_dir(args.path)  # a wrong path fails before anything is imported
     quant = _quantizer(args)
     cap, readable = _open_checked(args, args.path)
     if cap.summary_only:
         _fail(f"{cap.path} is a summary-only capture (moments and histograms, no tensors); nothing to code")
     steps = _chosen_steps(args, readable, cap.steps)
     out = _table_path(args, _run_dir(cap), "bits")
+
+    import pandas as pd
+
+    from coders.report import TOTAL, code_capture, family_comparison
+    from gradstats.cli_tables import table
+
     frames = []
     # one call per recorded step so that the CLI can show progress (code_capture has no callback)
     progress = bar(len(steps), "code", "step", not args.no_progress)
@@ -308,6 +313,7 @@ def _cmd_code(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from coders.runtime.train import train
+    from gradstats.cli_tables import bits, key_values, table
 
     options = v.parse_options(args.option)
     v.check_method_options(args.method, options)
@@ -352,6 +358,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from analysis.compare import Network, compare
     from analysis.report import compare_table, write_compare_figures
+    from gradstats.cli_tables import bits, table
 
     net = Network(args.bandwidth_gbps, args.latency_us)
     methods = list(dict.fromkeys(args.methods))
@@ -373,6 +380,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                    eval_every=args.eval_every, lrs=lrs, device=args.device, baseline=args.baseline,
                    progress=started)
     progress.update(1)
+    progress.set_postfix_str("")
     progress.close()
     paths = comp.save(args.out)
     write_compare_figures(args.out)
@@ -465,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", default=None, choices=v.DTYPES, metavar="DTYPE",
                    help="store values as %(choices)s; default: the parameters' dtype")
     c.add_argument("--overwrite", action="store_true", help="replace a capture already in --out")
-    c.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    c.add_argument("--device", type=v.device, default="cpu", help="cpu, cuda or cuda:N")
     c.add_argument("--seed", type=int, default=0, help="random seed")
     c.add_argument("--out", required=True, metavar="DIR", help="directory to write the capture into")
     c.set_defaults(func=_cmd_capture)
@@ -555,7 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how data is split over workers: %(choices)s")
     t.add_argument("--batch-size", type=v.positive_int, default=None, metavar="N",
                    help="per worker; default: the workload's")
-    t.add_argument("--device", default=None, help="cpu, cuda or cuda:N; default: cuda for nccl, else cpu")
+    t.add_argument("--device", type=v.device, default=None,
+                   help="cpu, cuda or cuda:N; default: cuda for nccl, else cpu")
     t.add_argument("--option", action="append", default=None, metavar="KEY=VALUE",
                    help="a method option, repeatable (e.g. --option rank=2 --option ratio=0.01)")
     t.add_argument("--out", default=None, metavar="DIR",
@@ -589,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--baseline", default="bf16", choices=v.BASELINES, metavar="NAME",
                    help="the 16-bit all-reduce reference, %(choices)s (trained first when not in --methods)")
     m.add_argument("--seed", type=int, default=0, help="random seed")
-    m.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    m.add_argument("--device", type=v.device, default="cpu", help="cpu, cuda or cuda:N")
     m.add_argument("--out", default="runs/compare", metavar="DIR",
                    help="directory to write compare.parquet, compare.csv, the history and figures into")
     m.set_defaults(func=_cmd_compare)
@@ -603,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = command("demo", "the main job: capture, fit, code, compare and report on the built-in workloads")
     d.add_argument("--quick", action="store_true", help="small sizes (what the tests run)")
     d.add_argument("--out", default="runs/demo", metavar="DIR", help="directory to write every result into")
-    d.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    d.add_argument("--device", type=v.device, default="cpu", help="cpu, cuda or cuda:N")
     d.set_defaults(func=_cmd_demo)
     return p
 
