@@ -185,6 +185,25 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def device(text: str) -> str:
+    """argparse type: cpu, cuda or cuda:N (a CUDA device only where torch sees one)."""
+    d = text.strip().lower()
+    if d == "cpu":
+        return d
+    if not re.fullmatch(r"cuda(:\d+)?", d):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; choose from cpu, cuda, cuda:N")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"device {text!r}: torch {torch.__version__} sees no CUDA device "
+                                         "here; use cpu")
+    n = torch.cuda.device_count()
+    if ":" in d and int(d.split(":")[1]) >= n:
+        raise argparse.ArgumentTypeError(f"device {text!r}: there are {n} CUDA device(s), "
+                                         f"cuda:0 .. cuda:{n - 1}")
+    return d
+
+
 def csv(text: str) -> list[str]:
     """The non-empty items of a comma list."""
     return [t.strip() for t in text.split(",") if t.strip()]
@@ -351,14 +370,14 @@ def parse_lrs(text: str | None, compared: list[str]) -> dict[str, float]:
 # --- captures -------------------------------------------------------------------------------------
 def capture_dir(path: str) -> Path:
     """The capture directory that `path` names (a capture or a run directory holding `capture/`)."""
-    from captures import resolve_capture_dir
-
     p = Path(path)
     if not p.exists():
         raise CLIError(f"no capture directory at {path}: it does not exist")
     if not p.is_dir():
         raise CLIError(f"{path} is a file; give a capture directory (the one holding manifest.json) "
                        "or a run directory holding capture/")
+    from captures import resolve_capture_dir
+
     d = resolve_capture_dir(p)
     if not ((d / "manifest.json").is_file() or any(d.glob("manifest.rank*.json"))):
         raise CLIError(f"{path} holds no capture: no manifest.json in it or in {p / 'capture'}")
