@@ -177,9 +177,7 @@ def _cmd_capture(args: argparse.Namespace) -> int:
     from captures.workloads import capture_workload
     from gradstats.cli_tables import number
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {args.out} is a file; give a directory for the capture")
+    out = _out_dir(args)
     holds = out.is_dir() and ((out / "manifest.json").exists() or any(out.glob("manifest.rank*.json"))
                               or any((out / "steps").glob("*.safetensors")))
     if holds and not args.overwrite:
@@ -360,6 +358,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from analysis.report import compare_table, write_compare_figures
     from gradstats.cli_tables import bits, table
 
+    _out_dir(args)
     net = Network(args.bandwidth_gbps, args.latency_us)
     methods = list(dict.fromkeys(args.methods))
     if len(methods) != len(args.methods):
@@ -424,6 +423,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from analysis.demo import DemoConfig, format_result, run_demo
 
+    _out_dir(args)
     cfg = DemoConfig.quick(device=args.device) if args.quick else DemoConfig(device=args.device)
     with library_bars(not args.no_progress) as progress:
         res = run_demo(args.out, cfg, progress=progress)
@@ -618,7 +618,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:  # "[Errno 2] ..." reads as noise
+        return f"{exc.strerror}: {exc.filename}"
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    """`--out DIR` of a command that writes several files; a path that is a file fails up front."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {args.out} is a file; give a directory to write into")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

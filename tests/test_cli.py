@@ -109,6 +109,7 @@ def test_capture_errors(runs):
         (["capture", "--out", str(runs["capture"])], 1, [str(runs["capture"]), "already holds a capture",
                                                           "--overwrite"]),
         (["capture", "--out", str(runs["manifest"])], 1, ["manifest.json", "is a file"]),
+        (["capture", "--workload", "mlp", "--out", "/proc/no/such/dir"], 1, ["No such file", "/proc/no"]),
     ])
 
 
@@ -161,6 +162,8 @@ def test_code_errors(runs):
 def test_demo_errors(runs):
     check_errors([
         (["demo", "--device", "tpu", "--out", str(runs["root"] / "d")], 2, ["--device", "'tpu'", "cpu"]),
+        (["demo", "--quick", "--out", str(runs["manifest"])], 1, ["--out", "manifest.json", "is a file"]),
+        (["compare", "--out", str(runs["manifest"])], 1, ["--out", "manifest.json", "is a file"]),
     ])
 
 
