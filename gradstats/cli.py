@@ -620,7 +620,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror and exc.filename:  # "[Errno 2] ..." reads as noise
         return f"{exc.strerror}: {exc.filename}"
-    return " ".join(str(exc).split()) or type(exc).__name__
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and any(line.startswith("Traceback") for line in lines):
+        lines = [lines[0], lines[-1]]  # a worker's error carried with its traceback: where, then what
+    return " ".join(" ".join(lines).split()) or type(exc).__name__
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
@@ -649,8 +652,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, with the way to see more
         if debug:
             raise
-        raise SystemExit(f"{prefix} {type(exc).__name__}: {_one_line(exc)} (a bug? rerun with --debug "
-                         "for the traceback)") from None
+        raise SystemExit(f"{prefix} {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the "
+                         "traceback)") from None
 
 
 if __name__ == "__main__":
