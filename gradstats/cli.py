@@ -158,6 +158,8 @@ def _run_dir(cap: Any) -> Path:
 def _chosen_steps(args: argparse.Namespace, readable: list[int], all_steps: list[int]) -> list[int]:
     """`--record-steps` (each one recorded and readable), else every `--record-stride`-th readable step."""
     if args.record_steps is not None:
+        if getattr(args, "record_stride", 1) != 1:
+            _fail("give --record-steps (exact steps) or --record-stride (every N-th step), not both")
         missing = [s for s in args.record_steps if s not in all_steps]
         if missing:
             shown = ", ".join(map(str, all_steps[:12])) + (" ..." if len(all_steps) > 12 else "")

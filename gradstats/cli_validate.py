@@ -397,9 +397,3 @@ def damage_text(bad: list[tuple[int, int, str, str]]) -> str:
     more = ", ".join(Path(b[2]).name for b in bad[1:])
     rest = f" and {len(bad) - 1} more: {more}" if more else ""
     return f"{len(bad)} damaged step file(s): {first}{rest}"
-
-
-def readable_steps(cap: Any, rank: int = 0) -> list[int]:
-    """Recorded steps of `rank` whose step file is readable."""
-    bad = {(s, r) for s, r, _, _ in damaged_files(cap)}
-    return [s for s in cap.steps if (s, rank) not in bad]
