@@ -69,7 +69,6 @@ def test_train_errors():
         (["train", "--workload", "nosuch"], 2, ["--workload", "'nosuch'", "digits-cnn", "stdlib-lm"]),
         (["train", "--backend", "foo"], 2, ["--backend", "'foo'", "gloo", "nccl", "sim"]),
         (["train", "--steps", "0"], 2, ["--steps", "'0'", ">= 1"]),
-        (["train", "--steps", "-3"], 2, ["--steps", "'-3'", ">= 1"]),
         (["train", "--workers", "0"], 2, ["--workers", "'0'", ">= 1"]),
         (["train", "--lr", "0"], 2, ["--lr", "'0'", "> 0"]),
         (["train", "--split", "skewed"], 2, ["--split", "'skewed'", "label-skew"]),
@@ -92,8 +91,6 @@ def test_compare_errors_come_before_any_training():
         (["compare", "--methods", "bf16", "--lrs", "bf16:0.1"], 1, ["--lrs", "'bf16:0.1'", "method=lr"]),
         (["compare", "--bandwidth-gbps", "0"], 2, ["--bandwidth-gbps", "'0'", "> 0"]),
         (["compare", "--baseline", "fp32"], 2, ["--baseline", "'fp32'", "bf16", "fp16"]),
-        (["compare", "--workload", "nosuch"], 2, ["--workload", "'nosuch'", "mlp"]),
-        (["compare", "--topology", "nosuch"], 2, ["--topology", "'nosuch'", "ring"]),
     ])
 
 
@@ -128,6 +125,8 @@ def test_inspect_fit_and_report_path_errors(runs):
         (["fit", str(runs["run"]), "--record-stride", "0"], 2, ["--record-stride", "'0'"]),
         (["fit", str(runs["run"]), "--every", "2"], 2, ["--every", "--record-stride"]),
         (["fit", str(runs["run"]), "--record-steps", "5"], 1, ["--record-steps 5", "0, 10, 20"]),
+        (["fit", str(runs["run"]), "--record-steps", "0", "--record-stride", "2"], 1, ["--record-steps",
+                                                                                    "--record-stride"]),
         (["fit", str(runs["run"]), "--record-steps", "a,b"], 2, ["--record-steps", "'a,b'"]),
         (["fit", str(runs["run"]), "--layers", "nosuch*"], 1, ["nosuch*", "fc.weight"]),
         (["fit", str(runs["run"]), "--out", str(runs["root"] / "fits.txt")], 1, ["--out", "fits.txt",
@@ -145,7 +144,6 @@ def test_code_errors(runs):
         (["code", str(runs["damaged"])], 1, ["000000010.rank0.safetensors", "--allow-damaged"]),
         (["code", cap, "--step-size", "0"], 2, ["--step-size", "'0'", "> 0"]),
         (["code", cap, "--quantizer", "lloyd-max", "--levels", "1"], 1, ["lloyd-max", "levels", ">= 2", "1"]),
-        (["code", cap, "--levels", "2"], 1, ["uniform", "levels", ">= 3"]),
         (["code", cap, "--quantizer", "ecsq", "--levels", "8"], 1, ["--levels", "ecsq", "--step-size",
                                                                      "--lam"]),
         (["code", cap, "--quantizer", "nosuch"], 2, ["--quantizer", "'nosuch'", "lloyd-max", "uniform"]),
@@ -155,7 +153,6 @@ def test_code_errors(runs):
                                                                                "laplace"]),
         (["code", cap, "--clip-quantile", "1.5", "--levels", "8"], 2, ["--clip-quantile", "'1.5'", "(0, 1]"]),
         (["code", cap, "--steps", "0"], 2, ["--steps", "--record-steps"]),
-        (["code", cap, "--record-steps", "7"], 1, ["--record-steps 7", "0, 10, 20"]),
     ])
 
 
