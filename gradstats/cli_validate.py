@@ -1,0 +1,399 @@
+"""Checks of `gradstats` arguments against the names the stages expose, done before any work starts.
+
+Every check raises `argparse.ArgumentTypeError` (inside argparse: exit 2, one line naming the flag)
+or `CLIError` (after parsing: exit 1, one line), each naming the bad value and the valid ones.
+Name lists are loaded on first use (`Names`), so `gradstats --help` does not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+class CLIError(ValueError):
+    """A bad command-line value found after parsing (printed as one line, exit status 1)."""
+
+
+class Names:
+    """A lazily loaded, sorted list of valid names; usable as argparse `choices` and in messages."""
+
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
+        self._load = load
+        self._names: list[str] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        if self._names is None:
+            self._names = sorted(self._load())
+        return self._names
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __str__(self) -> str:
+        return ", ".join(self.names)
+
+
+def _methods() -> Iterable[str]:
+    from coders.algorithms.registry import methods
+
+    return methods()
+
+
+def _workloads() -> Iterable[str]:
+    from captures import WORKLOADS
+
+    return WORKLOADS
+
+
+def _backends() -> Iterable[str]:
+    from coders.runtime.train import BACKENDS
+
+    return BACKENDS
+
+
+def _topologies() -> Iterable[str]:
+    from coders.runtime.topology import TOPOLOGIES
+
+    return TOPOLOGIES
+
+
+def _splits() -> Iterable[str]:
+    from captures.workloads import SPLITS
+
+    return SPLITS
+
+
+def _kinds() -> Iterable[str]:
+    from captures.store import KINDS
+
+    return KINDS
+
+
+def _baselines() -> Iterable[str]:
+    from analysis.compare import BASELINES
+
+    return BASELINES
+
+
+METHODS = Names(_methods)
+WORKLOADS = Names(_workloads)
+BACKENDS = Names(_backends)
+TOPOLOGIES = Names(_topologies)
+SPLITS = Names(_splits)
+KINDS = Names(_kinds)
+BASELINES = Names(_baselines)
+DTYPES = ("bfloat16", "float16", "float32")
+QUANTIZERS = ("ecsq", "lloyd-max", "uniform")
+HISTOGRAM_MODELS = ("histogram", "empirical")
+FAMILIES_TEXT = "normal, laplace, gennorm, t (also studentt), and zi-<family> for the zero-inflated variants"
+MODELS_TEXT = "histogram, or a family: " + FAMILIES_TEXT
+CODERS_TEXT = "ans, range, huffman, zstd-<level 1..22>"
+
+
+# --- scalar types ---------------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _float(text: str, ok: Callable[[float], bool], what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not (math.isfinite(value) and ok(value)):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    return _float(text, lambda v: v > 0, "a number > 0")
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    return _float(text, lambda v: v >= 0, "a number >= 0")
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number."""
+    return _float(text, lambda v: True, "a finite number")
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    return _float(text, lambda v: 0 < v <= 1, "a number in (0, 1]")
+
+
+def location(text: str) -> str | float:
+    """argparse type of `fit --loc`: 'fit' (estimate it) or a finite number (hold it fixed)."""
+    if text.strip().lower() == "fit":
+        return "fit"
+    return _float(text, lambda v: True, "'fit' or a finite number such as 0")
+
+
+def sample(text: str) -> int | float | None:
+    """argparse type of `capture --sample` (see `captures.recorder.parse_sample`)."""
+    from captures.recorder import parse_sample
+
+    try:
+        return parse_sample(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--sample ")) from None
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: a comma list of integers (e.g. recorded step numbers 0,25,50)."""
+    try:
+        values = [int(t) for t in csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers such as 0,25,50, got {text!r}") \
+            from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers such as 0,25,50, got {text!r}")
+    return values
+
+
+def device(text: str) -> str:
+    """argparse type: cpu, cuda or cuda:N (a CUDA device only where torch sees one)."""
+    d = text.strip().lower()
+    if d == "cpu":
+        return d
+    if not re.fullmatch(r"cuda(:\d+)?", d):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; choose from cpu, cuda, cuda:N")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"device {text!r}: torch {torch.__version__} sees no CUDA device "
+                                         "here; use cpu")
+    n = torch.cuda.device_count()
+    if ":" in d and int(d.split(":")[1]) >= n:
+        raise argparse.ArgumentTypeError(f"device {text!r}: there are {n} CUDA device(s), "
+                                         f"cuda:0 .. cuda:{n - 1}")
+    return d
+
+
+def csv(text: str) -> list[str]:
+    """The non-empty items of a comma list."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+# --- names ----------------------------------------------------------------------------------------
+def family(text: str) -> str:
+    """argparse type: one family name, canonicalized by `gradstats.families.family_name`."""
+    from gradstats.families import family_name
+
+    try:
+        return family_name(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"unknown family {text!r}; choose from {FAMILIES_TEXT}") from None
+
+
+def families(text: str) -> list[str]:
+    """argparse type: a comma list of family names (canonical names, duplicates dropped)."""
+    out = [family(t) for t in csv(text)]
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected at least one family from {FAMILIES_TEXT}")
+    return list(dict.fromkeys(out))
+
+
+def models(text: str) -> list[str]:
+    """argparse type of `code --models`: 'histogram' or family names (what `coders.build_model` fits)."""
+    out = []
+    for t in csv(text):
+        if t.lower() in HISTOGRAM_MODELS:
+            out.append("histogram")
+            continue
+        try:
+            out.append(family(t))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"unknown model {t!r}; choose from {MODELS_TEXT}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected at least one model from {MODELS_TEXT}")
+    return list(dict.fromkeys(out))
+
+
+def coder(text: str) -> str:
+    """One entropy coder name of `coders.entropy` (`CODERS` lists the usual ones)."""
+    c = text.strip().lower()
+    if c in ("ans", "range", "huffman", "zstd"):
+        return c
+    m = re.fullmatch(r"zstd-(\d+)", c)
+    if m and 1 <= int(m.group(1)) <= 22:
+        return c
+    raise argparse.ArgumentTypeError(f"unknown coder {text!r}; choose from {CODERS_TEXT}")
+
+
+def coders_list(text: str) -> list[str]:
+    """argparse type of `code --coders`: a comma list of coder names."""
+    out = [coder(t) for t in csv(text)]
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected at least one coder from {CODERS_TEXT}")
+    return list(dict.fromkeys(out))
+
+
+def names_of(kind: str, valid: Names) -> Callable[[str], list[str]]:
+    """argparse type: a comma list of names, each one of `valid` (e.g. `--methods`)."""
+
+    def parse(text: str) -> list[str]:
+        items = csv(text)
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected at least one {kind} from: {valid}")
+        for item in items:
+            if item not in valid:
+                raise argparse.ArgumentTypeError(f"unknown {kind} {item!r}; choose from: {valid}")
+        return items
+
+    return parse
+
+
+def kinds(text: str) -> tuple[str, ...]:
+    """argparse type of `capture --what`: a comma list of recorded kinds."""
+    return tuple(dict.fromkeys(names_of("kind", KINDS)(text)))
+
+
+# --- methods --------------------------------------------------------------------------------------
+def method_option_names(method: str) -> set[str]:
+    """The keyword options one method's constructor accepts, following `**options` up its classes.
+
+    The runtime passes `seed` and `topology` itself; they are not user options.
+    """
+    from functools import partial
+
+    from coders.algorithms.registry import method_class, methods
+
+    factory = methods()[method]
+    names: set[str] = set(factory.keywords) if isinstance(factory, partial) else set()
+    for cls in method_class(method).__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names - {"self", "params", "comm", "seed", "topology"}
+
+
+def check_method_options(method: str, options: dict[str, Any]) -> None:
+    """CLIError for an `--option` key that `method` does not take, listing the ones it does."""
+    known = method_option_names(method)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise CLIError(f"--option {unknown[0]!r} is not an option of method {method!r}; "
+                       f"its options: {', '.join(sorted(known)) or 'none'}")
+
+
+def needs_topology(method: str) -> bool:
+    """True for a decentralized (gossip) method, which runs on a topology."""
+    from coders.algorithms.registry import method_class
+
+    return bool(getattr(method_class(method), "needs_topology", False))
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """`--option key=value` pairs; values parsed as int, float, bool or None when they look like one."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise CLIError(f"--option needs key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        low = value.strip().lower()
+        parsed: object = value
+        if low in ("true", "false"):
+            parsed = low == "true"
+        elif low == "none":
+            parsed = None
+        else:
+            for cast in (int, float):
+                try:
+                    parsed = cast(value)
+                    break
+                except ValueError:
+                    continue
+        out[key.strip().replace("-", "_")] = parsed
+    return out
+
+
+def parse_lrs(text: str | None, compared: list[str]) -> dict[str, float]:
+    """`compare --lrs method=lr,...`: per-method learning rates, each method one of `compared`."""
+    out: dict[str, float] = {}
+    for item in csv(text or ""):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        try:
+            lr = float(value) if sep else math.nan
+        except ValueError:
+            lr = math.nan
+        if not (math.isfinite(lr) and lr > 0):
+            raise CLIError(f"--lrs takes method=lr pairs with lr > 0 (e.g. signum-mv=0.01,mcm=0.02), "
+                           f"got {item!r}")
+        out[name] = lr
+    unknown = sorted(set(out) - set(compared))
+    if unknown:
+        raise CLIError(f"--lrs names methods not compared: {', '.join(unknown)}; "
+                       f"compared: {', '.join(compared)}")
+    return out
+
+
+# --- captures -------------------------------------------------------------------------------------
+def capture_dir(path: str) -> Path:
+    """The capture directory that `path` names (a capture or a run directory holding `capture/`)."""
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"no capture directory at {path}: it does not exist")
+    if not p.is_dir():
+        raise CLIError(f"{path} is a file; give a capture directory (the one holding manifest.json) "
+                       "or a run directory holding capture/")
+    from captures import resolve_capture_dir
+
+    d = resolve_capture_dir(p)
+    if not ((d / "manifest.json").is_file() or any(d.glob("manifest.rank*.json"))):
+        raise CLIError(f"{path} holds no capture: no manifest.json in it or in {p / 'capture'}")
+    return d
+
+
+def damaged_files(cap: Any) -> list[tuple[int, int, str, str]]:
+    """(step, rank, file, problem) of each unreadable step file of a capture (`Capture.check`)."""
+    table = cap.check()
+    bad = table[~table["ok"].astype(bool)] if len(table) else table
+    return [(int(r.step), int(r.rank), str(r.file), str(r.problem)) for r in bad.itertuples()]
+
+
+def damage_text(bad: list[tuple[int, int, str, str]]) -> str:
+    """One line naming the damaged files of a capture."""
+    first = f"{bad[0][2]} ({bad[0][3]})"
+    more = ", ".join(Path(b[2]).name for b in bad[1:])
+    rest = f" and {len(bad) - 1} more: {more}" if more else ""
+    return f"{len(bad)} damaged step file(s): {first}{rest}"
