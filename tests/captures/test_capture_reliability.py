@@ -259,24 +259,24 @@ def test_abort_marks_the_capture_aborted_with_the_reason(tmp_path):
 def test_disk_full_gives_a_clear_error_and_leaves_no_temp_files(tmp_path, monkeypatch):
     w = CaptureWriter(tmp_path / "c", [_spec()])
     w.write_step(0, {"grad/w": torch.ones(8)})
-    real = store._write_safetensors
+    real = store.files._write_safetensors
 
     def full_disk(filename, tensors, metadata):
         with open(filename, "wb") as f:
             f.write(b"\0" * 100)  # half written when the disk fills
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store, "_write_safetensors", full_disk)
+    monkeypatch.setattr(store.files, "_write_safetensors", full_disk)
     with pytest.raises(CaptureWriteError, match=r"000000001.rank0.safetensors: cannot write \(No space") as e:
         w.write_step(1, {"grad/w": torch.ones(8)})
     assert e.value.errno == errno.ENOSPC
-    monkeypatch.setattr(store, "_write_safetensors", real)
+    monkeypatch.setattr(store.files, "_write_safetensors", real)
 
     def full_manifest(path, data):
         Path(path).write_bytes(data[:10])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store, "_write_bytes", full_manifest)
+    monkeypatch.setattr(store.writer, "_write_bytes", full_manifest)
     with pytest.raises(CaptureWriteError, match="manifest.rank0.json: cannot write"):
         w.finish()
     monkeypatch.undo()

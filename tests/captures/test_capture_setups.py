@@ -206,7 +206,7 @@ def test_disk_full_in_the_writer_is_a_clear_error_and_aborts(tmp_path, monkeypat
         raise OSError(errno.ENOSPC, "No space left on device")
 
     rec = GradientRecorder(model, tmp_path / "c", optimizer=None)
-    monkeypatch.setattr(store, "_write_safetensors", full)
+    monkeypatch.setattr(store.files, "_write_safetensors", full)
     model(torch.ones(1, 3)).sum().backward()
     rec.step()
     with pytest.raises(CaptureWriteError, match="000000000.rank0.safetensors: cannot write .No space left"):
