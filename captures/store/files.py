@@ -24,13 +24,8 @@ from captures.store.errors import CaptureFileError, CaptureWriteError, _one_line
 from captures.store.layout import FORMAT
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-
-
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
 
 #: torch dtype name -> safetensors header dtype code
 _ST_DTYPES = {
@@ -60,8 +55,6 @@ def tensor_crc32(t: torch.Tensor) -> int:
 
 
 _umask_lock = threading.Lock()
-
-
 _umask_value: int | None = None
 
 

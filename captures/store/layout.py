@@ -11,24 +11,13 @@ import re
 from pathlib import Path
 
 FORMAT = "gradstats-capture"
-
-
 FORMAT_VERSION = 1
-
-
 KINDS = ("grad", "update")
-
-
 #: capture statuses: as written by the writer, then the two a reader derives
 STATUSES = ("recording", "complete", "aborted", "interrupted", "damaged")
 
-
 _STEP_FILE = re.compile(r"^(\d+)\.rank(\d+)\.safetensors$")
-
-
 _TEMP_FILE = re.compile(r"^\.(.+)\.tmp-\d+$")
-
-
 _RANK_IN_NAME = re.compile(r"(?:^|\.)rank(\d+)\.")
 
 
