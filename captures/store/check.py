@@ -9,7 +9,14 @@ from typing import Any
 import pandas as pd
 
 from captures.store.errors import CaptureFileError
-from captures.store.layout import _rank_of_manifest, _stale_temp_files, _temp_rank
+from captures.store.layout import (
+    INDICES_FILES,
+    MANIFEST,
+    _rank_of_manifest,
+    _stale_temp_files,
+    _temp_rank,
+    indices_file_name,
+)
 from captures.store.lock import _lock_is_free
 
 
@@ -32,10 +39,10 @@ class CaptureIntegrity:
         rows = []
         for r, m in sorted(self.rank_manifests.items()):
             if any(m.get("sampled", {}).values()):
-                path = self.path / f"indices.rank{r}.safetensors"
+                path = self.path / indices_file_name(r)
                 ok, problem = True, ""
                 if not os.path.lexists(path):
-                    if any(self.path.glob("indices.rank*.safetensors")):
+                    if any(self.path.glob(INDICES_FILES)):
                         continue  # an old capture whose ranks share one indices file
                     ok, problem = False, "the capture is sampled but its indices file is missing"
                     self._damage[str(path)] = problem
@@ -77,7 +84,7 @@ class CaptureIntegrity:
         ``table[~table.ok]`` names the damaged files (also in :attr:`damaged`).
         """
         self._damage = {p: why for p, why in self._damage.items() if _rank_of_manifest(Path(p)) >= 0
-                        or Path(p).name == "manifest.json"}  # re-derive the rest from the files
+                        or Path(p).name == MANIFEST}  # re-derive the rest from the files
         rows = [self._row(-1, _rank_of_manifest(Path(p)), Path(p), False, why, "manifest")
                 for p, why in sorted(self._damage.items())]
         rows += self._scan(verify=verify)

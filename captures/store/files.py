@@ -173,8 +173,9 @@ def _regular_file(path: Path) -> os.stat_result:
     return st
 
 
-def _read_regular(path: Path, limit: int) -> bytes:
-    """The bytes of a regular file, opened without following links and without blocking."""
+def _open_regular(path: Path) -> tuple[int, os.stat_result]:
+    """A descriptor of the regular file ``path``, opened without following links or blocking, and its
+    ``fstat``: checked again after the open, so a FIFO or link swapped in after the ``lstat`` is refused."""
     _regular_file(path)
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC)
@@ -184,6 +185,16 @@ def _read_regular(path: Path, limit: int) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # swapped between the lstat and the open
             raise CaptureFileError(path, "is not a regular file; refusing to read it")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file, opened without following links and without blocking."""
+    fd, st = _open_regular(path)
+    try:
         if st.st_size > limit:
             raise CaptureFileError(path, f"is {st.st_size} bytes; a manifest is at most {limit}")
         chunks = []
@@ -218,20 +229,11 @@ class _StepFile:
         self._cm: Any = None
 
     def __enter__(self) -> _StepFile:
-        _regular_file(self.path)
-        # Open without following links or blocking, check the open file is regular, and let safetensors
-        # map that same open file (through /proc on Linux): a FIFO or link swapped in after the check
-        # above is never what gets read.
+        # Let safetensors map the very file opened and checked (through /proc on Linux): a FIFO or link
+        # swapped in after the check is never what gets read.
+        fd, st = _open_regular(self.path)
+        size = st.st_size
         try:
-            fd = os.open(self.path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC)
-        except OSError as e:
-            raise CaptureFileError(self.path, f"cannot open ({e.strerror})") from e
-        size = 0
-        try:
-            st = os.fstat(fd)
-            size = st.st_size
-            if not stat.S_ISREG(st.st_mode):
-                raise CaptureFileError(self.path, "is not a regular file; refusing to read it")
             proc = f"/proc/self/fd/{fd}"
             target = proc if os.path.exists(proc) else str(self.path)
             self._cm = safe_open(target, framework="pt")

@@ -20,10 +20,35 @@ _STEP_FILE = re.compile(r"^(\d+)\.rank(\d+)\.safetensors$")
 _TEMP_FILE = re.compile(r"^\.(.+)\.tmp-\d+$")
 _RANK_IN_NAME = re.compile(r"(?:^|\.)rank(\d+)\.")
 
+#: rank 0's manifest, the one :attr:`Capture.manifest <captures.store.reader.Capture.manifest>` returns
+MANIFEST = "manifest.json"
+RANK_MANIFESTS = "manifest.rank*.json"
+INDICES_FILES = "indices.rank*.safetensors"
+
 
 def step_file_name(step: int, rank: int) -> str:
     """File name (inside ``steps/``) of the record of ``step`` on ``rank``."""
     return f"{step:09d}.rank{rank}.safetensors"
+
+
+def rank_manifest_name(rank: int) -> str:
+    """File name of ``rank``'s own manifest."""
+    return f"manifest.rank{rank}.json"
+
+
+def indices_file_name(rank: int) -> str:
+    """File name of ``rank``'s sampled indices."""
+    return f"indices.rank{rank}.safetensors"
+
+
+def rank_step_files(rank: int) -> str:
+    """Glob (inside ``steps/``) of ``rank``'s step files."""
+    return f"*.rank{rank}.safetensors"
+
+
+def _lock_path(directory: Path, rank: int) -> Path:
+    """The writer lock of ``rank``, held (``flock``) by its one live writer."""
+    return directory / f".lock.rank{rank}"
 
 
 def _rank_of_manifest(p: Path) -> int:
@@ -37,7 +62,7 @@ def _temp_rank(name: str) -> int | None:
     if not m:
         return None
     target = m.group(1)
-    if target == "manifest.json":
+    if target == MANIFEST:
         return 0
     r = _RANK_IN_NAME.search(target)
     return int(r.group(1)) if r else None
@@ -67,4 +92,4 @@ def resolve_capture_dir(path: str | os.PathLike) -> Path:
 
 
 def _has_manifest(d: Path) -> bool:
-    return os.path.lexists(d / "manifest.json") or any(d.glob("manifest.rank*.json"))
+    return os.path.lexists(d / MANIFEST) or any(d.glob(RANK_MANIFESTS))

@@ -9,15 +9,12 @@ from pathlib import Path
 
 from captures.store.errors import CaptureBusyError, CaptureFileError, CaptureWriteError
 from captures.store.files import _CLOEXEC, _NOFOLLOW, _NONBLOCK
+from captures.store.layout import _lock_path
 
 try:  # POSIX; without it (Windows) writers are not exclusive
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
-
-
-def _lock_path(directory: Path, rank: int) -> Path:
-    return directory / f".lock.rank{rank}"
 
 
 def _acquire_lock(directory: Path, rank: int) -> int | None:

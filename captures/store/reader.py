@@ -16,7 +16,7 @@ import torch
 from captures.store.check import CaptureIntegrity
 from captures.store.errors import CaptureFileError
 from captures.store.files import _Expected, _StepFile, _torch_dtype
-from captures.store.layout import _STEP_FILE, _rank_of_manifest
+from captures.store.layout import _STEP_FILE, INDICES_FILES, MANIFEST, _rank_of_manifest, indices_file_name
 from captures.store.manifest import _read_json
 from captures.summary import MOMENT_FIELDS, histogram_edges
 
@@ -53,7 +53,7 @@ class Capture(CaptureIntegrity):
         self._scanned = False
         rank_paths = sorted((Path(e.path) for e in os.scandir(self.path)
                              if _rank_of_manifest(Path(e.name)) >= 0), key=_rank_of_manifest)
-        main = self.path / "manifest.json"
+        main = self.path / MANIFEST
         if os.path.lexists(main):
             self.manifest = _read_json(main)
         elif rank_paths:
@@ -176,9 +176,9 @@ class Capture(CaptureIntegrity):
         if not m.get("sampled", {}).get(layer, False):
             return None
         if rank not in self._indices:
-            path = self.path / f"indices.rank{rank}.safetensors"
+            path = self.path / indices_file_name(rank)
             if not os.path.lexists(path):
-                found = sorted(self.path.glob("indices.rank*.safetensors"))
+                found = sorted(self.path.glob(INDICES_FILES))
                 if not found:
                     raise self._damaged_here(
                         CaptureFileError(path, "the capture is sampled but its indices file is missing"))

@@ -14,7 +14,17 @@ import torch
 
 from captures.store.errors import CaptureFileError
 from captures.store.files import _atomic_save_tensors, _atomic_write, _write_bytes
-from captures.store.layout import FORMAT, FORMAT_VERSION, KINDS, _stale_temp_files, step_file_name
+from captures.store.layout import (
+    FORMAT,
+    FORMAT_VERSION,
+    KINDS,
+    MANIFEST,
+    _stale_temp_files,
+    indices_file_name,
+    rank_manifest_name,
+    rank_step_files,
+    step_file_name,
+)
 from captures.store.lock import _acquire_lock, _release_lock, fcntl
 from captures.store.manifest import LayerSpec, _json_default
 
@@ -84,8 +94,8 @@ class CaptureWriter:
         steps.mkdir(exist_ok=True)
         self._lock_fd = _acquire_lock(self.dir, self.rank)
         try:
-            own_manifest = self.dir / f"manifest.rank{self.rank}.json"
-            if own_manifest.exists() or any(steps.glob(f"*.rank{self.rank}.safetensors")):
+            own_manifest = self.dir / rank_manifest_name(self.rank)
+            if own_manifest.exists() or any(steps.glob(rank_step_files(self.rank))):
                 if not overwrite:
                     raise ValueError(f"{self.dir} already holds a capture for rank {self.rank}; "
                                      "choose a new directory or pass overwrite=True")
@@ -125,7 +135,7 @@ class CaptureWriter:
             sampled = {s.name: torch.from_numpy(np.asarray(s.indices, dtype=np.int64))
                        for s in layers if s.indices is not None}
             if sampled:
-                _atomic_save_tensors(self.dir / f"indices.rank{self.rank}.safetensors", sampled,
+                _atomic_save_tensors(self.dir / indices_file_name(self.rank), sampled,
                                      {"format": FORMAT, "rank": str(self.rank)})
             self._write_manifest()
         except BaseException:
@@ -138,20 +148,20 @@ class CaptureWriter:
 
     def _remove_own_files(self) -> None:
         r = self.rank
-        for p in (self.dir / "steps").glob(f"*.rank{r}.safetensors"):
+        for p in (self.dir / "steps").glob(rank_step_files(r)):
             p.unlink()
-        for p in (self.dir / f"manifest.rank{r}.json", self.dir / f"indices.rank{r}.safetensors"):
+        for p in (self.dir / rank_manifest_name(r), self.dir / indices_file_name(r)):
             p.unlink(missing_ok=True)
         if r == 0:
-            (self.dir / "manifest.json").unlink(missing_ok=True)
+            (self.dir / MANIFEST).unlink(missing_ok=True)
         for p in _stale_temp_files(self.dir, r):  # we hold rank r's lock: their writers are dead
             p.unlink(missing_ok=True)
 
     def _write_manifest(self) -> None:
         data = (json.dumps(self.manifest, indent=1, default=_json_default) + "\n").encode()
-        _atomic_write(self.dir / f"manifest.rank{self.rank}.json", lambda t: _write_bytes(t, data), True)
+        _atomic_write(self.dir / rank_manifest_name(self.rank), lambda t: _write_bytes(t, data), True)
         if self.rank == 0:
-            _atomic_write(self.dir / "manifest.json", lambda t: _write_bytes(t, data), True)
+            _atomic_write(self.dir / MANIFEST, lambda t: _write_bytes(t, data), True)
 
     def write_step(self, step: int, tensors: Mapping[str, torch.Tensor]) -> Path:
         """Atomically write the record of optimizer ``step``: CPU tensors named ``"<kind>/<layer>"``."""
