@@ -47,7 +47,7 @@ validation), :mod:`~captures.store.writer` (:class:`CaptureWriter`), :mod:`~capt
 from captures.store.check import CaptureIntegrity
 from captures.store.errors import CaptureBusyError, CaptureFileError, CaptureWriteError
 
-# private names used outside the store (benchmarks/bench_capture.py, captures.recorder) stay here too
+# private names importable from here before the split (benchmarks/bench_capture.py uses one)
 from captures.store.files import _atomic_save_tensors as _atomic_save_tensors
 from captures.store.files import _dtype_name as _dtype_name
 from captures.store.files import file_mode, tensor_crc32
