@@ -1,20 +1,10 @@
-"""`gradstats capture` / `gradstats inspect` and the --sample parser."""
+"""`gradstats capture` / `gradstats inspect`."""
 
 import numpy as np
 import pytest
 
 from captures import open_capture
-from captures.recorder import parse_sample
 from gradstats.cli import main
-
-
-def test_parse_sample():
-    assert parse_sample(None) is None and parse_sample("full") is None
-    assert parse_sample("100000") == 100000 and isinstance(parse_sample("1e5"), int)
-    assert parse_sample("0.01") == 0.01 and parse_sample("1.0") == 1.0 and parse_sample("1") == 1
-    for bad in ("0", "-3", "1.5", "abc", "0.0"):
-        with pytest.raises(ValueError, match="--sample"):
-            parse_sample(bad)
 
 
 def test_capture_then_inspect(tmp_path, capsys):

@@ -1,6 +1,5 @@
 """GradientRecorder: recorded values equal p.grad / the update exactly; sampling, accumulation, summaries."""
 
-import math
 import os
 import signal
 import subprocess
@@ -13,26 +12,14 @@ import pytest
 import scipy.stats
 import torch
 from torch import nn
+from toy_training import mlp as _model
+from toy_training import mlp_batch as _batch
+from toy_training import mlp_loss as _loss
 
 from captures import GradientRecorder, open_capture
-from captures.recorder import sample_indices, sample_size, select_layers
+from captures.recorder import sample_indices
 
-HERE = Path(__file__).parent
-
-
-def _model(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 4))
-
-
-def _batch(step, micro=0, n=16):
-    g = torch.Generator().manual_seed(1000 * step + micro)
-    return torch.randn(n, 20, generator=g), torch.randint(0, 4, (n,), generator=g)
-
-
-def _loss(model, batch):
-    x, y = batch
-    return nn.functional.cross_entropy(model(x), y)
+HERE = Path(__file__).resolve().parents[1]  # tests/captures, where capture_workers.py lives
 
 
 @pytest.mark.parametrize("mode", ["manual", "optimizer", "auto"])
@@ -183,95 +170,6 @@ def test_summary_only_moments_match_scipy_and_numpy(tmp_path):
         np.testing.assert_allclose(row.hist_edges, edges, rtol=1e-12)
         np.testing.assert_array_equal(row.hist_counts, counts)
     assert cap.summary()["stored"].tolist() == [9 + 16] * 4
-
-
-@pytest.mark.parametrize("dist", ["normal", "laplace", "sparse"])
-def test_summary_fast_cpu_path_equals_device_path_and_numpy(dist):
-    from captures.summary import _summary_finite_cpu, _summary_masked, layer_summary
-
-    rng = np.random.default_rng(3)
-    x = {"normal": rng.normal(size=100_000), "laplace": rng.laplace(size=100_000),
-         "sparse": rng.normal(size=100_000) * (rng.random(100_000) < 0.1)}[dist]
-    t = torch.from_numpy(x.astype(np.float32))
-    x64 = t.double()
-    fast_m, fast_c = _summary_finite_cpu(t, float(t.mean()), 128)
-    slow_m, slow_c = _summary_masked(x64, 128)
-    np.testing.assert_allclose(fast_m.numpy(), slow_m.numpy(), rtol=1e-10)
-    np.testing.assert_array_equal(fast_c.numpy(), slow_c.numpy())
-    m, c = layer_summary(t, 128)
-    np.testing.assert_array_equal(c.numpy(), np.histogram(x64.numpy(), bins=128)[0])
-    assert m[7] == np.count_nonzero(x64.numpy() == 0)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
-def test_summary_blocked_cpu_path_matches_scipy_with_offset_mean(dtype):
-    # a mean 300 std away from 0 (the shifted power sums must not cancel), several blocks and a
-    # partial last one, zeros and a constant run; references from the float64 values with scipy/numpy
-    from captures.summary import _BLOCK, MOMENT_FIELDS, _summary_finite_cpu, layer_summary
-
-    rng = np.random.default_rng(5)
-    n = 2 * _BLOCK + 12_345
-    x = 300.0 + rng.standard_t(5, size=n)
-    x[:1000] = 0.0
-    x[1000:1500] = 301.0
-    t = torch.from_numpy(x).to(dtype)
-    ref = t.double().numpy()
-    m, c = layer_summary(t, 50)
-    got = dict(zip(MOMENT_FIELDS, m.tolist(), strict=True))
-    assert got["n"] == n and got["zeros"] == 1000 and got["nonfinite"] == 0
-    assert got["mean"] == pytest.approx(ref.mean(), rel=1e-12)
-    assert got["std"] == pytest.approx(ref.std(), rel=1e-10)
-    assert got["abs_mean"] == pytest.approx(np.abs(ref).mean(), rel=1e-12)
-    assert got["kurtosis"] == pytest.approx(scipy.stats.kurtosis(ref), rel=1e-8)
-    assert (got["min"], got["max"]) == (ref.min(), ref.max())
-    np.testing.assert_array_equal(c.numpy(), np.histogram(ref, bins=50)[0])
-    # the shift only sets where the power sums are taken: one 0.7 std off gives the same moments
-    off = _summary_finite_cpu(t.float() if dtype == torch.float16 else t, float(ref.mean()) + 0.7, 50)
-    np.testing.assert_allclose(off[0].numpy(), m.numpy(), rtol=1e-10)
-    np.testing.assert_array_equal(off[1].numpy(), c.numpy())
-    # a constant tensor whose float32 mean is not exactly its value
-    k = layer_summary(torch.full((3 * _BLOCK + 7,), 0.1, dtype=dtype), 4)
-    kk = dict(zip(MOMENT_FIELDS, k[0].tolist(), strict=True))
-    assert kk["std"] == 0 and math.isnan(kk["kurtosis"])
-    assert kk["mean"] == float(torch.tensor(0.1, dtype=dtype))
-    assert k[1].tolist() == [3 * _BLOCK + 7, 0, 0, 0]
-
-
-def test_summary_moments_handle_constant_and_nonfinite():
-    from captures.summary import MOMENT_FIELDS, layer_histogram, layer_moments
-
-    x = torch.tensor([1.0, float("nan"), 3.0, float("inf"), 0.0, 2.0])
-    got = dict(zip(MOMENT_FIELDS, layer_moments(x).tolist(), strict=True))
-    finite = np.array([1.0, 3.0, 0.0, 2.0])
-    assert got["n"] == 4 and got["nonfinite"] == 2 and got["zeros"] == 1
-    assert got["mean"] == pytest.approx(1.5)
-    assert got["kurtosis"] == pytest.approx(scipy.stats.kurtosis(finite))
-    assert layer_histogram(x, 3).tolist() == np.histogram(finite, bins=3)[0].tolist()
-    const = dict(zip(MOMENT_FIELDS, layer_moments(torch.full((5,), 2.0)).tolist(), strict=True))
-    assert const["std"] == 0 and np.isnan(const["kurtosis"])
-    assert layer_histogram(torch.full((5,), 2.0), 4).tolist() == [5, 0, 0, 0]
-
-
-def test_layer_selection():
-    model = _model()
-    assert list(select_layers(model, "*.bias")) == ["0.bias", "2.bias"]
-    assert list(select_layers(model, ["2.weight", "0.weight"])) == ["0.weight", "2.weight"]
-    assert list(select_layers(model, lambda n, p: p.ndim == 2)) == ["0.weight", "2.weight"]
-    model[0].bias.requires_grad_(False)
-    assert "0.bias" not in select_layers(model, None)
-    with pytest.raises(ValueError, match="matches no trainable parameter"):
-        select_layers(model, "conv*")
-    with pytest.raises(ValueError, match="unknown or frozen"):
-        select_layers(model, ["0.bias"])
-
-
-def test_sample_size_rules():
-    assert sample_size(100, None) is None
-    assert sample_size(100, 10) == 10 and sample_size(100, 100) is None and sample_size(100, 1000) is None
-    assert sample_size(100, 0.1) == 10 and sample_size(100, 1.0) is None and sample_size(3, 0.01) == 1
-    for bad in (0, -1, 0.0, 1.5, "10", True):
-        with pytest.raises(ValueError):
-            sample_size(100, bad)
 
 
 def test_bad_arguments_and_mode_conflicts(tmp_path):

@@ -154,11 +154,6 @@ def test_write_capture_refuses_existing_and_bad_input(cap, arrays, tmp_path):
         write_capture(tmp_path / "z", {0: {"a": np.ones(3)}, 1: {"a": np.ones(4)}})
 
 
-def test_manifest_accepts_numpy_scalars(tmp_path):
-    cap = write_capture(tmp_path / "c", {0: {"a": np.ones(2)}}, every=np.int64(2))
-    assert cap.manifest["every"] == 2
-
-
 def test_resolve_capture_dir_accepts_run_and_capture_dirs(tmp_path):
     from captures import resolve_capture_dir
 
