@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.special
 import scipy.stats
 
 from gradstats.arrays import ConstantSample, chunked_sum, median, parse_loc, prepare
@@ -29,6 +30,11 @@ from gradstats.gennorm_solver import fit_gennorm
 from gradstats.studentt_solver import fit_t
 
 ArrayLike = Any
+
+MIN_SHAPE_N = 30
+"""Fewest entries from which a shape parameter (GenNorm beta, Student-t df) is estimated. Below it
+the MLE ends on a search bound on most samples (10 Normal entries: beta at 0.05 or 50 in 70 % of
+samples with a fitted loc, 50 % with loc 0; 32 entries: 15 %, 5 %), so no shape is reported."""
 
 
 @dataclass
@@ -111,6 +117,11 @@ class Family:
         """Quantile function F^-1(q)."""
         return self._frozen.ppf(_f64(q))
 
+    def cdf_logs(self, x: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(F(x), log F(x), log S(x)) at the same points, for goodness statistics that need all
+        three (KS and AD); a family overrides it where one evaluation serves the three."""
+        return self.cdf(x), self.logcdf(x), self.logsf(x)
+
     def isf(self, q: ArrayLike) -> np.ndarray:
         """Inverse survival function: the x with P(X > x) = q, accurate for tiny q."""
         return self._frozen.isf(_f64(q))
@@ -149,6 +160,15 @@ class Family:
         return np.clip(out, 0.0, 1.0)
 
     @classmethod
+    def too_few(cls, n: int) -> str | None:
+        """Why n entries are too few to fit this family (a flag), or None when they suffice."""
+        shapes = [p for p in cls.param_names if p not in ("loc", "scale")]
+        if shapes and n < MIN_SHAPE_N:
+            return (f"too_small: n={n} < {MIN_SHAPE_N} entries, too few to estimate the shape "
+                    f"{', '.join(shapes)} (not fitted)")
+        return None
+
+    @classmethod
     def estimate(cls, x: ArrayLike, loc: float | None, method: str) -> Estimate:
         """The family's estimator on a prepared finite 1-D vector (`arrays.prepare`).
 
@@ -171,6 +191,9 @@ class Family:
         v, _ = prepare(x, nan_policy)
         if len(v) == 0:
             raise ValueError(f"{cls.name} fit is degenerate: empty: no finite entries to fit")
+        reason = cls.too_few(len(v))
+        if reason:
+            raise ValueError(f"{cls.name} fit is degenerate: {reason}")
         try:
             est = cls.estimate(v, loc_value, method)
         except ConstantSample as d:
@@ -270,6 +293,32 @@ class GenNorm(_ScipyFamily):
     def __init__(self, beta: float = 2.0, loc: float = 0.0, scale: float = 1.0):
         self._freeze(beta=beta, loc=loc, scale=scale)
 
+    def cdf_logs(self, x: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(F, log F, log S) from one incomplete gamma G = Q(1/beta, |z|^beta), z = (x - loc) / scale.
+
+        F = (1/2 + c) - c G and S = (1/2 - c) + c G with c = sign(z) / 2, log F = log F below the
+        median and log1p(-S) above it, log S the mirror image: the operations of scipy's gennorm
+        cdf / sf / logcdf / logsf, to the last bit, with one special-function call instead of six.
+        """
+        z = (_f64(x) - self.loc) / self.scale
+        c = 0.5 * np.sign(z)
+        with np.errstate(over="ignore"):
+            # scipy's logcdf / logsf broadcast beta to an array, its cdf keeps a scalar: numpy's
+            # scalar power takes sqrt / square for beta = 1/2 / 2, a last-bit change from pow
+            a, b = np.full_like(z, 1.0 / self.beta), np.full_like(z, self.beta)
+            g = scipy.special.gammaincc(a, abs(z) ** b)
+            if self.beta in (0.5, 2.0):
+                g_cdf = scipy.special.gammaincc(1.0 / self.beta, abs(z) ** self.beta)
+            else:
+                g_cdf = g
+        f = (0.5 + c) - c * g
+        s = (0.5 - c) + c * g
+        with np.errstate(divide="ignore"):
+            log_f = np.where(z < 0, np.log(f), np.log1p(-s))
+            log_s = np.where(z > 0, np.log(s), np.log1p(-f))
+        f = f if g_cdf is g else (0.5 + c) - c * g_cdf
+        return f, log_f, log_s
+
     @classmethod
     def estimate(cls, x: ArrayLike, loc: float | None, method: str) -> Estimate:
         """Profile-likelihood Newton in beta (`gradstats.gennorm_solver`), se of beta included."""
@@ -366,10 +415,12 @@ class ZeroInflated(Family):
         """Generalized inverse inf{x: F(x) >= q}; the atom answers 0 for a whole range of q."""
         q = _f64(q)
         below = (1 - self.pi) * float(self.base.cdf(0.0))  # F(0-)
+        lo, hi = q <= below, q > below + self.pi
+        out = np.zeros(np.shape(q))
+        # the base quantile only where it is the answer (it is the costly part, e.g. gammainccinv)
         with np.errstate(invalid="ignore", divide="ignore"):
-            lower = self.base.ppf(q / (1 - self.pi))
-            upper = self.base.ppf((q - self.pi) / (1 - self.pi))
-        out = np.where(q <= below, lower, np.where(q <= below + self.pi, 0.0, upper))
+            out[lo] = self.base.ppf(q[lo] / (1 - self.pi))
+            out[hi] = self.base.ppf((q[hi] - self.pi) / (1 - self.pi))
         return np.where((q < 0) | (q > 1) | np.isnan(q), np.nan, out)
 
     def isf(self, q: ArrayLike) -> np.ndarray:
