@@ -4,7 +4,7 @@ pool or on a CUDA device (`fit_capture`), and the per-layer summary of the resul
 The unit of work is one record (`fit_record`): read it, fit every family, measure the goodness of
 fit. Records are independent and every fit is deterministic (fixed seeds), so a pool of `jobs`
 processes returns the serial table to the last bit, in the serial order. Each worker opens the
-capture once from its path and reads its own records (nothing but the table travels back).
+capture once from its path and reads its own records (only the tables travel back).
 """
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
     globs), `ranks` (None: all). `bootstrap` > 0 adds a percentile bootstrap interval for beta
     (columns beta_lo, beta_hi).
     jobs: worker processes over records (None: all CPUs, serial below `POOL_MIN_ENTRIES`
-    entries; 1: serial in this process); the table equals the serial one. `n_jobs` is the old
+    entries or on a device; 1: serial in this process); the table equals the serial one. `n_jobs` is the old
     name of `jobs`. device: 'cpu', or a torch device such as 'cuda' on which each record's fits
     run (the goodness statistics' subsample is evaluated on the host).
     Columns: step, layer, rank, kind, family, beta, df, pi, loc, scale, loglik, aic, bic, k, n, ks,
@@ -148,9 +148,9 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
     options = RecordOptions(tuple(families), kind, loc, goodness, max_n, bootstrap, seed, str(device))
     tasks = [(s, name, r, options) for s in chosen_steps for name in chosen_layers for r in chosen_ranks]
 
-    if jobs is None:
+    if jobs is None:  # one process drives a device; on the CPU all cores, for a capture worth it
         big = _entries(capture, chosen_layers, len(tasks)) >= POOL_MIN_ENTRIES
-        jobs = (os.cpu_count() or 1) if big else 1
+        jobs = (os.cpu_count() or 1) if big and options.device == "cpu" else 1
     workers = min(jobs, len(tasks))
     path = getattr(capture, "path", None)
     bar = tqdm(total=len(tasks), desc="fit", unit="record", disable=not progress)
@@ -162,8 +162,11 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
     else:
         import multiprocessing
 
-        # spawn: a forked child of a process that has run torch / OpenMP threads can deadlock
-        ctx = multiprocessing.get_context("spawn")
+        # fork starts a worker in milliseconds (spawn re-imports numpy, scipy and torch: seconds);
+        # as in torch's DataLoader workers, each child runs one thread. A CUDA context does not
+        # survive a fork, so a device run spawns.
+        fork = options.device == "cpu" and "fork" in multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if fork else "spawn")
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_open_in_worker,
                                  initargs=(str(path),)) as pool:
             for df in pool.map(_fit_in_worker, tasks):

@@ -137,7 +137,7 @@ def _ad_sorted(y: np.ndarray, dist: Family, logs: tuple[np.ndarray, np.ndarray] 
         y, dist = y[y != 0], dist.base
         if y.size == 0:
             return math.nan
-    log_f, log_s = (dist.logcdf(y), dist.logsf(y)) if logs is None else logs
+    log_f, log_s = dist.cdf_logs(y)[1:] if logs is None else logs
     n = y.size
     i = np.arange(1, n + 1)
     terms = (2 * i - 1) * (log_f + log_s[::-1])
