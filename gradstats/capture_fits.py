@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from gradstats.estimation import bootstrap_beta
+from gradstats.families import MIN_SHAPE_N
 from gradstats.tables import PARAM_COLUMNS, fit_all
 
 POOL_MIN_ENTRIES = 1 << 22
@@ -42,6 +43,7 @@ class RecordOptions:
     bootstrap: int = 0
     seed: int = 0
     device: str = "cpu"
+    min_shape_n: int = MIN_SHAPE_N
 
 
 def fit_record(capture: Any, step: int, layer: str, rank: int, options: RecordOptions) -> pd.DataFrame:
@@ -60,7 +62,7 @@ def fit_record(capture: Any, step: int, layer: str, rank: int, options: RecordOp
         if options.device != "cpu":
             values = values.to(options.device)
     df = fit_all(values, options.families, loc=options.loc, nan_policy="omit", goodness=options.goodness,
-                 max_n=options.max_n, seed=options.seed)
+                 max_n=options.max_n, seed=options.seed, min_shape_n=options.min_shape_n)
     if missing:
         df["flags"] = missing
     if options.bootstrap > 0 and len(values):
@@ -113,13 +115,13 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
                 ranks: Sequence[int] | None = (0,), kind: str = "grad", loc: str | float = "fit",
                 goodness: bool = True, max_n: int | None = 200_000, bootstrap: int = 0,
                 jobs: int | None = None, device: str = "cpu", progress: bool = True, seed: int = 0,
-                n_jobs: int | None = None) -> pd.DataFrame:
+                n_jobs: int | None = None, min_shape_n: int = MIN_SHAPE_N) -> pd.DataFrame:
     """Fit `families` to every (step, layer, rank) record of a capture: one row per family.
 
     capture: a `captures.open_capture(path)` object (or a path, opened here). Uses every
     `every`-th recorded step (or exactly `steps`), the layers matching `layers` (glob or list of
     globs), `ranks` (None: all). `bootstrap` > 0 adds a percentile bootstrap interval for beta
-    (columns beta_lo, beta_hi).
+    (columns beta_lo, beta_hi). A record under `min_shape_n` entries gets no shape (see `fit_all`).
     jobs: worker processes over records (None: all CPUs, serial below `POOL_MIN_ENTRIES`
     entries or on a device; 1: serial in this process); the table equals the serial one. `n_jobs` is the old
     name of `jobs`. device: 'cpu', or a torch device such as 'cuda' on which each record's fits
@@ -145,7 +147,8 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
         raise ValueError(f"steps {missing} are not in the capture (it has {all_steps})")
     chosen_layers = _select_layers(capture.layers, layers)
     chosen_ranks = list(capture.ranks) if ranks is None else list(ranks)
-    options = RecordOptions(tuple(families), kind, loc, goodness, max_n, bootstrap, seed, str(device))
+    options = RecordOptions(tuple(families), kind, loc, goodness, max_n, bootstrap, seed, str(device),
+                            min_shape_n)
     tasks = [(s, name, r, options) for s in chosen_steps for name in chosen_layers for r in chosen_ranks]
 
     if jobs is None:  # one process drives a device; on the CPU all cores, for a capture worth it

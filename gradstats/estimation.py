@@ -75,7 +75,7 @@ def _degenerate_fit(name: str, n: int, t0: float, flags: list[str], n_omitted: i
 
 
 def fit(x: Any, family: str = "gennorm", method: str = "mle", loc: str | float = "fit",
-        nan_policy: str = "raise") -> Fit:
+        nan_policy: str = "raise", min_shape_n: int = 0) -> Fit:
     """Fit one family to the entries of x (numpy array or torch tensor, any shape, any float dtype).
 
     family: 'normal', 'laplace', 'gennorm', 't', or 'zi-<family>' (point mass at 0 + family).
@@ -84,6 +84,8 @@ def fit(x: Any, family: str = "gennorm", method: str = "mle", loc: str | float =
     nan_policy: 'raise' (ValueError naming the NaN/Inf count) or 'omit' (dropped, counted, flagged).
     Degenerate samples (empty, constant, all zero) give a Fit with `dist=None` and a flag instead of
     an exception; samples under `SMALL_N` entries and shapes on their search bounds are flagged.
+    min_shape_n: a family with a shape parameter is not fitted to fewer entries (flag `too_small`,
+    parameters NaN); the fit tables pass `families.MIN_SHAPE_N`, 0 fits any size.
     """
     t0 = time.perf_counter()
     name = family_name(family)
@@ -96,8 +98,8 @@ def fit(x: Any, family: str = "gennorm", method: str = "mle", loc: str | float =
     if n == 0:
         return _degenerate_fit(name, 0, t0, [*flags, "empty: no finite entries to fit"], n_omitted, method)
     if name.startswith("zi-"):
-        return _fit_zero_inflated(v, name, method, loc, flags, n_omitted, t0)
-    reason = FAMILIES[name].too_few(n)
+        return _fit_zero_inflated(v, name, method, loc, flags, n_omitted, t0, min_shape_n)
+    reason = FAMILIES[name].too_few(n, min_shape_n)
     if reason:
         return _degenerate_fit(name, n, t0, [*flags, reason], n_omitted, method)
     if n < SMALL_N:
@@ -123,10 +125,11 @@ def fit(x: Any, family: str = "gennorm", method: str = "mle", loc: str | float =
 
 
 def _fit_zero_inflated(v: Any, name: str, method: str, loc: str | float, flags: list[str],
-                       n_omitted: int, t0: float) -> Fit:
+                       n_omitted: int, t0: float, min_shape_n: int = 0) -> Fit:
     nonzero = v[v != 0]
     n_zero = len(v) - len(nonzero)
-    base = fit(nonzero, name.removeprefix("zi-"), method=method, loc=loc) if len(nonzero) else None
+    base = (fit(nonzero, name.removeprefix("zi-"), method=method, loc=loc, min_shape_n=min_shape_n)
+            if len(nonzero) else None)
     return zero_inflate(name, base, len(v), n_zero, flags, n_omitted, t0, method)
 
 

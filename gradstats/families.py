@@ -32,9 +32,10 @@ from gradstats.studentt_solver import fit_t
 ArrayLike = Any
 
 MIN_SHAPE_N = 30
-"""Fewest entries from which a shape parameter (GenNorm beta, Student-t df) is estimated. Below it
-the MLE ends on a search bound on most samples (10 Normal entries: beta at 0.05 or 50 in 70 % of
-samples with a fitted loc, 50 % with loc 0; 32 entries: 15 %, 5 %), so no shape is reported."""
+"""Fewest entries from which the fit tables (`fit_all`, `fit_capture`) estimate a shape parameter
+(GenNorm beta, Student-t df). Below it the MLE ends on a search bound on most samples (10 Normal
+entries: beta at 0.05 or 50 in 70 % of samples with a fitted loc, 50 % with loc 0; 32 entries:
+15 %, 5 %), so the table reports no shape. `gradstats.fit` itself fits any size unless asked."""
 
 
 @dataclass
@@ -160,11 +161,12 @@ class Family:
         return np.clip(out, 0.0, 1.0)
 
     @classmethod
-    def too_few(cls, n: int) -> str | None:
-        """Why n entries are too few to fit this family (a flag), or None when they suffice."""
+    def too_few(cls, n: int, min_shape_n: int = MIN_SHAPE_N) -> str | None:
+        """Why n entries are too few to fit this family (a flag), or None when they suffice: a
+        family with a shape parameter needs `min_shape_n` entries."""
         shapes = [p for p in cls.param_names if p not in ("loc", "scale")]
-        if shapes and n < MIN_SHAPE_N:
-            return (f"too_small: n={n} < {MIN_SHAPE_N} entries, too few to estimate the shape "
+        if shapes and n < min_shape_n:
+            return (f"too_small: n={n} < {min_shape_n} entries, too few to estimate the shape "
                     f"{', '.join(shapes)} (not fitted)")
         return None
 
@@ -191,9 +193,6 @@ class Family:
         v, _ = prepare(x, nan_policy)
         if len(v) == 0:
             raise ValueError(f"{cls.name} fit is degenerate: empty: no finite entries to fit")
-        reason = cls.too_few(len(v))
-        if reason:
-            raise ValueError(f"{cls.name} fit is degenerate: {reason}")
         try:
             est = cls.estimate(v, loc_value, method)
         except ConstantSample as d:

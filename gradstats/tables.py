@@ -18,7 +18,7 @@ import pandas as pd
 from gradstats import goodness as gof
 from gradstats.arrays import count_equal, prepare
 from gradstats.estimation import Fit, fit, zero_inflate
-from gradstats.families import family_name
+from gradstats.families import MIN_SHAPE_N, family_name
 
 PARAM_COLUMNS = ("beta", "df", "pi", "loc", "scale")
 
@@ -37,13 +37,14 @@ def _best_by_bic(rows: list[dict], has_zeros: bool) -> None:
 
 def fit_all(x: Any, families: Sequence[str] = ("normal", "laplace", "gennorm"), loc: str | float = "fit",
             nan_policy: str = "raise", goodness: bool = True, max_n: int | None = 200_000,
-            seed: int = 0) -> pd.DataFrame:
+            seed: int = 0, min_shape_n: int = MIN_SHAPE_N) -> pd.DataFrame:
     """Fit several families to one sample: a DataFrame with one row per family.
 
     Columns: family, beta, df, pi, loc, scale (NaN where a family has no such parameter), loglik,
     aic, bic, k, n, and with `goodness` the metrics of `gradstats.goodness` (ks, ad, w1, nll_bits,
     tail_log10_1e-02/-03/-04); then best (lowest BIC, see `_best_by_bic`), flags ('; '-joined),
-    seconds (fit time), beta_se. `max_n` bounds the subsample of the sorting statistics.
+    seconds (fit time), beta_se. `max_n` bounds the subsample of the sorting statistics; a shape
+    family on fewer than `min_shape_n` entries is not fitted (flag `too_small`, NaN parameters).
     """
     v, n_omitted = prepare(x, nan_policy)
     n = len(v)
@@ -52,6 +53,10 @@ def fit_all(x: Any, families: Sequence[str] = ("normal", "laplace", "gennorm"), 
     fitted: dict[str, Fit] = {}  # plain families on v
     nonzero_fits: dict[str, Fit] = {}  # base families on the non-zero entries
     nonzero = None
+
+    def fit_one(sample: Any, family: str) -> Fit:
+        return fit(sample, family, loc=loc, min_shape_n=min_shape_n)
+
     rows = []
     for fam in families:
         name = family_name(fam)
@@ -61,15 +66,15 @@ def fit_all(x: Any, families: Sequence[str] = ("normal", "laplace", "gennorm"), 
             base = name.removeprefix("zi-")
             t0 = time.perf_counter()
             if n_zero == 0:
-                fitted[base] = base_fit = fitted.get(base) or fit(v, base, loc=loc)
+                fitted[base] = base_fit = fitted.get(base) or fit_one(v, base)
             elif n_zero == n:
                 base_fit = None
             else:
                 nonzero = v[v != 0] if nonzero is None else nonzero
-                nonzero_fits[base] = base_fit = nonzero_fits.get(base) or fit(nonzero, base, loc=loc)
+                nonzero_fits[base] = base_fit = nonzero_fits.get(base) or fit_one(nonzero, base)
             f = zero_inflate(name, base_fit, n, n_zero, t0=t0)
         else:
-            fitted[name] = f = fitted.get(name) or fit(v, name, loc=loc)
+            fitted[name] = f = fitted.get(name) or fit_one(v, name)
         row: dict[str, Any] = {"family": f.family}
         row.update({p: f.params.get(p, math.nan) for p in PARAM_COLUMNS})
         row.update(loglik=f.loglik, aic=f.aic, bic=f.bic, k=f.k, n=f.n)
