@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +75,7 @@ def _degenerate_fit(name: str, n: int, t0: float, flags: list[str], n_omitted: i
 
 
 def fit(x: Any, family: str = "gennorm", method: str = "mle", loc: str | float = "fit",
-        nan_policy: str = "raise") -> Fit:
+        nan_policy: str = "raise", min_shape_n: int = 0) -> Fit:
     """Fit one family to the entries of x (numpy array or torch tensor, any shape, any float dtype).
 
     family: 'normal', 'laplace', 'gennorm', 't', or 'zi-<family>' (point mass at 0 + family).
@@ -83,6 +84,8 @@ def fit(x: Any, family: str = "gennorm", method: str = "mle", loc: str | float =
     nan_policy: 'raise' (ValueError naming the NaN/Inf count) or 'omit' (dropped, counted, flagged).
     Degenerate samples (empty, constant, all zero) give a Fit with `dist=None` and a flag instead of
     an exception; samples under `SMALL_N` entries and shapes on their search bounds are flagged.
+    min_shape_n: a family with a shape parameter is not fitted to fewer entries (flag `too_small`,
+    parameters NaN); the fit tables pass `families.MIN_SHAPE_N`, 0 fits any size.
     """
     t0 = time.perf_counter()
     name = family_name(family)
@@ -95,7 +98,10 @@ def fit(x: Any, family: str = "gennorm", method: str = "mle", loc: str | float =
     if n == 0:
         return _degenerate_fit(name, 0, t0, [*flags, "empty: no finite entries to fit"], n_omitted, method)
     if name.startswith("zi-"):
-        return _fit_zero_inflated(v, name, method, loc, flags, n_omitted, t0)
+        return _fit_zero_inflated(v, name, method, loc, flags, n_omitted, t0, min_shape_n)
+    reason = FAMILIES[name].too_few(n, min_shape_n)
+    if reason:
+        return _degenerate_fit(name, n, t0, [*flags, reason], n_omitted, method)
     if n < SMALL_N:
         flags.append(f"small_sample: n={n} < {SMALL_N}, estimates are unreliable")
     try:
@@ -119,24 +125,37 @@ def fit(x: Any, family: str = "gennorm", method: str = "mle", loc: str | float =
 
 
 def _fit_zero_inflated(v: Any, name: str, method: str, loc: str | float, flags: list[str],
-                       n_omitted: int, t0: float) -> Fit:
-    n = len(v)
+                       n_omitted: int, t0: float, min_shape_n: int = 0) -> Fit:
     nonzero = v[v != 0]
-    n0 = n - len(nonzero)
-    pi = n0 / n
-    if n0 == n:
+    n_zero = len(v) - len(nonzero)
+    base = (fit(nonzero, name.removeprefix("zi-"), method=method, loc=loc, min_shape_n=min_shape_n)
+            if len(nonzero) else None)
+    return zero_inflate(name, base, len(v), n_zero, flags, n_omitted, t0, method)
+
+
+def zero_inflate(name: str, base: Fit | None, n: int, n_zero: int, flags: Sequence[str] = (),
+                 n_omitted: int = 0, t0: float | None = None, method: str = "mle") -> Fit:
+    """The `name` = 'zi-<family>' fit of n entries of which n_zero are exactly 0, from the base family's
+    fit to the n - n_zero others (None when there are none): pi = n_zero / n and
+    loglik = base loglik + n_zero log pi + (n - n_zero) log(1 - pi).
+
+    A sample without zeros has pi = 0 and the base fit of the whole sample, so `fit_all` hands the
+    plain family's fit here instead of fitting it twice.
+    """
+    t0 = time.perf_counter() if t0 is None else t0
+    pi = n_zero / n
+    if base is None:
         fitted = _degenerate_fit(name, n, t0, [*flags, f"all_zero: all {n} entries are exactly 0 (pi = 1, "
                                  "no continuous part to fit)"], n_omitted, method)
         fitted.params["pi"] = 1.0
         return fitted
-    base = fit(nonzero, name.removeprefix("zi-"), method=method, loc=loc)
-    flags = flags + list(base.flags)
+    flags = list(flags) + list(base.flags)
     if base.dist is None:
         fitted = _degenerate_fit(name, n, t0, flags, n_omitted, method)
         fitted.params.update(base.params, pi=pi)
         return fitted
     dist = ZeroInflated(base.dist, pi)
-    ll = base.loglik + (n0 * math.log(pi) if n0 else 0.0) + (n - n0) * math.log1p(-pi)
+    ll = base.loglik + (n_zero * math.log(pi) if n_zero else 0.0) + (n - n_zero) * math.log1p(-pi)
     k = base.k + 1
     return Fit(name, dist.params, ll, 2 * k - 2 * ll, k * math.log(n) - 2 * ll, n, time.perf_counter() - t0,
                tuple(flags), dist, k, method, n_omitted, dict(base.se))

@@ -1,10 +1,11 @@
 """Goodness of fit of a family to a sample, with the emphasis on the tails.
 
-Every function takes the sample `x` (numpy array or torch tensor, any shape) and a frozen family
-`dist` from `gradstats.families`. The distance statistics (KS, AD, W1) sort the sample; above
-`max_n` entries they use a uniform random subsample of `max_n` entries (fixed `seed`), which
-bounds their cost and adds sampling noise of order 1/sqrt(max_n) to them. `nll_bits` and
-`tail_error` always use every entry, since the tails are what they measure.
+Every function takes the sample `x` (numpy array or torch tensor, any shape, or a `Sample` that
+holds what several families' statistics share: one sorted subsample, the top order statistics of
+|x - loc|) and a frozen family `dist` from `gradstats.families`. The distance statistics (KS, AD,
+W1) sort the sample; above `max_n` entries they use a uniform random subsample of `max_n`
+entries (fixed `seed`), which bounds their cost and adds sampling noise of order 1/sqrt(max_n) to
+them. `nll_bits` and `tail_error` always use every entry, since the tails are what they measure.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 
 from gradstats.arrays import is_torch
 from gradstats.families import Family, ZeroInflated
@@ -43,9 +43,8 @@ def _finite_vector(x: Any) -> Any:
     return v
 
 
-def _host_sample(x: Any, max_n: int | None, seed: int) -> np.ndarray:
-    """At most max_n entries of x (uniform without replacement) as float64 numpy on the host."""
-    v = _finite_vector(x)
+def _draw(v: Any, max_n: int | None, seed: int) -> np.ndarray:
+    """At most max_n entries of the vector v (uniform without replacement) as float64 numpy on the host."""
     n = len(v)
     if max_n is not None and n > max_n:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=int(max_n), replace=False))
@@ -57,22 +56,132 @@ def _host_sample(x: Any, max_n: int | None, seed: int) -> np.ndarray:
     return np.asarray(v, dtype=np.float64)
 
 
-def ks_statistic(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> float:
-    """Kolmogorov-Smirnov distance D = sup_x |F_n(x) - F(x)| between the sample and the model.
+class Sample:
+    """A sample prepared once for the goodness of fit of every family: computed per (layer, step).
 
-    Continuous families: `scipy.stats.kstest(x, dist.cdf)`. A zero-inflated model has a jump of pi
-    at 0, where kstest's continuity assumption fails, so D is taken over both one-sided limits at
-    each distinct sample value: max(F_n(u) - F(u), F(u-) - F_n(u-)) and their negatives.
+    `sorted` is the uniform subsample of at most `max_n` entries (fixed `seed`), float64 on the
+    host, sorted once for KS, AD, W1 and QQ; `upper_abs(loc, k)` the k largest |x - loc| over all
+    entries, kept per loc for the tail errors. Every function of this module accepts a `Sample` in
+    place of `x` (with other `max_n` / `seed` it draws its own subsample from the same values).
     """
-    y = _host_sample(x, max_n, seed)
-    if not isinstance(dist, ZeroInflated) or dist.pi == 0:
-        return float(scipy.stats.kstest(y, dist.cdf).statistic)
+
+    def __init__(self, x: Any, max_n: int | None = MAX_N, seed: int = 0):
+        self.values = x.values if isinstance(x, Sample) else _finite_vector(x)
+        self.n = len(self.values)
+        self.max_n = max_n
+        self.seed = seed
+        self._sorted: np.ndarray | None = None
+        self._upper: dict[tuple[float, int], np.ndarray] = {}
+        self._distances: dict[tuple, dict[str, float]] = {}
+
+    @property
+    def sorted(self) -> np.ndarray:
+        """The subsample, ascending (np.sort of the draw)."""
+        if self._sorted is None:
+            self._sorted = np.sort(_draw(self.values, self.max_n, self.seed))
+        return self._sorted
+
+    def upper_abs(self, loc: float, k: int) -> np.ndarray:
+        """The k largest |x - loc| over every entry, ascending, float64 on the host.
+
+        |x - loc| is formed in the sample's own precision (float32 at least), no float64 copy, and
+        only the top k are selected (np.partition or torch.topk on the device), not a full sort.
+        """
+        key = (float(loc), int(k))
+        if key not in self._upper:
+            v = self.values
+            if is_torch(v):
+                torch = sys.modules["torch"]
+                w = v if v.dtype in (torch.float32, torch.float64) else v.float()
+                a = (w - loc).abs()
+                self._upper[key] = np.sort(a.topk(k).values.double().cpu().numpy())
+            else:
+                w = v if v.dtype in (np.float32, np.float64) else v.astype(np.float32)
+                a = np.abs(w - w.dtype.type(loc))
+                self._upper[key] = np.sort(np.partition(a, a.size - k)[a.size - k :]).astype(np.float64)
+        return self._upper[key]
+
+
+def _sample(x: Any, max_n: int | None, seed: int) -> Sample:
+    if isinstance(x, Sample) and x.max_n == max_n and x.seed == seed:
+        return x
+    return Sample(x, max_n, seed)
+
+
+def _continuous(dist: Family) -> Family:
+    """dist itself, or the base of a zero-inflated dist with pi = 0: its cdf, sf and ppf are the
+    base's to the last bit (pi * [x >= 0] + 1 * F(x) = F(x)), so the base's statistics serve it."""
+    return dist.base if isinstance(dist, ZeroInflated) and dist.pi == 0 else dist
+
+
+def _ks_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None) -> float:
+    """KS distance of the sorted sample y; `cdf` = F(y) when already evaluated."""
+    if not isinstance(dist, ZeroInflated):
+        f = dist.cdf(y) if cdf is None else cdf
+        n = y.size
+        # D+ and D- as scipy.stats.ks_1samp forms them
+        d_plus = (np.arange(1.0, n + 1) / n - f).max()
+        d_minus = (f - np.arange(0.0, n) / n).max()
+        return float(d_plus if d_plus > d_minus else d_minus)
     u, counts = np.unique(y, return_counts=True)
     fn_right = np.cumsum(counts) / y.size
     fn_left = fn_right - counts / y.size
     f_right = dist.cdf(u)
     f_left = f_right - dist.pi * (u == 0)
     return float(max(np.abs(fn_right - f_right).max(), np.abs(f_left - fn_left).max()))
+
+
+def _ad_sorted(y: np.ndarray, dist: Family, logs: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """AD statistic of the sorted sample y; `logs` = (log F(y), log S(y)) when already evaluated."""
+    if isinstance(dist, ZeroInflated):
+        y, dist = y[y != 0], dist.base
+        if y.size == 0:
+            return math.nan
+    log_f, log_s = dist.cdf_logs(y)[1:] if logs is None else logs
+    n = y.size
+    i = np.arange(1, n + 1)
+    terms = (2 * i - 1) * (log_f + log_s[::-1])
+    return float(-n - terms.sum() / n)
+
+
+def _w1_sorted(y: np.ndarray, dist: Family) -> float:
+    """W1 between the sorted sample y and the model quantiles F^-1((i - 1/2) / n).
+
+    The integral sum_j |U(m_j) - V(m_j)| (m_{j+1} - m_j) over the merged values m, term by term as
+    `scipy.stats.wasserstein_distance` forms it (the same float64 numbers, the same dot), with the
+    empirical cdfs U and V counted in one pass over the merge of the two sorted inputs instead of
+    re-sorting them and binary-searching every merged value.
+    """
+    q = dist.ppf((np.arange(y.size) + 0.5) / y.size)
+    n = y.size
+    both = np.concatenate((y, q))
+    order = np.argsort(both, kind="stable")  # two sorted runs: one merge
+    merged = both[order]
+    deltas = np.diff(merged)
+    # U(m_j) = #{y <= m_j} / n: the y's among m_0..m_j, counted to the end of m_j's group of ties
+    u_count = np.cumsum(order < n)
+    new_value = deltas != 0
+    if new_value.all():
+        v_count = np.arange(1, 2 * n + 1) - u_count
+    else:
+        group_end = np.flatnonzero(np.r_[new_value, True])[np.r_[0, np.cumsum(new_value)]]
+        u_count = u_count[group_end]
+        v_count = group_end + 1 - u_count
+    u_cdf, v_cdf = u_count[:-1] / n, v_count[:-1] / q.size
+    if hasattr(np, "vecdot"):  # scipy's own choice of the dot (numpy >= 2)
+        return float(np.vecdot(np.abs(u_cdf - v_cdf), deltas))
+    return float(np.sum(np.abs(u_cdf - v_cdf) * deltas))
+
+
+def ks_statistic(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> float:
+    """Kolmogorov-Smirnov distance D = sup_x |F_n(x) - F(x)| between the sample and the model.
+
+    Continuous families: D = max(D+, D-) of `scipy.stats.kstest(x, dist.cdf)`. A zero-inflated
+    model has a jump of pi at 0, where kstest's continuity assumption fails, so D is taken over
+    both one-sided limits at each distinct sample value: max(F_n(u) - F(u), F(u-) - F_n(u-)) and
+    their negatives.
+    """
+    return _ks_sorted(_sample(x, max_n, seed).sorted, _continuous(dist))
 
 
 def anderson_darling(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> float:
@@ -86,27 +195,34 @@ def anderson_darling(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int 
     statistic is that of the non-zero entries against the continuous component, since A^2 is
     defined for continuous F.
     """
-    y = _host_sample(x, max_n, seed)
-    if isinstance(dist, ZeroInflated):
-        y, dist = y[y != 0], dist.base
-        if y.size == 0:
-            return math.nan
-    y = np.sort(y)
-    n = y.size
-    i = np.arange(1, n + 1)
-    terms = (2 * i - 1) * (dist.logcdf(y) + dist.logsf(y)[::-1])
-    return float(-n - terms.sum() / n)
+    return _ad_sorted(_sample(x, max_n, seed).sorted, dist)
 
 
 def wasserstein1(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> float:
     """Wasserstein-1 distance W1 = integral |F_n^-1(u) - F^-1(u)| du, in the units of x.
 
-    `scipy.stats.wasserstein_distance` between the sample and the model quantiles
-    F^-1((i - 1/2) / n), i = 1..n (the quantile function handles a zero-inflated atom).
+    The distance between the sample and the model quantiles F^-1((i - 1/2) / n), i = 1..n, as
+    `scipy.stats.wasserstein_distance` computes it (the quantile function handles a zero-inflated atom).
     """
-    y = _host_sample(x, max_n, seed)
-    q = dist.ppf((np.arange(y.size) + 0.5) / y.size)
-    return float(scipy.stats.wasserstein_distance(y, q))
+    return _w1_sorted(_sample(x, max_n, seed).sorted, _continuous(dist))
+
+
+def distances(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> dict[str, float]:
+    """ks, ad and w1 in one go: one sorted subsample, and for a continuous family one evaluation of
+    F, log F and log S at its points (`Family.cdf_logs`) serving both KS and AD. Given a `Sample`,
+    the result is kept on it per model (a zero-inflated model with pi = 0 counts as its base)."""
+    s = _sample(x, max_n, seed)
+    d = _continuous(dist)
+    key = (d.name, tuple(d.params.items()))  # kept on the sample: a model met twice is measured once
+    if key not in s._distances:
+        y = s.sorted
+        if isinstance(d, ZeroInflated):
+            s._distances[key] = {"ks": _ks_sorted(y, d), "ad": _ad_sorted(y, d), "w1": _w1_sorted(y, d)}
+        else:
+            f, log_f, log_s = d.cdf_logs(y)
+            s._distances[key] = {"ks": _ks_sorted(y, d, f), "ad": _ad_sorted(y, d, (log_f, log_s)),
+                                 "w1": _w1_sorted(y, d)}
+    return dict(s._distances[key])
 
 
 def nll_bits(x: Any, dist: Family, chunk: int = 1 << 18) -> float:
@@ -116,7 +232,7 @@ def nll_bits(x: Any, dist: Family, chunk: int = 1 << 18) -> float:
     and only differences between models on the same sample are meaningful (the difference is the
     per-entry log-likelihood ratio in bits). A zero-inflated model counts log2 pi for each exact 0.
     """
-    v = _finite_vector(x)
+    v = x.values if isinstance(x, Sample) else _finite_vector(x)
     tot = 0.0
     for i in range(0, len(v), chunk):
         c = v[i : i + chunk]
@@ -125,31 +241,15 @@ def nll_bits(x: Any, dist: Family, chunk: int = 1 << 18) -> float:
     return -tot / (len(v) * math.log(2.0))
 
 
-def _upper_order_stats(a: Any, k: int) -> np.ndarray:
-    """The k largest entries of a, ascending, float64 on the host."""
-    if is_torch(a):
-        return np.sort(a.topk(k).values.double().cpu().numpy())
-    return np.sort(np.partition(a, a.size - k)[a.size - k :]).astype(np.float64)
-
-
 def tail_quantiles(x: Any, loc: float, ps: tuple[float, ...] = TAIL_PS) -> dict[float, float]:
     """t_p = quantile(|x - loc|, 1 - p) (numpy's default linear interpolation) for each p.
 
-    Only the top n max(p) + 2 order statistics of |x - loc| are selected (np.partition or
-    torch.topk on the device), not a full sort.
+    Only the top n max(p) + 2 order statistics of |x - loc| are selected (`Sample.upper_abs`).
     """
-    v = _finite_vector(x)
-    n = len(v)
-    # |x - loc| in the sample's own precision (float32 at least): no float64 copy of the sample
-    if is_torch(v):
-        torch = sys.modules["torch"]
-        w = v if v.dtype in (torch.float32, torch.float64) else v.float()
-        a = (w - loc).abs()
-    else:
-        w = v if v.dtype in (np.float32, np.float64) else v.astype(np.float32)
-        a = np.abs(w - w.dtype.type(loc))
+    s = x if isinstance(x, Sample) else Sample(x, None)
+    n = s.n
     k = min(n, int(math.ceil(n * max(ps))) + 2)
-    top = _upper_order_stats(a, k)
+    top = s.upper_abs(loc, k)
     out = {}
     for p in ps:
         h = (n - 1) * (1 - p)  # linear interpolation position in the full ascending order
@@ -171,14 +271,14 @@ def tail_error(x: Any, dist: Family, loc: float | None = None, ps: tuple[float, 
     Only p with n p >= min_count is reported; others are NaN (the sample does not resolve them).
     loc defaults to the model's location.
     """
-    v = _finite_vector(x)
-    n = len(v)
+    s = x if isinstance(x, Sample) else Sample(x, None)
+    n = s.n
     loc = float(dist.loc if loc is None else loc)
     resolved = tuple(p for p in ps if n * p >= min_count)
     out = {p: math.nan for p in ps}
     if not resolved:
         return out
-    for p, t in tail_quantiles(v, loc, resolved).items():
+    for p, t in tail_quantiles(s, loc, resolved).items():
         model = float(dist.sf(loc + t) + dist.cdf(loc - t))
         out[p] = math.log10(model / p) if model > 0 else -math.inf
     return out
@@ -196,7 +296,7 @@ def qq_data(x: Any, dist: Family, n_points: int = 200, max_n: int | None = None,
     The probabilities are spaced evenly in log-odds from 1/(n+1) to n/(n+1), so both tails get
     as many points as the bulk.
     """
-    y = _host_sample(x, max_n, seed)
+    y = _sample(x, max_n, seed).sorted
     n = y.size
     lim = math.log(n) if n > 1 else 1.0
     p = 1.0 / (1.0 + np.exp(-np.linspace(-lim, lim, n_points)))
@@ -206,11 +306,7 @@ def qq_data(x: Any, dist: Family, n_points: int = 200, max_n: int | None = None,
 def goodness_of_fit(x: Any, dist: Family, loc: float | None = None, max_n: int | None = MAX_N,
                     seed: int = 0, ps: tuple[float, ...] = TAIL_PS) -> dict[str, float]:
     """All the scalar metrics of this module in one dict: ks, ad, w1, nll_bits, tail_log10_<p>."""
-    out = {
-        "ks": ks_statistic(x, dist, max_n, seed),
-        "ad": anderson_darling(x, dist, max_n, seed),
-        "w1": wasserstein1(x, dist, max_n, seed),
-        "nll_bits": nll_bits(x, dist),
-    }
-    out.update({tail_column(p): v for p, v in tail_error(x, dist, loc, ps).items()})
+    s = _sample(x, max_n, seed)
+    out = {**distances(s, dist, max_n, seed), "nll_bits": nll_bits(s, dist)}
+    out.update({tail_column(p): v for p, v in tail_error(s, dist, loc, ps).items()})
     return out

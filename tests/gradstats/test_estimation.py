@@ -220,6 +220,12 @@ def test_degenerate_samples_give_flagged_fits(family):
     assert empty.dist is None and empty.n == 0 and "empty" in empty.flags[0]
     tiny = fit(np.array([0.3, -1.2, 0.8, 2.0]), family)
     assert any(fl.startswith("small_sample") for fl in tiny.flags)
+    table = fit(np.array([0.3, -1.2, 0.8, 2.0]), family, min_shape_n=30)  # the fit tables' rule
+    if family.removeprefix("zi-") in ("gennorm", "t"):  # a shape from 4 entries would be invented
+        assert table.dist is None and table.flags[0].startswith("too_small: n=4 < 30")
+        assert all(math.isnan(v) for k, v in table.params.items() if k != "pi")
+    else:
+        assert table.params == tiny.params and table.dist is not None
     with pytest.raises(ValueError, match="degenerate"):
         type(GenNorm()).fit(np.zeros(10))
 

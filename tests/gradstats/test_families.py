@@ -156,3 +156,16 @@ def test_every_parameter_is_checked_by_name(cls):
                 cls(**{**good, k: v})
     d = cls(**good)
     assert d.params == good and d.logpdf(0.5) == pytest.approx(d._frozen.logpdf(0.5))
+
+
+def test_normal_verbs_are_scipys_to_the_last_bit():
+    """Normal evaluates scipy.special directly (no scipy.stats wrapper): the same numbers."""
+    rng = np.random.default_rng(0)
+    for loc, scale in [(0.0, 1.0), (1e-4, 2e-3), (5.0, 1e5)]:
+        d, ref = Normal(loc, scale), st.norm(loc, scale)
+        x = np.r_[rng.normal(loc, 30 * scale, 20_000), [np.inf, -np.inf, np.nan, loc, 1e300]]
+        q = np.r_[rng.random(20_000), [0.0, 1.0, -0.1, 1.1, np.nan, 1e-300]]
+        with np.errstate(all="ignore"):
+            for verb in ("cdf", "sf", "logcdf", "logsf"):
+                np.testing.assert_array_equal(getattr(d, verb)(x), getattr(ref, verb)(x), err_msg=verb)
+            np.testing.assert_array_equal(d.ppf(q), ref.ppf(q))

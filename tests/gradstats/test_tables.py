@@ -1,115 +1,94 @@
-"""fit_capture over a real capture directory (captures.write_capture) and the `gradstats fit` CLI."""
+"""fit_all shares work across families (one sorted subsample, one cdf evaluation, the zero-inflated
+base fit) and still gives the numbers of the separate computations, to the last bit."""
+
+import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.stats as st
 
-from captures import write_capture
-from gradstats import fit_all, fit_capture, open_capture
-from gradstats.cli import main
-from gradstats.fitting import summarize_fits
+from gradstats import (
+    GenNorm,
+    Laplace,
+    Normal,
+    ZeroInflated,
+    anderson_darling,
+    fit,
+    fit_all,
+    ks_statistic,
+    tail_error,
+    wasserstein1,
+)
+from gradstats.goodness import Sample, distances, tail_column
 
-CONTRACT = ["step", "layer", "rank", "family", "beta", "loc", "scale", "loglik", "aic", "bic", "n", "ks",
-            "ad", "w1", "nll_bits", "tail_log10_1e-02", "tail_log10_1e-03", "tail_log10_1e-04", "best",
-            "flags"]
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    grads = {}
-    for step in (0, 5, 10, 15):
-        conv = st.gennorm.rvs(0.7, scale=1e-3, size=(32, 8, 3, 3), random_state=rng).astype(np.float32)
-        conv[:4] = 0.0  # dead filters: exact zeros
-        grads[step] = {"conv.weight": conv,
-                       "fc.weight": rng.laplace(0, 1e-2, size=(120, 40)).astype(np.float32),
-                       "fc.bias": rng.normal(0, 1e-2, size=(400,)).astype(np.float32)}
-    root = tmp_path_factory.mktemp("run")
-    write_capture(root / "capture", grads)
-    return root
+FAMS = ["normal", "laplace", "gennorm", "zi-gennorm", "zi-laplace", "t"]
 
 
-def test_fit_capture_rows_columns_and_values(run_dir):
-    cap = open_capture(run_dir / "capture")
-    fams = ["normal", "laplace", "gennorm", "zi-gennorm"]
-    df = fit_capture(cap, families=fams, every=2, progress=False, n_jobs=2)
-    assert [c for c in CONTRACT if c not in df.columns] == []
-    assert sorted(df["step"].unique()) == [0, 10]
-    assert len(df) == 2 * 3 * len(fams)
-    # one best per record
-    assert (df.groupby(["step", "layer", "rank"])["best"].sum() == 1).all()
-    # identical to fitting the record directly
-    one = df[(df["step"] == 10) & (df["layer"] == "fc.weight")].reset_index(drop=True)
-    ref = fit_all(cap.get("fc.weight", 10), fams)
-    for col in ("beta", "scale", "loglik", "ks", "tail_log10_1e-02"):
-        np.testing.assert_allclose(one[col], ref[col], rtol=1e-12, equal_nan=True)
-    conv = df[(df["layer"] == "conv.weight") & (df["step"] == 0)].set_index("family")
-    assert conv.loc["zi-gennorm", "pi"] == pytest.approx(0.125, abs=0.002)  # 4 of 32 filters dead
-    assert conv.loc["zi-gennorm", "best"]
-    assert conv.loc["zi-gennorm", "beta"] == pytest.approx(0.7, rel=0.1)
-    summary = summarize_fits(df).set_index("layer")
-    assert summary.loc["conv.weight", "best"] == "zi-gennorm"
-    assert summary.loc["conv.weight", "best_share"] == 1
-    # the summary's beta is the winning zi-gennorm's, not the plain gennorm's (driven to its bound)
-    assert summary.loc["conv.weight", "beta"] == pytest.approx(0.7, rel=0.1)
-    assert summary.loc["conv.weight", "records"] == 2
+def _sample(n, zeros, seed):
+    rng = np.random.default_rng(seed)
+    x = st.gennorm.rvs(0.8, scale=1e-3, size=n, random_state=rng).astype(np.float32)
+    x[rng.random(n) < zeros] = 0
+    return x
 
 
-def test_fit_capture_serial_equals_parallel_and_selects_layers(run_dir):
-    a = fit_capture(run_dir, families=["laplace", "gennorm"], layers="fc.*", progress=False, n_jobs=1)
-    b = fit_capture(run_dir, families=["laplace", "gennorm"], layers=["fc.*"], progress=False, n_jobs=3)
-    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
-    assert set(a["layer"]) == {"fc.weight", "fc.bias"}
-    with pytest.raises(ValueError, match="no layer matches"):
-        fit_capture(run_dir, layers="decoder.*", progress=False)
-    with pytest.raises(ValueError, match="not in the capture"):
-        fit_capture(run_dir, steps=[3], progress=False)
-    with pytest.raises(ValueError, match="every"):
-        fit_capture(run_dir, every=0, progress=False)
+@pytest.mark.parametrize("zeros", [0.0, 0.25])
+@pytest.mark.parametrize("loc", ["fit", 0.0])
+def test_fit_all_equals_each_family_fitted_and_measured_alone(zeros, loc):
+    x = _sample(250_000, zeros, seed=3)  # above max_n: the goodness statistics subsample
+    df = fit_all(x, FAMS, loc=loc, max_n=100_000, seed=4).set_index("family")
+    for fam in FAMS:
+        ref = fit(x, fam, loc=loc)  # the one-family path: its own zero count, non-zeros and base fit
+        ref_dist, ref_ll = ref.dist, ref.loglik
+        row = df.loc[fam]
+        assert row["loglik"] == ref_ll
+        for name, value in ref_dist.params.items():
+            assert row[name] == value, (fam, name)
+        assert row["ks"] == ks_statistic(x, ref_dist, 100_000, 4)
+        assert row["ad"] == anderson_darling(x, ref_dist, 100_000, 4)
+        assert row["w1"] == wasserstein1(x, ref_dist, 100_000, 4)
+        for p, e in tail_error(x, ref_dist).items():
+            assert row[tail_column(p)] == e or (math.isnan(e) and math.isnan(row[tail_column(p)]))
 
 
-def test_fit_capture_bootstrap_interval_covers_estimate(run_dir):
-    df = fit_capture(run_dir, families=["gennorm"], layers="fc.weight", steps=[5], bootstrap=30,
-                     progress=False)
-    row = df.iloc[0]
-    assert row["beta_lo"] < row["beta"] < row["beta_hi"]
-    # the interval is about 4 standard errors wide
-    assert 1.5 < (row["beta_hi"] - row["beta_lo"]) / row["beta_se"] < 8
+def test_zero_inflated_without_zeros_is_its_base_family():
+    x = _sample(20_000, 0.0, seed=5)
+    df = fit_all(x, ["gennorm", "zi-gennorm"]).set_index("family")
+    g, z = df.loc["gennorm"], df.loc["zi-gennorm"]
+    assert z["pi"] == 0 and z["k"] == g["k"] + 1 and z["bic"] == g["bic"] + math.log(len(x))
+    for col in ("beta", "loc", "scale", "loglik", "ks", "ad", "w1", "tail_log10_1e-03"):
+        assert z[col] == g[col], col
 
 
-def test_cli_fit_writes_parquet_and_csv(run_dir, capsys):
-    assert main(["fit", str(run_dir), "--families", "normal,laplace,gennorm", "--no-progress"]) == 0
-    out = capsys.readouterr().out
-    df = pd.read_parquet(run_dir / "fits.parquet")
-    assert len(df) == 4 * 3 * 3 and "fits written to" in out
-    summary = summarize_fits(df)
-    assert list(summary["layer"]) == ["conv.weight", "fc.weight", "fc.bias"]
-    assert summary.set_index("layer").loc["fc.weight", "best"] == "laplace"
-    for layer in summary["layer"]:
-        assert layer in out
-    csv = run_dir / "fits.csv"
-    assert main(["fit", str(run_dir / "capture"), "--out", str(csv), "--loc", "0", "--layers", "fc.bias",
-                 "--no-progress"]) == 0
-    back = pd.read_csv(csv)
-    assert set(back["layer"]) == {"fc.bias"} and (back["loc"] == 0).all()
-    with pytest.raises(SystemExit, match="parquet or .csv"):
-        main(["fit", str(run_dir), "--out", str(run_dir / "fits.txt")])
-    with pytest.raises(SystemExit, match="unknown family"):
-        main(["fit", str(run_dir), "--families", "cauchy", "--no-progress"])
+@pytest.mark.parametrize("beta", [0.05, 0.3, 0.5, 0.8, 1.0, 2.0, 7.3, 50.0])
+def test_gennorm_cdf_logs_are_its_cdf_logcdf_logsf_to_the_last_bit(beta):
+    d = GenNorm(beta, 1e-4, 2e-3)
+    y = np.sort(np.r_[d.sample(20_000, 1), [-np.inf, np.inf, 0.0, 1e-4, -1.0, 1.0, 1e300]])
+    with np.errstate(over="ignore"):
+        f, log_f, log_s = d.cdf_logs(y)
+        np.testing.assert_array_equal(f, d.cdf(y))
+        np.testing.assert_array_equal(log_f, d.logcdf(y))
+        np.testing.assert_array_equal(log_s, d.logsf(y))
 
 
-def test_fit_capture_all_ranks_and_a_missing_record(tmp_path):
-    rng = np.random.default_rng(1)
-    for rank in (0, 1):
-        grads = {0: {"w": rng.laplace(0, 1 + rank, 3000).astype(np.float32),
-                     "b": rng.normal(size=50).astype(np.float32)},
-                 1: {"w": rng.laplace(0, 1 + rank, 3000).astype(np.float32)}}  # no "b" at step 1
-        write_capture(tmp_path, grads, rank=rank, world_size=2)
-    df = fit_capture(tmp_path, families=["laplace"], ranks=None, progress=False)
-    keys = sorted(set(zip(df["step"], df["layer"], df["rank"], strict=True)))
-    assert keys == [(s, name, r) for s in (0, 1) for name in ("b", "w") for r in (0, 1)]
-    w = df[df["layer"] == "w"].set_index(["step", "rank"])["scale"]
-    assert w.loc[(0, 1)] == pytest.approx(2.0, rel=0.1) and w.loc[(0, 0)] == pytest.approx(1.0, rel=0.1)
-    missing = df[(df["layer"] == "b") & (df["step"] == 1)]
-    assert missing["flags"].str.startswith("no_record").all() and missing["scale"].isna().all()
+@pytest.mark.parametrize("dist", [Normal(0, 1e-3), Laplace(1e-4, 1e-3), GenNorm(0.7, 0, 1e-3),
+                                  ZeroInflated(GenNorm(0.7, 0, 1e-3), 0.2)])
+def test_one_sorted_sample_gives_scipys_ks_and_w1_exactly(dist):
+    x = _sample(50_000, 0.2, seed=6)  # float32: many ties, and exact zeros
+    y = np.sort(x.astype(np.float64))
+    d = distances(Sample(x, None), dist, None)
+    assert d["w1"] == st.wasserstein_distance(y, dist.ppf((np.arange(y.size) + 0.5) / y.size))
+    if not isinstance(dist, ZeroInflated):
+        assert d["ks"] == st.kstest(y, dist.cdf).statistic
+    assert d == {"ks": ks_statistic(x, dist, None), "ad": anderson_darling(x, dist, None),
+                 "w1": wasserstein1(x, dist, None)}
+
+
+def test_zero_inflated_quantiles_only_evaluate_the_base_where_needed():
+    z = ZeroInflated(GenNorm(0.8, 0, 1.0), 0.3)
+    q = np.r_[np.linspace(0, 1, 2001), [-0.1, 1.1, np.nan]]
+    with np.errstate(invalid="ignore"):
+        lower, upper = z.base.ppf(q / 0.7), z.base.ppf((q - 0.3) / 0.7)
+    below = 0.7 * 0.5
+    ref = np.where(q <= below, lower, np.where(q <= below + 0.3, 0.0, upper))
+    ref = np.where((q < 0) | (q > 1) | np.isnan(q), np.nan, ref)
+    np.testing.assert_array_equal(z.ppf(q), ref)

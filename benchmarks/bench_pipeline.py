@@ -1,0 +1,175 @@
+"""Whole-capture stages at real-model size, as ratios to the time it takes to read the capture.
+
+Usage (from the repository root)::
+
+    python benchmarks/bench_pipeline.py [--capture workload|synthetic] [--d-model 512] [--layers 4]
+        [--steps 2] [--jobs 2] [--loc fit] [--max-n 200000] [--device cpu] [--skip-single] [--out DIR]
+
+One function per stage, so that later stages (e.g. `code_capture`) can be added beside `bench_fit`:
+
+- `build_capture`: ``workload`` trains the built-in ``stdlib-lm`` transformer enlarged to
+  d_model=512, 4 blocks, d_ff=2048 (12.7M parameters) for ``--steps`` optimizer steps and records
+  every one of them in full (`captures.capture_workload`); ``synthetic`` writes the capture of
+  issue 13 with `captures.write_capture`: 2 steps x 4 layers x 1M float32 GenNorm(0.8) entries,
+  every other layer with 20 % exact zeros.
+- `bench_read`: read every record (`Capture.get`) and sum |x|: the unit of every ratio.
+- `bench_fit`: `gradstats.fit_capture` with all goodness columns, each of normal, laplace,
+  gennorm, zi-gennorm alone (serial) and the four together, serially (``jobs=1``) and with
+  ``--jobs`` worker processes; the parallel table is checked equal to the serial one.
+
+Times are wall-clock seconds (best of ``--repeat``) and CPU seconds of the process and its worker
+processes; on a shared machine the CPU figure and the ratios measured in the same run are the ones
+to quote. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from captures import capture_workload, open_capture, write_capture  # noqa: E402
+from gradstats import fit_capture  # noqa: E402
+
+FAMILIES = ("normal", "laplace", "gennorm", "zi-gennorm")
+
+
+def build_capture(kind: str, out: Path, steps: int = 2, d_model: int = 512, layers: int = 4,
+                  device: str = "cpu") -> object:
+    """The capture the stages run on (see the module docstring)."""
+    if kind == "synthetic":
+        import scipy.stats as st
+
+        rng = np.random.default_rng(0)
+        grads = {}
+        for step in range(2):
+            grads[step] = {}
+            for i in range(4):
+                x = st.gennorm.rvs(0.8, scale=1e-3, size=1_000_000, random_state=rng).astype(np.float32)
+                if i % 2:
+                    x[rng.random(x.size) < 0.2] = 0.0
+                grads[step][f"layer{i}.weight"] = x
+        return write_capture(out, grads)
+    if kind == "workload":
+        return capture_workload("stdlib-lm", out, steps=steps, every=1, device=device, progress=False,
+                                d_model=d_model, n_heads=8, n_layers=layers, d_ff=4 * d_model)
+    raise ValueError(f"unknown capture kind {kind!r}; choose workload or synthetic")
+
+
+def _timed(fn, repeat: int) -> tuple[float, float, object]:
+    """(best wall seconds, CPU seconds of that run, result) over `repeat` runs; the CPU time counts
+    this process and its finished worker processes."""
+
+    def cpu() -> float:
+        ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + ch.ru_utime + ch.ru_stime
+
+    best = (float("inf"), float("inf"), None)
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), cpu()
+        out = fn()
+        w, c = time.perf_counter() - w0, cpu() - c0
+        if w < best[0]:
+            best = (w, c, out)
+    return best
+
+
+def bench_read(cap, repeat: int = 3) -> dict:
+    """Read every record and sum |x| (what any analysis of the capture must at least do)."""
+
+    def read() -> int:
+        n = 0
+        for step in cap.steps:
+            for layer in cap.layers:
+                try:
+                    x = cap.get(layer, step)
+                except ValueError:
+                    continue
+                float(np.abs(x).sum(dtype=np.float64))
+                n += x.size
+        return n
+
+    wall, cpu, n = _timed(read, repeat)
+    return {"stage": "read + sum |x|", "entries": n, "wall_s": wall, "cpu_s": cpu}
+
+
+def bench_fit(cap, jobs: int, loc: str | float, device: str, single: bool, repeat: int = 1,
+              max_n: int = 200_000) -> list[dict]:
+    """fit_capture per family (serial) and for the four families together, serial and in a pool."""
+    rows = []
+    runs = [((fam,), 1) for fam in FAMILIES] if single else []
+    runs += [(FAMILIES, 1), (FAMILIES, jobs)]
+    tables = {}
+    for fams, j in runs:
+        wall, cpu, df = _timed(lambda fams=fams, j=j: fit_capture(cap, families=list(fams), loc=loc, jobs=j,
+                                                                   device=device, max_n=max_n,
+                                                                   progress=False), repeat)
+        tables[(fams, j)] = df
+        rows.append({"stage": f"fit_capture {'+'.join(fams) if len(fams) < 4 else 'all four'}",
+                     "jobs": j, "records": int(df[["step", "layer", "rank"]].drop_duplicates().shape[0]),
+                     "wall_s": wall, "cpu_s": cpu})
+    serial, pool = tables[(FAMILIES, 1)], tables[(FAMILIES, jobs)]
+    equal = serial.drop(columns="seconds").equals(pool.drop(columns="seconds"))
+    rows[-1]["equal_to_serial"] = equal
+    return rows
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    def cell(v: object) -> str:
+        if isinstance(v, float):
+            return "" if np.isnan(v) else f"{v:.3g}"
+        return str(v)
+
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--capture", default="workload", choices=["workload", "synthetic"])
+    p.add_argument("--steps", type=int, default=2, help="recorded optimizer steps of the workload")
+    p.add_argument("--d-model", type=int, default=512)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--loc", default="fit", help="'fit' or a fixed location such as 0")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-n", type=int, default=200_000, help="subsample of the sorting statistics")
+    p.add_argument("--repeat", type=int, default=1, help="runs per fit figure (best wall time)")
+    p.add_argument("--skip-single", action="store_true", help="only the four families together")
+    p.add_argument("--out", default=None, help="capture directory (default: a temporary one)")
+    args = p.parse_args()
+    loc = "fit" if args.loc == "fit" else float(args.loc)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out or tmp) / "capture"
+        t0 = time.perf_counter()
+        cap = open_capture(out) if (out / "manifest.json").exists() else build_capture(
+            args.capture, out, args.steps, args.d_model, args.layers, args.device)
+        built = time.perf_counter() - t0
+        n_params = sum(int(np.prod(s)) for s in cap.shapes.values())
+        read = bench_read(cap)
+        rows = [read, *bench_fit(cap, args.jobs, loc, args.device, not args.skip_single, args.repeat,
+                                  args.max_n)]
+    df = pd.DataFrame(rows)
+    df["x_read_wall"] = df["wall_s"] / read["wall_s"]
+    df["x_read_cpu"] = df["cpu_s"] / read["cpu_s"]
+    print(f"capture: {args.capture}, {n_params / 1e6:.1f}M parameters per step, {len(cap.steps)} steps, "
+          f"{read['entries'] / 1e6:.1f}M entries read; built in {built:.1f} s; loc={args.loc}, "
+          f"max_n={args.max_n}, device={args.device}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(_markdown(df))
+
+
+if __name__ == "__main__":
+    main()
