@@ -155,6 +155,8 @@ def read_header(blob: bytes) -> Header:
         raise CorruptBlobError(f"decode: blob is truncated or corrupt (unknown header flags {flags:#x})")
     if flags & FLAG_CRC and blob_crc(blob) != bcrc:
         raise CorruptBlobError("decode: blob is truncated or corrupt (crc32 mismatch)")
+    if not flags & FLAG_CRC and bcrc:  # a blob without the checksum has zeros there
+        raise CorruptBlobError("decode: blob is truncated or corrupt (crc32 flag cleared)")
     if not (0 <= n < 1 << 62 and 1 <= chunk_size <= 1 << 31):
         raise CorruptBlobError(f"decode: blob is truncated or corrupt (n={n}, chunk size {chunk_size})")
     return Header(cid, dcode, n, chunk_size, lo, tsize, crc, flags, bcrc)
