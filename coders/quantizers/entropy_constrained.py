@@ -23,7 +23,7 @@ from coders.quantizers.base import (
     is_torch,
     scale_by_pow2,
 )
-from coders.quantizers.uniform import check_symbol_range, given_step32, rms, step32
+from coders.quantizers.uniform import SYMBOL_LIMIT, check_symbol_range, given_step32, rms, step32
 from coders.wire import FLOAT32_BITS
 
 
@@ -159,7 +159,8 @@ class EntropyConstrainedQuantizer:
             step = float(self.step)
         else:
             step = step32(self.scale_mult * rms(a))
-        check_symbol_range(a * (1.0 / step), m / step + 1.0)
+        if m / step + 1.0 >= SYMBOL_LIMIT:  # only then is the scaled copy worth making
+            check_symbol_range(a * (1.0 / step), m / step + 1.0)
         if a.size == 0:
             k_lo, t = 0, np.zeros(0)
         else:
