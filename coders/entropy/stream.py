@@ -183,7 +183,9 @@ def code_length(symbols: Any, model: ProbabilityModel | str | None = None, coder
     bits, the coded histogram, are then included unless `include_side=False`). Each chunk counts
     its coder's exact `chunk_bits` (ANS/range: constriction's `num_bits()`, whole 32-bit words;
     Huffman: code bits + lane table, without building the stream; zstd: bytes * 8, model
-    ignored, no side bits). The container's framing is not counted.
+    ignored, no side bits). The container's framing is not counted: with `include_side=False`,
+    8 * len(encode(...)) = `framing_bits(blob)` + this + the byte padding of the escape section
+    and of each Huffman chunk (plus 34 bits of its lane-table header when it has several lanes).
     """
     c = make_coder(coder, lane=lane)
     s = as_symbols(symbols)
