@@ -102,6 +102,9 @@ def fit(x: Any, family: str = "gennorm", method: str = "mle", loc: str | float =
     reason = FAMILIES[name].too_few(n, min_shape_n)
     if reason:
         return _degenerate_fit(name, n, t0, [*flags, reason], n_omitted, method)
+    e = _scale_exponent(v)
+    if e:
+        return _fit_scaled(v, e, name, method, loc_value, flags, n_omitted, t0)
     if n < SMALL_N:
         flags.append(f"small_sample: n={n} < {SMALL_N}, estimates are unreliable")
     try:
@@ -120,6 +123,61 @@ def fit(x: Any, family: str = "gennorm", method: str = "mle", loc: str | float =
         ll = _loglik(v, dist)
     k = dist.n_params - (0 if loc_value is None else 1)
     ll = float(ll)
+    return Fit(name, dist.params, ll, 2 * k - 2 * ll, k * math.log(n) - 2 * ll, n, time.perf_counter() - t0,
+               tuple(flags), dist, k, method, n_omitted, se)
+
+
+SCALE_EXPONENT_RANGE = 64
+"""Samples with max |x| in [2^-64, 2^64] are fitted as they are; others as x / 2^e (`_fit_scaled`)."""
+
+
+def _scale_exponent(v: Any) -> int:
+    """0 when max |v| is in [2^-64, 2^64] (or v is all zero), else the exponent e of max |v|
+    (frexp: max |v| / 2^e in [1/2, 1))."""
+    if is_torch(v):
+        mn, mx = (float(t) for t in sys.modules["torch"].aminmax(v))
+    else:
+        mn, mx = float(v.min()), float(v.max())
+    m = max(-mn, mx)
+    if m == 0 or 2.0**-SCALE_EXPONENT_RANGE <= m <= 2.0**SCALE_EXPONENT_RANGE:
+        return 0
+    return math.frexp(m)[1]
+
+
+def _fit_scaled(v: Any, e: int, name: str, method: str, loc_value: float | None, flags: list[str],
+                n_omitted: int, t0: float) -> Fit:
+    """The fit of x from that of y = x / 2^e (exact: a power of two): loc and scale times 2^e,
+    shapes as they are, loglik(x) = loglik(y) - n e ln 2 (the density of x is that of y over 2^e).
+
+    Samples near float64's ends overflow or underflow the solvers' sums of powers (|x|^beta at
+    x ~ 1e200); every family here is a location-scale family, so fitting y loses nothing.
+    """
+    if is_torch(v):
+        w = v.double()
+        for part in (e // 2, e - e // 2):  # 2^e as a Python float overflows past 2^1023
+            w = w * 2.0**-part
+        y = w.to(v.dtype)
+    else:
+        y = np.ldexp(v, -e)
+    inner = fit(y, name, method, "fit" if loc_value is None else math.ldexp(loc_value, -e))
+
+    def back(p: str, value: float) -> float:
+        return math.ldexp(value, e) if p in ("loc", "scale") and math.isfinite(value) else value
+
+    params = {p: back(p, val) for p, val in inner.params.items()}
+    if "loc" in params:  # the flags quote the loc (ties, a constant sample): in units of x
+        yl, xl = f"{inner.params['loc']:.6g}", f"{params['loc']:.6g}"
+        flags = flags + [f.replace(f"equal {yl} ", f"equal {xl} ").replace(f"the loc {yl} ", f"the loc {xl} ")
+                         for f in inner.flags]
+    else:
+        flags = flags + list(inner.flags)
+    dist = None if inner.dist is None else FAMILIES[name](**params)
+    n, k = inner.n, inner.k
+    ll = inner.loglik - n * e * math.log(2.0)
+    se = {p: back(p, val) for p, val in inner.se.items()}
+    if dist is None:
+        return Fit(name, params, math.nan, math.nan, math.nan, n, time.perf_counter() - t0,
+                   tuple(flags), None, 0, method, n_omitted, se)
     return Fit(name, dist.params, ll, 2 * k - 2 * ll, k * math.log(n) - 2 * ll, n, time.perf_counter() - t0,
                tuple(flags), dist, k, method, n_omitted, se)
 

@@ -11,10 +11,13 @@ Each is a `Coder` (`base.py`: encode / decode / exact length of one chunk), buil
 `registry.py`; `container.py` is the blob format; `stream.py` codes a whole stream:
 `encode(symbols, model, coder) -> bytes`, `decode(blob, model, n, coder) -> np.int64 symbols`,
 `code_length(symbols, model, coder) -> bits` (payload + escape section + model side bits).
+`decode` raises `CorruptBlobError` (a ValueError) for any blob it cannot decode; a blob's crc32
+catches corruption first. `framing_bits(blob)`: what `code_length` does not count.
 """
 
 from coders.entropy.base import Coder
 from coders.entropy.bitpack import pack_bits, unpack_bits
+from coders.entropy.container import CorruptBlobError, framing_bits
 from coders.entropy.huffman import (
     HUFFMAN_LANE,
     HUFFMAN_MAX_LEN,
@@ -28,7 +31,8 @@ from coders.entropy.stream import DEFAULT_CHUNK, code_length, decode, encode
 from coders.entropy.zstd import zstd_raw_bits
 
 __all__ = [
-    "CODERS", "CODER_TYPES", "Coder", "DEFAULT_CHUNK", "HUFFMAN_LANE", "HUFFMAN_MAX_LEN", "HuffmanCode",
-    "canonical_huffman", "code_length", "coder_kind", "decode", "encode", "huffman_code",
+    "CODERS", "CODER_TYPES", "Coder", "CorruptBlobError", "DEFAULT_CHUNK", "HUFFMAN_LANE", "HUFFMAN_MAX_LEN",
+    "HuffmanCode",
+    "canonical_huffman", "code_length", "coder_kind", "decode", "encode", "framing_bits", "huffman_code",
     "huffman_lengths", "make_coder", "pack_bits", "unpack_bits", "zstd_raw_bits",
 ]

@@ -5,16 +5,23 @@
 entry plus a raw zigzag value), `code_length(symbols, model, coder) -> bits` (payload + escape
 section + model side information). Symbols are coded in chunks (default 2^20) so memory stays
 bounded for huge tensors.
+
+`decode` raises `CorruptBlobError` (a ValueError) and nothing else for a blob it cannot decode
+as asked: truncated, bit-flipped (the blob's crc32, `coders.entropy.container`), foreign, or
+coded with another model, coder or length.
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import numpy as np
 
 from coders.entropy.container import (
     DTYPES,
+    FLAG_CRC,
+    CorruptBlobError,
     Header,
     narrow_dtype_code,
     pack_escapes,
@@ -66,8 +73,12 @@ def _chunks(s: np.ndarray, m: ProbabilityModel | None, chunk_size: int, dcode: i
 
 
 def encode(symbols: Any, model: ProbabilityModel | None = None, coder: str = "ans", *,
-           chunk_size: int = DEFAULT_CHUNK, lane: int = HUFFMAN_LANE) -> bytes:
-    """Entropy-code integer symbols with `model` -> self-delimiting bytes (`coders.entropy.container`)."""
+           chunk_size: int = DEFAULT_CHUNK, lane: int = HUFFMAN_LANE, checksum: bool = True) -> bytes:
+    """Entropy-code integer symbols with `model` -> self-delimiting bytes (`coders.entropy.container`).
+
+    `checksum`: fill in the blob's crc32 (its four bytes are in the header either way), so that
+    `decode` detects any corruption before decoding.
+    """
     c = make_coder(coder, lane=lane)
     s = as_symbols(symbols)
     m = _check_model(model, c)
@@ -80,43 +91,87 @@ def encode(symbols: Any, model: ProbabilityModel | None = None, coder: str = "an
             esc_parts.append(esc)
         payloads.append(c.encode_chunk(values, m))
     escapes = pack_escapes(np.concatenate(esc_parts)) if esc_parts else b""
-    header = Header(c.wire_id, dcode, s.size, chunk_size, len(payloads), 0 if m is None else m.lo,
-                    0 if m is None else m.table_size, 0 if m is None else m.fingerprint())
+    header = Header(c.wire_id, dcode, s.size, chunk_size, 0 if m is None else m.lo,
+                    0 if m is None else m.table_size, 0 if m is None else m.fingerprint(),
+                    FLAG_CRC if checksum else 0)
     return write_blob(header, payloads, escapes)
+
+
+_DECODE_FAULTS = (ValueError, IndexError, KeyError, AssertionError, OverflowError, TypeError,
+                  struct.error, MemoryError, RuntimeError)
+"""What a chunk decoder may raise on bytes that are not what it wrote (rust panics included)."""
 
 
 def decode(blob: bytes, model: ProbabilityModel | None = None, n: int | None = None,
            coder: str | None = None, *, lane: int = HUFFMAN_LANE) -> np.ndarray:
-    """Inverse of `encode`: the int64 symbols. `n` and `coder`, when given, are checked."""
+    """Inverse of `encode`: the int64 symbols. `n` and `coder`, when given, are checked.
+
+    Raises `CorruptBlobError` (a ValueError) for any blob it cannot decode as asked; a model of
+    the wrong type or an unknown coder name is a plain ValueError.
+    """
     h = read_header(blob)
     if h.coder_id not in BY_WIRE_ID:
-        raise ValueError(f"decode: unknown coder id {h.coder_id}")
+        raise CorruptBlobError(f"decode: blob is truncated or corrupt (unknown coder id {h.coder_id})")
     kind = BY_WIRE_ID[h.coder_id]
     if coder is not None and make_coder(coder).name != kind:
-        raise ValueError(f"decode: blob was written by {kind!r}, not {coder!r}")
+        raise CorruptBlobError(f"decode: blob was written by {kind!r}, not {coder!r}")
     if n is not None and int(n) != h.n:
-        raise ValueError(f"decode: blob holds {h.n} symbols, not {n}")
+        raise CorruptBlobError(f"decode: blob holds {h.n} symbols, not {n}")
     c = make_coder(kind, lane=lane)
     m = _check_model(model, c)
     if m is not None and (m.lo != h.lo or m.table_size != h.table_size or m.fingerprint() != h.crc):
-        raise ValueError("decode: the model differs from the one the blob was encoded with")
+        raise CorruptBlobError("decode: the model differs from the one the blob was encoded with")
+    if m is None and h.dtype_code not in DTYPES:
+        raise CorruptBlobError(f"decode: blob is truncated or corrupt (dtype code {h.dtype_code})")
     payloads, escapes = read_sections(blob, h)
+    try:
+        return _decode_sections(c, m, h, payloads, escapes)
+    except CorruptBlobError:
+        raise
+    except _DECODE_FAULTS as err:
+        raise CorruptBlobError(f"decode: blob is truncated or corrupt ({kind}: {type(err).__name__}: "
+                               f"{err})") from err
+    except BaseException as err:  # pyo3's PanicException (a rust panic in constriction) is no Exception
+        if type(err).__name__ != "PanicException":
+            raise
+        raise CorruptBlobError(f"decode: blob is truncated or corrupt ({kind} panicked: {err})") from err
+
+
+def _decode_sections(c: Any, m: ProbabilityModel | None, h: Header, payloads: list[bytes],
+                     escapes: bytes) -> np.ndarray:
     out = np.empty(h.n, dtype=np.int64)
-    dtype = DTYPES.get(h.dtype_code, np.int32) if m is None else np.int32
+    esc_pos = []
     for i, data in enumerate(payloads):
         a = i * h.chunk_size
         count = min(h.chunk_size, h.n - a)
         if m is None:
             try:
-                out[a : a + count] = c.decode_chunk(data, None, count, dtype)
+                vals = c.decode_chunk(data, None, count, DTYPES[h.dtype_code])
             except ValueError as err:
-                raise ValueError(f"decode: {kind} chunk {i} {err}") from err
+                raise CorruptBlobError(f"decode: {c.name} chunk {i} {err}") from err
+            if vals.size != count:
+                raise CorruptBlobError(f"decode: {c.name} chunk {i} has {vals.size} symbols, not {count}")
+            out[a : a + count] = vals
             continue
-        idx = c.decode_chunk(data, m, count, dtype)
+        idx = np.asarray(c.decode_chunk(data, m, count, np.int32))
+        if idx.shape != (count,) or (count and (int(idx.min()) < 0 or int(idx.max()) > m.escape)):
+            raise CorruptBlobError(f"decode: blob is truncated or corrupt ({c.name} chunk {i} decodes "
+                                   "outside the table)")
+        # lo + index, wrapping in int64 for the escape entry (its slot is overwritten below)
         np.add(idx, np.int64(m.lo), out=out[a : a + count], casting="unsafe")
-    if m is not None and escapes:
-        esc = np.flatnonzero(out == m.lo + m.escape)
-        out[esc] = unpack_escapes(escapes, esc.size)
+        e = np.flatnonzero(idx == m.escape)
+        if e.size:
+            esc_pos.append(e + a)
+    if m is not None:
+        pos = np.concatenate(esc_pos) if esc_pos else np.zeros(0, dtype=np.int64)
+        if pos.size:
+            out[pos] = unpack_escapes(escapes, pos.size)
+        elif escapes:
+            raise CorruptBlobError("decode: blob is truncated or corrupt (an escape section but no escapes)")
+        if pos.size and bool(((out[pos] >= m.lo) & (out[pos] <= m.hi)).any()):
+            raise CorruptBlobError("decode: blob is truncated or corrupt (an escaped value inside the table)")
+    elif escapes:
+        raise CorruptBlobError("decode: blob is truncated or corrupt (an escape section without a model)")
     return out
 
 
@@ -128,7 +183,9 @@ def code_length(symbols: Any, model: ProbabilityModel | str | None = None, coder
     bits, the coded histogram, are then included unless `include_side=False`). Each chunk counts
     its coder's exact `chunk_bits` (ANS/range: constriction's `num_bits()`, whole 32-bit words;
     Huffman: code bits + lane table, without building the stream; zstd: bytes * 8, model
-    ignored, no side bits). The container's framing is not counted.
+    ignored, no side bits). The container's framing is not counted: with `include_side=False`,
+    8 * len(encode(...)) = `framing_bits(blob)` + this + the byte padding of the escape section
+    and of each Huffman chunk (plus 34 bits of its lane-table header when it has several lanes).
     """
     c = make_coder(coder, lane=lane)
     s = as_symbols(symbols)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from coders.models.side_info import elias_gamma_bits, range_header_bits
-from coders.models.table import MAX_TABLE, MAX_TABLE_LIMIT, ProbabilityModel, as_symbols
+from coders.models.table import INT64_MAX, INT64_MIN, MAX_TABLE, MAX_TABLE_LIMIT, ProbabilityModel, as_symbols
 
 
 def empirical_entropy(symbols: Any) -> float:
@@ -33,7 +33,8 @@ def _window(s: np.ndarray, max_table: int, lo: int, hi: int) -> tuple[int, int]:
         return lo, hi
     # too wide an alphabet: keep the max_table symbols centred on the median, escape the rest
     c = int(np.median(s))
-    lo = c - max_table // 2
+    # the window stays inside int64 (the median of int64 symbols is a float64, and may be 2^63)
+    lo = min(max(c - max_table // 2, INT64_MIN), INT64_MAX - max_table + 1)
     return lo, lo + max_table - 1
 
 

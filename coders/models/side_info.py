@@ -14,9 +14,14 @@ def elias_gamma_bits(values: np.ndarray) -> np.ndarray:
     v = np.asarray(values, dtype=np.int64)
     if v.size and v.min() < 1:
         raise ValueError("elias_gamma_bits: values must be >= 1")
-    # exact floor(log2 v) for int64 via frexp on float64 is exact below 2^53
+    # floor(log2 v) via frexp on float64 is exact below 2^53 (float64 rounding can reach the
+    # next power of two above it): the rare larger values are counted on Python ints
     _, e = np.frexp(v.astype(np.float64))
-    return 2 * (e.astype(np.int64) - 1) + 1
+    out = 2 * (e.astype(np.int64) - 1) + 1
+    big = np.flatnonzero(v >= 1 << 53)
+    for i in big:
+        out.flat[i] = 2 * int(v.flat[i]).bit_length() - 1
+    return out
 
 
 def zigzag(v: np.ndarray) -> np.ndarray:
@@ -32,6 +37,9 @@ def unzigzag(u: np.ndarray) -> np.ndarray:
 
 
 def range_header_bits(lo: int, size: int) -> int:
-    """Bits to state a table's range: Elias-gamma of zigzag(lo) + 1 and of the table size."""
-    z = int(zigzag(np.array([lo]))[0])
-    return int(elias_gamma_bits(np.array([min(z + 1, 2**62), max(size, 1)])).sum())
+    """Bits to state a table's range: Elias-gamma of zigzag(lo) + 1 and of the table size.
+
+    Counted on Python ints: zigzag(lo) + 1 reaches 2^64 at the int64 edges (129 bits)."""
+    lo = int(lo)
+    z = 2 * lo if lo >= 0 else -2 * lo - 1
+    return (2 * (z + 1).bit_length() - 1) + (2 * max(int(size), 1).bit_length() - 1)

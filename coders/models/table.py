@@ -16,6 +16,7 @@ import numpy as np
 
 from coders.models.side_info import zigzag
 
+INT64_MIN, INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 PROB_FLOOR = 2.0**-24
 MAX_TABLE = 1 << 16
 MAX_TABLE_LIMIT = 1 << 22
@@ -92,10 +93,14 @@ class ProbabilityModel:
             raise ValueError(f"ProbabilityModel: table of {p.size - 1} symbols exceeds {MAX_TABLE_LIMIT}")
         self.probs = floor_normalize(p)
         self.lo = int(self.lo)
+        if not INT64_MIN <= self.lo <= INT64_MAX:
+            raise ValueError(f"ProbabilityModel: lo must be an int64, got {self.lo}")
 
     @property
     def hi(self) -> int:
-        return self.lo + self.probs.size - 2
+        """The largest symbol in the table: lo + table size - 2, or INT64_MAX when the table runs
+        past it (its entries beyond INT64_MAX belong to no symbol)."""
+        return min(self.lo + self.probs.size - 2, INT64_MAX)
 
     @property
     def table_size(self) -> int:
@@ -120,9 +125,9 @@ class ProbabilityModel:
             out = np.empty(s.shape, dtype=np.int32)
             np.subtract(s, np.int64(self.lo), out=out, casting="unsafe")
             return out
-        idx = s - self.lo
-        inside = (idx >= 0) & (idx <= self.escape - 1)
-        idx = np.where(inside, idx, self.escape)
+        # compare before subtracting: s - lo wraps around in int64 at the edges
+        inside = (s >= np.int64(self.lo)) & (s <= np.int64(self.hi))
+        idx = np.where(inside, s - np.int64(self.lo), self.escape)
         return idx.astype(np.int32)
 
     def ideal_bits(self, symbols: Any) -> float:

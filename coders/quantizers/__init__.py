@@ -15,10 +15,23 @@ by its block scale for per-block scaling.
 
 `QUANTIZERS` / `make_quantizer(name, **options)` build one by name. Inputs are numpy arrays or
 torch tensors (any device); `UniformQuantizer` computes on the tensor's device, the others on the
-host. Non-finite input raises ValueError.
+host. Non-finite input raises `NonFiniteInputError` (a ValueError) whose message
+`nonfinite_summary` writes. Inputs of extreme magnitude (max |x| outside [2^-64, 2^64]) are
+quantized as x / 2^E (exact), E sent in 16 bits (`Quantized.exponent`, `scale_exponent`), so
+every quantizer is scale-invariant over the whole float range.
 """
 
-from coders.quantizers.base import Cells, Distortion, Quantized, Quantizer, distortion
+from coders.quantizers.base import (
+    EXPONENT_BITS,
+    Cells,
+    Distortion,
+    NonFiniteInputError,
+    Quantized,
+    Quantizer,
+    distortion,
+    nonfinite_summary,
+    scale_exponent,
+)
 from coders.quantizers.entropy_constrained import EntropyConstrainedQuantizer, ThresholdCells
 from coders.quantizers.lloyd_max import LloydMaxQuantizer, TableCells, lloyd_max_levels
 from coders.quantizers.registry import QUANTIZERS, make_quantizer
@@ -26,8 +39,8 @@ from coders.quantizers.uniform import UniformCells, UniformQuantizer, stochastic
 from coders.wire import BF16_BITS, FLOAT32_BITS, round_bf16
 
 __all__ = [
-    "BF16_BITS", "FLOAT32_BITS", "QUANTIZERS", "Cells", "Distortion", "EntropyConstrainedQuantizer",
-    "LloydMaxQuantizer", "Quantized", "Quantizer", "TableCells", "ThresholdCells", "UniformCells",
-    "UniformQuantizer", "distortion", "lloyd_max_levels", "make_quantizer", "round_bf16",
-    "stochastic_rounding_probs",
+    "BF16_BITS", "EXPONENT_BITS", "FLOAT32_BITS", "QUANTIZERS", "Cells", "Distortion",
+    "EntropyConstrainedQuantizer", "LloydMaxQuantizer", "NonFiniteInputError", "Quantized", "Quantizer",
+    "TableCells", "ThresholdCells", "UniformCells", "UniformQuantizer", "distortion", "lloyd_max_levels",
+    "make_quantizer", "nonfinite_summary", "round_bf16", "scale_exponent", "stochastic_rounding_probs",
 ]

@@ -28,18 +28,95 @@ def is_torch(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
-def check_finite(x: Any) -> None:
-    """ValueError for a non-real dtype or any NaN / Inf entry."""
+class NonFiniteInputError(ValueError):
+    """Input with NaN or Inf entries: the message counts them (`nonfinite_summary`)."""
+
+
+def nonfinite_summary(x: Any) -> str | None:
+    """None when every entry of x is finite, else what is wrong, e.g. "3 NaN, 1 +Inf of 10000
+    entries (first at flat index 17)": the check a caller runs to skip a record and say why."""
     if is_torch(x):
-        if x.numel() and not bool(torch.isfinite(x).all()):
-            raise ValueError("quantize: input contains NaN or Inf")
+        t = x.detach().reshape(-1)
+        if not t.is_floating_point() or not t.numel() or bool(torch.isfinite(t).all()):
+            return None
+        counts = [int(torch.isnan(t).sum()), int(torch.isposinf(t).sum()), int(torch.isneginf(t).sum())]
+        first = int(torch.nonzero(~torch.isfinite(t))[0, 0])
+        n = t.numel()
+    else:
+        a = np.asarray(x).reshape(-1)
+        if a.dtype.kind not in "fc" or not a.size or (np.isfinite(a.min()) and np.isfinite(a.max())):
+            return None
+        counts = [int(np.isnan(a).sum()), int(np.isposinf(a).sum()), int(np.isneginf(a).sum())]
+        first = int(np.flatnonzero(~np.isfinite(a))[0])
+        n = a.size
+    parts = [f"{c} {name}" for c, name in zip(counts, ("NaN", "+Inf", "-Inf"), strict=True) if c]
+    return f"{', '.join(parts)} of {n} entries (first at flat index {first})"
+
+
+def check_finite(x: Any) -> None:
+    """ValueError for a non-real dtype; `NonFiniteInputError` (a ValueError) for any NaN / Inf."""
+    scale_exponent(x)
+
+
+SCALE_EXPONENT_RANGE = 64
+"""Inputs with max |x| in [2^-64, 2^64] (or all zero) are quantized as they are; others are first
+divided by a power of two (`scale_exponent`)."""
+EXPONENT_BITS = 16
+"""A power-of-two exponent sent as a 16-bit signed integer."""
+
+
+def scale_exponent(x: Any) -> int:
+    """`abs_max_exponent(x)[1]`."""
+    return abs_max_exponent(x)[1]
+
+
+def abs_max_exponent(x: Any) -> tuple[float, int]:
+    """(max |x| / 2^E, E) with E such that x / 2^E is an ordinary-range input: 0 when max |x| is in
+    [2^-SCALE_EXPONENT_RANGE, 2^SCALE_EXPONENT_RANGE] or x is all zero, else the exponent of
+    max |x| (frexp: max |x| / 2^E in [1/2, 1)). ValueError for a non-real dtype,
+    `NonFiniteInputError` for NaN / Inf entries (one pass: NaN propagates through min and max).
+
+    Dividing by 2^E is exact (bar entries below 2^-1022 of the largest), so a quantizer working on
+    x / 2^E gives the same symbols at every scale, and floats that are sent (a float32 step, bf16
+    block scales, float32 levels) stay in their format's range; E itself costs `EXPONENT_BITS`.
+    """
+    if is_torch(x):
+        if x.numel() == 0:
+            return 0.0, 0
+        if x.is_complex():
+            raise ValueError(f"quantize: expected a real-valued tensor, got dtype {x.dtype}")
+        t = x.detach().reshape(-1)
+        mn, mx = torch.aminmax(t if t.is_floating_point() else t.double())
+        mn, mx = float(mn), float(mx)
     else:
         a = np.asarray(x)
         if a.dtype.kind not in "fiub":
             raise ValueError(f"quantize: expected a real-valued array, got dtype {a.dtype}")
-        # two reductions instead of a boolean array: NaN propagates through min, Inf shows in min/max
-        if a.size and not (np.isfinite(a.min()) and np.isfinite(a.max())):
-            raise ValueError("quantize: input contains NaN or Inf")
+        if a.size == 0:
+            return 0.0, 0
+        mn, mx = float(a.min()), float(a.max())
+    if not (math.isfinite(mn) and math.isfinite(mx)):
+        raise NonFiniteInputError(f"quantize: input contains NaN or Inf: {nonfinite_summary(x)}")
+    m = max(-mn, mx)
+    if m == 0 or 2.0**-SCALE_EXPONENT_RANGE <= m <= 2.0**SCALE_EXPONENT_RANGE:
+        return m, 0
+    e = math.frexp(m)[1]
+    return math.ldexp(m, -e), e
+
+
+def scale_by_pow2(x: Any, e: int) -> Any:
+    """x / 2^e in x's own float dtype, correctly rounded (numpy: ldexp; torch: through float64,
+    where the product of a float32 value and a power of two is exact)."""
+    if e == 0:
+        return x
+    if is_torch(x):
+        w = x.double()
+        while e:  # 2^e as a Python float overflows past 2^1023: at most 1000 at a time
+            step = max(-1000, min(1000, e))
+            w = w * 2.0**-step
+            e -= step
+        return w.to(x.dtype)
+    return np.ldexp(x, -e)
 
 
 def as_float_array(x: Any) -> np.ndarray:
@@ -73,9 +150,15 @@ def distortion(x: Any, xhat: Any) -> Distortion:
         raise ValueError(f"distortion: shapes differ ({a.shape} vs {b.shape})")
     if a.size == 0:
         return Distortion(0.0, math.inf)
+    # squares in units of 2^e (max |x| of the two): no under- or overflow at any scale
+    e = math.frexp(max(-float(a.min()), float(a.max()), -float(b.min()), float(b.max())))[1]
+    a, b = np.ldexp(a, -e), np.ldexp(b, -e)
     err = float(np.dot(a - b, a - b))
     sig = float(np.dot(a, a))
-    mse = err / a.size
+    try:
+        mse = math.ldexp(err / a.size, 2 * e)
+    except OverflowError:  # the MSE of values near float64's top is not a float64
+        mse = math.inf
     if err == 0.0:
         snr = math.inf
     elif sig == 0.0:
@@ -93,7 +176,7 @@ class Cells(Protocol):
     """The closed symbol range when the quantizer clips (its end cells reach -inf / +inf)."""
 
     def edges(self, lo: int, hi: int) -> np.ndarray:
-        """Cell boundaries (model domain) of symbols lo..hi: length hi - lo + 2."""
+        """Cell boundaries (model domain: x / 2^exponent) of symbols lo..hi: length hi - lo + 2."""
 
     def probs(self, dist: Any, lo: int, hi: int) -> np.ndarray:
         """P(K = k | dist), k = lo..hi, for a family `dist` of the model-domain values."""
@@ -148,6 +231,10 @@ class Quantized:
     edges_side_bits: int = 0
     torch_device: str | None = None
     info: dict = field(default_factory=dict)
+    exponent: int = 0
+    """The input was quantized as x / 2^exponent (`scale_exponent`); x_hat = cells' x_hat * 2^exponent."""
+    float64: bool = False
+    """x_hat is float64 (a float64 input quantized with an exponent); float32 otherwise."""
 
     @property
     def n(self) -> int:
@@ -174,7 +261,7 @@ class Quantized:
         return bool(getattr(self.cells, "stochastic", False))
 
     def edges(self, lo: int, hi: int) -> np.ndarray:
-        """Cell boundaries (model domain) of symbols lo..hi: length hi - lo + 2 (see `Cells`)."""
+        """Cell boundaries (model domain: x / 2^exponent) of symbols lo..hi (see `Cells`)."""
         return self.cells.edges(lo, hi)
 
     def distortion(self, x: Any) -> Distortion:
@@ -184,6 +271,9 @@ class Quantized:
     def dequantize(self) -> Any:
         """Reconstruct the values (numpy, or torch on the original device for torch input)."""
         out = self.cells.reconstruct(self.symbols).reshape(self.shape)
+        if self.exponent:
+            out = np.ldexp(out.astype(np.float64), self.exponent)
+            out = out if self.float64 else out.astype(np.float32)
         if self.torch_device is not None:
             return torch.from_numpy(out).to(self.torch_device)
         return out

@@ -13,15 +13,17 @@ from typing import Any
 import numpy as np
 
 from coders.quantizers.base import (
+    EXPONENT_BITS,
     IntervalCells,
     Quantized,
+    abs_max_exponent,
     as_float_array,
-    check_finite,
     check_range,
     clip_edges,
     is_torch,
+    scale_by_pow2,
 )
-from coders.quantizers.uniform import given_step32, rms, step32
+from coders.quantizers.uniform import SYMBOL_LIMIT, check_symbol_range, given_step32, rms, step32
 from coders.wire import FLOAT32_BITS
 
 
@@ -61,7 +63,8 @@ class EntropyConstrainedQuantizer:
     zero cell grows (a dead zone). lam = 0 is plain rounding. Step as in `UniformQuantizer`
     (`step` or `scale_mult` times the RMS). The decoder needs only the step (32 bits); a
     family model needs the thresholds too (`edges_side_bits`: they are float32, 32 bits each, plus
-    32 bits each for the first symbol and the threshold count).
+    32 bits each for the first symbol and the threshold count). Inputs of extreme magnitude are
+    quantized as x / 2^E, as in `UniformQuantizer` (E: 16 more bits, flagged by the step's sign).
     """
 
     def __init__(self, step: float | None = None, *, scale_mult: float | None = None, lam: float = 0.2,
@@ -82,8 +85,15 @@ class EntropyConstrainedQuantizer:
         s = f"step={self.step:g}" if self.step is not None else f"c={self.scale_mult:g}"
         return f"ecsq({s},lam={self.lam:g})"
 
+    def _exponent(self, x: Any) -> tuple[float, int]:
+        """(max |x / 2^E|, E), E = 0 with a given step (in units of x); finiteness checked."""
+        m, e = abs_max_exponent(x)
+        return (math.ldexp(m, e), 0) if self.step is not None else (m, e)
+
     def normalize(self, x: Any) -> np.ndarray:
-        return as_float_array(x).ravel()
+        """The model domain: x / 2^E (flat)."""
+        a = as_float_array(x).ravel()
+        return scale_by_pow2(a, self._exponent(a)[1])
 
     def _assign(self, a: np.ndarray, step: float, k_lo: int, t: np.ndarray) -> np.ndarray:
         k = np.rint(a * (1.0 / step))
@@ -141,22 +151,26 @@ class EntropyConstrainedQuantizer:
         return k_lo, t
 
     def quantize(self, x: Any) -> Quantized:
-        check_finite(x)
+        m, e = self._exponent(x)
         shape = tuple(np.shape(x))
         device = str(x.device) if is_torch(x) else None
-        a = as_float_array(x).ravel()
+        a = scale_by_pow2(as_float_array(x).ravel(), e)
         if self.step is not None:
             step = float(self.step)
         else:
             step = step32(self.scale_mult * rms(a))
+        if m / step + 1.0 >= SYMBOL_LIMIT:  # only then is the scaled copy worth making
+            check_symbol_range(a * (1.0 / step), m / step + 1.0)
         if a.size == 0:
             k_lo, t = 0, np.zeros(0)
         else:
             k_lo, t = self.design(a, step)
         k = self._assign(a, step, k_lo, t)
         cells = ThresholdCells(step=step, thresholds=t, offset=k_lo)
-        return Quantized(symbols=k, shape=shape, method=self.name, cells=cells, side_bits=FLOAT32_BITS,
-                         edges_side_bits=FLOAT32_BITS * (len(t) + 2), torch_device=device)
+        return Quantized(symbols=k, shape=shape, method=self.name, cells=cells,
+                         side_bits=FLOAT32_BITS + (EXPONENT_BITS if e else 0),
+                         edges_side_bits=FLOAT32_BITS * (len(t) + 2), torch_device=device, exponent=e,
+                         float64=bool(e and a.dtype == np.float64))
 
     def dequantize(self, q: Quantized) -> Any:
         return q.dequantize()

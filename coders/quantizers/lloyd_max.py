@@ -11,13 +11,15 @@ import numpy as np
 
 from coders.family_fit import fit_dist
 from coders.quantizers.base import (
+    EXPONENT_BITS,
     IntervalCells,
     Quantized,
     as_float_array,
-    check_finite,
     check_range,
     clip_edges,
     is_torch,
+    scale_by_pow2,
+    scale_exponent,
 )
 from coders.wire import FLOAT32_BITS
 
@@ -86,7 +88,9 @@ class LloydMaxQuantizer:
     `family`: a family name for `gradstats.fit` (fitted to x at each call) or a distribution object
     with cdf/ppf (used as is). Symbols are level indices shifted so that the middle level is 0:
     k in [-(L // 2), L - 1 - L // 2]. Decoder data: the L levels as float32 (reconstruction uses
-    the float32 values; thresholds are their midpoints).
+    the float32 values; thresholds are their midpoints). With a family name, an input of extreme
+    magnitude is fitted and quantized as x / 2^E (`scale_exponent`; E: 16 more bits, flagged by
+    sending the levels in decreasing order); a given distribution is in units of x (E = 0).
     """
 
     def __init__(self, levels: int = 16, family: Any = "gennorm", iters: int = 200) -> None:
@@ -99,20 +103,30 @@ class LloydMaxQuantizer:
         fam = self.family if isinstance(self.family, str) else type(self.family).__name__
         return f"lloyd-max(L={self.levels},{fam})"
 
+    def _exponent(self, x: Any) -> int:
+        """`scale_exponent(x)` (finiteness checked); 0 for a given distribution (in units of x)."""
+        e = scale_exponent(x)
+        return e if isinstance(self.family, str) else 0
+
     def normalize(self, x: Any) -> np.ndarray:
-        return as_float_array(x).ravel()
+        """The model domain: x / 2^E (flat)."""
+        a = as_float_array(x).ravel()
+        return scale_by_pow2(a, self._exponent(a))
 
     def design(self, dist: Any) -> tuple[np.ndarray, np.ndarray]:
         """(float32-rounded levels, thresholds) for `dist`."""
         r, _ = lloyd_max_levels(dist, self.levels, iters=self.iters)
+        if not np.abs(r).max() <= np.finfo(np.float32).max:
+            raise ValueError(f"LloydMaxQuantizer: levels {r.min():g}..{r.max():g} overflow float32 "
+                             "(they are sent as 32 bits); give a family name to have x scaled")
         r = r.astype(np.float32).astype(np.float64)
         return r, 0.5 * (r[1:] + r[:-1])
 
     def quantize(self, x: Any) -> Quantized:
-        check_finite(x)
+        e = self._exponent(x)
         shape = tuple(np.shape(x))
         device = str(x.device) if is_torch(x) else None
-        a = as_float_array(x).ravel()
+        a = scale_by_pow2(as_float_array(x).ravel(), e)
         if a.size == 0:
             raise ValueError("LloydMaxQuantizer: cannot design levels from an empty input")
         if float(np.max(a)) == float(np.min(a)):
@@ -123,7 +137,9 @@ class LloydMaxQuantizer:
         k = np.searchsorted(t, a, side="right").astype(np.int64) + off
         cells = TableCells(levels=r, thresholds=t, offset=off, bounds=(off, off + self.levels - 1))
         return Quantized(symbols=k, shape=shape, method=self.name, cells=cells,
-                         side_bits=FLOAT32_BITS * self.levels, torch_device=device, info={"dist": dist})
+                         side_bits=FLOAT32_BITS * self.levels + (EXPONENT_BITS if e else 0),
+                         torch_device=device, info={"dist": dist}, exponent=e,
+                         float64=bool(e and a.dtype == np.float64))
 
     def dequantize(self, q: Quantized) -> Any:
         return q.dequantize()

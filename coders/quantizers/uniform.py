@@ -16,13 +16,15 @@ import numpy as np
 
 from coders.family_fit import fit_dist
 from coders.quantizers.base import (
+    EXPONENT_BITS,
     IntervalCells,
     Quantized,
+    abs_max_exponent,
     as_float_array,
-    check_finite,
     check_range,
     clip_edges,
     is_torch,
+    scale_by_pow2,
     torch,
 )
 from coders.wire import BF16_BITS, FLOAT32_BITS, round_bf16
@@ -128,21 +130,48 @@ def rms(a: np.ndarray) -> float:
     return m * math.sqrt(total / a.size)
 
 
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+"""2^-126, the smallest normal float32: a step below it has no float32 reciprocal."""
+SYMBOL_LIMIT = 2.0**62
+"""|symbol| bound; a step that small for the input is refused (int64 symbols, with headroom)."""
+
+
 def step32(step: float) -> float:
-    """The step as sent (float32); 1.0 when it is zero, not finite or underflows float32 (the
-    input is then all zeros at float32 precision, and any step reconstructs it as well)."""
-    s = float(np.float32(step)) if math.isfinite(step) else 0.0
-    return s if s > 0 and math.isfinite(s) else 1.0
+    """The step as sent (float32); 1.0 when it is zero (the input is all zeros, and any step
+    reconstructs it), the smallest normal float32 when it is below it (values are divided by the
+    power of two `scale_exponent` first, so that only happens when the step is tiny next to the
+    largest value); ValueError when it overflows float32."""
+    f32_max = float(np.finfo(np.float32).max)
+    s = float(np.float32(step)) if math.isfinite(step) and abs(step) <= f32_max else math.inf
+    if not math.isfinite(s):
+        raise ValueError(f"quantize: the step {step} overflows float32 (it is sent as 32 bits); "
+                         "use a smaller scale_mult")
+    return max(s, FLOAT32_TINY) if s > 0 else 1.0
 
 
 def given_step32(owner: str, step: float) -> float:
-    """A step set by the caller, as sent (float32); ValueError unless it is a positive float32."""
+    """A step set by the caller, as sent (float32); ValueError unless it is a positive normal
+    float32 (a subnormal step has no float32 reciprocal)."""
     ok = step is not None and math.isfinite(step) and 0 < step < float(np.finfo(np.float32).max)
     s = float(np.float32(step)) if ok else 0.0
-    if not (s > 0 and math.isfinite(s)):
-        raise ValueError(f"{owner}: step must be positive, finite and within float32's range "
-                         f"(it is sent as 32 bits), got {step}")
+    if not (s >= FLOAT32_TINY and math.isfinite(s)):
+        raise ValueError(f"{owner}: step must be positive, finite and within float32's normal "
+                         f"range [2^-126, 3.4e38] (it is sent as 32 bits), got {step}")
     return s
+
+
+def check_symbol_range(k: Any, bound: float) -> None:
+    """ValueError when the symbols (float, before the int64 cast) may leave +-`SYMBOL_LIMIT`:
+    checked on k only when the cheap `bound` on |k| does not settle it."""
+    if bound < SYMBOL_LIMIT:
+        return
+    if is_torch(k):
+        big = k.numel() and float(k.abs().max()) >= SYMBOL_LIMIT
+    else:
+        big = k.size and max(-float(k.min()), float(k.max())) >= SYMBOL_LIMIT
+    if big:
+        raise ValueError(f"quantize: the step is too small for this input (symbols beyond 2^62, "
+                         f"about {bound:.3g}); give a larger step")
 
 
 def _quantile_abs(a: np.ndarray, q: float) -> float:
@@ -162,7 +191,11 @@ class UniformQuantizer:
       step = q_|x|(clip_quantile) / ((L - 1) // 2), so the clip value is a level.
 
     Decoder data: the step (32 bits) and, per block, a bf16 scale (16 bits each); the scales used
-    for reconstruction are the bf16-rounded ones, so the count is honest.
+    for reconstruction are the bf16-rounded ones, so the count is honest. An input outside
+    float32's comfortable range (max |x| outside [2^-64, 2^64], `scale_exponent`) is quantized as
+    x / 2^E (exact; unless `step` is given, which is in units of x): E costs 16 more bits, its
+    presence signalled by the sign bit of the float32 step (a step is positive), so the symbols
+    are the same at every power-of-two scale and numpy and torch agree at every scale.
     """
 
     def __init__(
@@ -223,9 +256,16 @@ class UniformQuantizer:
         s[~(s > 0)] = 1.0  # all-zero (or underflowing) block: any scale reconstructs zeros
         return s
 
+    def _exponent(self, x: Any) -> tuple[float, int]:
+        """(max |x / 2^E|, E) of `abs_max_exponent` (finiteness checked); E = 0 with a given step
+        (it is in units of x)."""
+        m, e = abs_max_exponent(x)
+        return (math.ldexp(m, e), 0) if self.step is not None else (m, e)
+
     def normalize(self, x: Any) -> np.ndarray:
-        """Values in the model domain: x per layer, x / bf16 block scale per block (flat)."""
+        """Values in the model domain: x / 2^E per layer, x / 2^E / bf16 block scale per block (flat)."""
         a = as_float_array(x).ravel()
+        a = scale_by_pow2(a, self._exponent(a)[1])
         s = self._scales(a)
         return a if s is None else a / expand_blocks(s, a.size, self.block_size)
 
@@ -246,15 +286,16 @@ class UniformQuantizer:
 
     def quantize(self, x: Any) -> Quantized:
         """Symbols k (flat int64) and decoder data for x (numpy or torch, any shape)."""
-        check_finite(x)
+        m, e = self._exponent(x)
         if is_torch(x) and x.is_floating_point():
-            return self._quantize_torch(x)
+            return self._quantize_torch(x, m, e)
         shape = tuple(np.shape(x))
-        a = as_float_array(x).ravel()
+        a = scale_by_pow2(as_float_array(x).ravel(), e)
         scales = self._scales(a)
         u = a if scales is None else a / expand_blocks(scales, a.size, self.block_size)
         step = self._step(u)
         t = u * u.dtype.type(1.0 / step)  # float32 input stays float32 (half the memory traffic)
+        check_symbol_range(t, self._symbol_bound(m, scales, step))
         if self.stochastic:
             # a tag in the seed keeps the noise apart from a user's default_rng(seed) data stream
             rng = np.random.default_rng([self.seed, self._calls, 0x5EEDC0DE])
@@ -266,13 +307,23 @@ class UniformQuantizer:
         b = self._bounds()
         if b is not None:
             np.clip(k, b[0], b[1], out=k)
-        return self._result(k.astype(np.int64), shape, step, scales, None)
+        return self._result(k.astype(np.int64), shape, step, scales, None, e, a.dtype == np.float64)
 
-    def _quantize_torch(self, x: torch.Tensor) -> Quantized:
+    def _symbol_bound(self, m: float, scales: np.ndarray | None, step: float) -> float:
+        """A bound on |x / step| from max |x| = m: m / min block scale / step + 1 (0 when the
+        levels clip)."""
+        if self.levels is not None:
+            return 0.0
+        if scales is not None and scales.size:
+            m /= float(scales.min())
+        return m / step + 1.0
+
+    def _quantize_torch(self, x: torch.Tensor, m: float, e: int) -> Quantized:
         shape = tuple(x.shape)
         xt = x.detach().reshape(-1)
         if xt.dtype != torch.float64:
             xt = xt.float()
+        xt = scale_by_pow2(xt, e)
         scales = None
         if self.block_size is not None:
             # block RMS on the device; only one value per block goes to the host (bf16 rounding)
@@ -317,6 +368,7 @@ class UniformQuantizer:
                 clip = 0.0
             step = step32(clip / ((self.levels - 1) // 2))
         t = u * (1.0 / step)
+        check_symbol_range(t, self._symbol_bound(m, scales, step))
         if self.stochastic:
             g = torch.Generator(device=xt.device).manual_seed(self.seed * 1_000_003 + self._calls)
             self._calls += 1
@@ -326,14 +378,16 @@ class UniformQuantizer:
         b = self._bounds()
         if b is not None:
             k = k.clamp(b[0], b[1])
-        return self._result(k.to(torch.int64).cpu().numpy(), shape, step, scales, str(x.device))
+        return self._result(k.to(torch.int64).cpu().numpy(), shape, step, scales, str(x.device), e,
+                            xt.dtype == torch.float64)
 
-    def _result(self, k, shape, step, scales, device) -> Quantized:
+    def _result(self, k, shape, step, scales, device, e=0, float64=False) -> Quantized:
         nb = 0 if scales is None else scales.size
         cells = UniformCells(step=step, bounds=self._bounds(), stochastic=self.stochastic,
                              scales=scales, block_size=self.block_size)
         return Quantized(symbols=k, shape=shape, method=self.name, cells=cells,
-                         side_bits=FLOAT32_BITS + BF16_BITS * nb, torch_device=device)
+                         side_bits=FLOAT32_BITS + BF16_BITS * nb + (EXPONENT_BITS if e else 0),
+                         torch_device=device, exponent=e, float64=bool(e and float64))
 
     def dequantize(self, q: Quantized) -> Any:
         """x_hat = k * step (* block scale)."""

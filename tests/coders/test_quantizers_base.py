@@ -45,9 +45,13 @@ def test_degenerate_inputs():
     z = np.zeros((3, 4), np.float32)
     r = q.quantize(z)
     assert np.all(r.symbols == 0) and np.array_equal(q.dequantize(r), z)
-    # float64 values below float32 range: the float32 step would underflow; symbols are 0
+    # float64 values below float32 range (issue 15 item 1): quantized as x / 2^E, E sent in 16 bits
     tiny = UniformQuantizer(scale_mult=1.0, block_size=4).quantize(np.full(10, 3e-230))
-    assert np.all(tiny.symbols == 0) and tiny.step == 1.0
+    assert np.all(tiny.symbols == 1) and tiny.exponent == np.frexp(3e-230)[1]
+    assert tiny.side_bits == 32 + 16 * 3 + 16
+    back = tiny.dequantize()
+    assert back.dtype == np.float64
+    np.testing.assert_allclose(back, 3e-230, rtol=2**-7)  # the bf16 block scale
     c = np.full(100, 2.5)
     r = q.quantize(c)
     assert np.unique(r.symbols).size == 1
