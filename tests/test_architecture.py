@@ -11,7 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {"captures": 1, "gradstats": 2, "coders": 3, "analysis": 4}
-FACADE = {"gradstats.cli", "gradstats.__main__"}  # the CLI imports every stage, lazily per sub-command
+FACADE = {"gradstats.cli", "gradstats.cli_validate", "gradstats.cli_progress", "gradstats.cli_tables",
+          "gradstats.__main__"}  # the CLI (its modules) imports every stage, lazily per sub-command
 
 
 def _module_name(path: Path) -> str:

@@ -12,8 +12,8 @@ imported by `coders.algorithms` (the package), so importing anything from it fil
 
 Adding a method is one file: a module in `coders/algorithms/` (or `gossip/`) whose class
 subclasses `Algorithm` (or `GossipAlgorithm`), declares the six facts, implements
-`step(lr) -> StepStats` against `Comm`, and carries `@register`; then its module name goes into
-the import list of `coders/algorithms/__init__.py` (or `gossip/__init__.py`).
+`step(lr) -> StepStats` against `Comm`, and carries `@register`. The package imports every module
+it holds, so nothing else is edited.
 """
 
 from __future__ import annotations

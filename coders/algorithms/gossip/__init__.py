@@ -40,6 +40,9 @@ optimal over-relaxed step 2 / (mu_2 + mu_max) (1.308 on the 8-ring, the referenc
 computed from W, no tuning). All are configurable with `gamma=` (a number or "optimal").
 """
 
+import importlib
+import pkgutil
+
 from coders.algorithms.gossip.base import (
     CompressedGossip,
     GossipAlgorithm,
@@ -52,6 +55,9 @@ from coders.algorithms.gossip.deepsqueeze import DeepSqueeze
 from coders.algorithms.gossip.dpsgd import DPSGD
 from coders.algorithms.gossip.powergossip import PowerGossip
 from coders.algorithms.registry import GOSSIP_METHODS
+
+for _info in pkgutil.iter_modules(__path__):  # a new gossip method registers by being a file here
+    importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = [
     "GossipAlgorithm",
