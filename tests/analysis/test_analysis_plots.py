@@ -78,8 +78,13 @@ def test_zero_inflated_family(sample):
     np.testing.assert_allclose(d.pdf([1e-3]), (1 - pi) * gn.pdf(1e-3))
     fig = plots.plot_density(x, pd.concat([fits, zi], ignore_index=True))
     labels = _line_labels(fig.axes[0])
-    assert len(labels) == 4 and labels[3].startswith("ZI-GenNorm")
+    assert len(labels) == 5 and labels[3].startswith("ZI-GenNorm") and "atom at 0" in labels[4]
     assert fig.axes[0].get_lines()[3].get_linestyle() == "--"
+    # the atom is a stem at 0 of height pi / (bin width): the density it adds to the bin holding 0
+    xs, ys = fig.axes[0].get_lines()[4].get_data()
+    (hist,) = fig.axes[0].patches
+    edges = hist.get_data()[1]
+    assert list(xs) == [0.0, 0.0] and ys[1] == pytest.approx(pi / (edges[1] - edges[0]))
     assert len(plots.plot_qq(x, pd.concat([fits, zi], ignore_index=True)).axes) == 4
 
 
@@ -104,11 +109,16 @@ def test_bits_per_layer_series_and_entropy(bits_frame, layers, tmp_path):
     ax = fig.axes[0]
     ent = [ln for ln in ax.get_lines() if ln.get_label() == "empirical entropy"]
     assert len(ent) == 1
-    np.testing.assert_allclose(ent[0].get_ydata(), [3.0 + 0.25 * i for i in range(len(layers))])
-    # one line per (model, coder) pair, plus the entropy line
+    np.testing.assert_allclose(ent[0].get_xdata(), [3.0 + 0.25 * i for i in range(len(layers))])
+    # one marker series per (model, coder) pair, plus the entropy; layers are categories: no joining lines
     data_lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == len(layers)]
-    assert len(data_lines) == 4 * 2 + 1
-    assert ax.get_ylabel() == "bits per entry"
+    assert len(data_lines) == 4 * 2 + 1 and all(ln.get_linestyle() == "None" for ln in data_lines)
+    assert ax.get_xlabel() == "bits per entry"
+    assert [t.get_text() for t in ax.get_yticklabels()] == layers
+    # with sizes the layers are ordered largest first and labelled with their entries
+    sizes = {la: 10 ** i for i, la in enumerate(layers)}
+    ax = plots.plot_bits_per_layer(bits_frame, sizes=sizes).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{la} ({sizes[la]:,})" for la in layers[::-1]]
     assert (tmp_path / "bits.pdf").read_bytes()[:4] == b"%PDF"
 
 
