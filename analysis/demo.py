@@ -83,7 +83,7 @@ class DemoConfig:
                 # stdlib-lm is compared on a few steps only (the code path, not a result)
                 "workers": 2, "compare_steps": 60, "compare_steps_by_workload": {"stdlib-lm": 10},
                 "eval_every": 10, "codec_shapes": ((64, 64), (256, 256)), "codec_steps": 3, "codec_warmup": 1,
-                "figure_layers": 2, "figure_steps": 1}
+                "figure_layers": 1, "figure_steps": 1, "seeds": (0, 1)}
         base.update(kw)
         return cls(**base)
 

@@ -285,7 +285,10 @@ def plot_fit_quality(fits: pd.DataFrame, sizes: dict[str, int] | None = None,
     require(fits, ("family", "layer", "step", "ks"), "fits")
     f = fits.copy()
     tails = [c for c in TAIL_COLUMNS if c in f.columns]
-    f["tail"] = np.nanmean(np.abs(f[tails].to_numpy(dtype=float)), axis=1) if tails else np.nan
+    vals = np.abs(f[tails].to_numpy(dtype=float)) if tails else np.full((len(f), 1), np.nan)
+    # a row whose sample resolves no tail probability has no tail error (NaN), not a warning
+    f["tail"] = np.divide(np.nansum(vals, axis=1), np.isfinite(vals).sum(axis=1),
+                          out=np.full(len(f), np.nan), where=np.isfinite(vals).any(axis=1))
     layers = list(dict.fromkeys(f["layer"]))
     if sizes:
         layers.sort(key=lambda la: -sizes.get(la, 0))

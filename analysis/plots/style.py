@@ -91,8 +91,13 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def finish(fig: Figure, path: str | Path | None) -> Figure:
-    """Lay out `fig` and save it when `path` is given."""
-    fig.tight_layout()
+    """Lay out `fig` and save it when `path` is given.
+
+    One-axes figures skip tight_layout: saving with bbox_inches="tight" already fits the margins
+    to the labels and legends, and the layout pass costs as much as drawing the figure.
+    """
+    if len(fig.axes) > 1:
+        fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
     return fig

@@ -50,8 +50,9 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     hist = pd.read_parquet(out / "compare_history.parquet")
     for wl, comp in summ.groupby("workload", sort=False):
         comp = comp.set_index("method")
-        assert list(comp.index) == list(cfg.methods) and len(cfg.seeds) == 3
-        assert (comp["seeds"] == 3).all()
+        # two seeds in the quick demo (time), three in the full one: mean and spread either way
+        assert list(comp.index) == list(cfg.methods) and len(cfg.seeds) == 2 and len(DemoConfig().seeds) == 3
+        assert (comp["seeds"] == 2).all()
         # the target is set from the baseline's mean over seeds
         base = seeds[(seeds["workload"] == wl) & (seeds["method"] == "bf16")]["final_metric"]
         assert comp.loc["bf16", "final_metric"] == pytest.approx(base.mean())
@@ -79,7 +80,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert {"124M projection", "1.5B projection"} <= set(times["model"])
     assert {1.0, 10.0, 100.0} <= set(times["bandwidth_gbps"])
     prov = json.loads((out / "provenance.json").read_text())
-    assert prov["seeds"]["compare"] == [0, 1, 2] and set(prov["seconds"]) >= {"capture", "compare", "report"}
+    assert prov["seeds"]["compare"] == [0, 1] and set(prov["seconds"]) >= {"capture", "compare", "report"}
     section = page.split('id="compare"')[1]
     assert "<th>optimizer</th>" in section and "<th>lr</th>" in section
     assert f"evaluated every {cfg.eval_every} steps" in section and "codec (isolated)" in section
