@@ -267,3 +267,14 @@ def test_render_check_fails_on_overflow_and_broken_images(tmp_path):
     broken.write_text('<html><body><img alt="bad" src="data:image/png;base64,AAAA"></body></html>')
     r = check_page(broken, width=1400)
     assert r.broken == ["bad"] and not r.ok
+
+
+def test_crossover_is_the_highest_bandwidth_where_compression_pays():
+    from analysis.report import crossover
+
+    t = pd.DataFrame([{"method": m, "bandwidth_gbps": bw, "speedup_vs_bf16": s}
+                      for m, sp in (("bf16", (1.0, 1.0, 1.0)), ("powersgd", (3.0, 1.2, 0.9)),
+                                    ("mcm", (4.0, 0.8, 0.5)))
+                      for bw, s in zip((0.1, 1.0, 10.0), sp, strict=True)])
+    assert crossover(t) == (1.0, "powersgd", 1.2)
+    assert crossover(t[t["bandwidth_gbps"] == 10.0]) is None
