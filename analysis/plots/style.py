@@ -124,8 +124,12 @@ def sample_values(x) -> np.ndarray:
     return a
 
 
-def short_name(name: str, width: int = 34) -> str:
-    """`name` cut from the left to `width` characters (the end of a layer name is the telling part)."""
+def short_name(name: str, width: int = 64) -> str:
+    """`name` cut from the left to `width` characters (the end of a layer name is the telling part).
+
+    Layer axes are horizontal (names on the left, in full up to `width`), so only names longer
+    than any real model's parameter path are cut.
+    """
     name = str(name)
     return name if len(name) <= width else "..." + name[-(width - 3):]
 

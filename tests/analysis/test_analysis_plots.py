@@ -282,3 +282,10 @@ def test_fit_quality_dots_are_means_over_steps(fits_frame, layers):
     (bars,) = [c for c in ks_ax.containers if c.get_label() == "gennorm"]
     dots = bars.lines[0]
     np.testing.assert_allclose(np.asarray(dots.get_xdata(), dtype=float), means.to_numpy())
+
+
+def test_long_layer_names_are_not_cut():
+    name = "model.encoder.layer.0.convolution.weight"  # cut to "...ayer.0.convolution.weight" before
+    b = pd.DataFrame([{"layer": name, "model": "gennorm", "coder": "ans", "bits_per_entry": 3.0,
+                       "entropy": 2.9}])
+    assert [t.get_text() for t in plots.plot_bits_per_layer(b).axes[0].get_yticklabels()] == [name]
