@@ -94,12 +94,15 @@ class MethodRun:
 
 
 def summarize_runs(runs: Sequence[MethodRun], net: Network, compute_s: float,
-                   target: float | None = None, baseline: str = "bf16") -> pd.DataFrame:
+                   target: float | None = None, baseline: str = "bf16",
+                   codec: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
     """One row per method: final/time-to-target metric, bits per step, overhead, estimated time.
 
     `target` defaults to 95% of the baseline's final accuracy (or 105% of its final loss for a
     lower-is-better metric). Bits are payload per worker per step, averaged over steps;
-    compress / decompress seconds are medians over steps.
+    compress / decompress seconds are medians over steps of the run, or `codec[method]` =
+    (compress_s, decompress_s) measured in isolation (`analysis.codec_cost`) when given: those
+    are charged, the in-run medians are kept as `compress_in_run_s` / `decompress_in_run_s`.
     """
     if not runs:
         raise ValueError("summarize_runs needs at least one run")
@@ -122,7 +125,8 @@ def summarize_runs(runs: Sequence[MethodRun], net: Network, compute_s: float,
         bits_down = float(h["bits_down"].mean())
         # median over steps: the timings of W simulator threads sharing a few cores have a heavy
         # right tail (preemption), which the mean would charge to the method
-        compress_s, decompress_s = float(h["compress_s"].median()), float(h["decompress_s"].median())
+        in_run = float(h["compress_s"].median()), float(h["decompress_s"].median())
+        compress_s, decompress_s = codec[r.method] if codec and r.method in codec else in_run
         codec_s = compress_s + decompress_s
         comm_s = comm_time(r.pattern, bits_up, bits_down, r.workers, net, r.degree)
         overlap = can_overlap(r.method, r.pattern)
@@ -150,6 +154,8 @@ def summarize_runs(runs: Sequence[MethodRun], net: Network, compute_s: float,
             "bits_wire": float(h["bits_wire"].mean()),
             "compress_s": compress_s,
             "decompress_s": decompress_s,
+            "compress_in_run_s": in_run[0],
+            "decompress_in_run_s": in_run[1],
             "compute_s": float(compute_s),
             "comm_s": comm_s,
             "iter_s": iter_s,
@@ -253,17 +259,60 @@ def measure_compute_s(workload, batch_size: int | None = None, repeats: int = 10
     return float(np.median(times))
 
 
+# per-seed columns that are settings, not measurements: the first seed's value stands for all
+SETTING_COLUMNS = ("workers", "degree", "steps", "bandwidth_gbps", "latency_us", "target")
+
+
+def aggregate_seeds(per_seed: pd.DataFrame, baseline: str = "bf16") -> pd.DataFrame:
+    """One row per method from `summarize_runs` rows of several seeds (column `seed`): means and spread.
+
+    Measurements are averaged over seeds; `final_metric_std` / `_min` / `_max` give the spread
+    (std with ddof = 1, NaN for one seed), `reached_seeds` how many seeds reached the target,
+    `steps_to_target` the mean over those that did (NaN when none). Ratios and speedups are
+    recomputed from the means.
+    """
+    if "seed" not in per_seed.columns or "method" not in per_seed.columns:
+        raise ValueError("aggregate_seeds needs the columns 'seed' and 'method'")
+    g = per_seed.groupby("method", sort=False)
+    cols = [c for c in per_seed.columns if c not in ("method", "seed")]
+    mean = [c for c in cols if c not in SETTING_COLUMNS and pd.api.types.is_numeric_dtype(per_seed[c])
+            and not pd.api.types.is_bool_dtype(per_seed[c])]
+    out = g[[c for c in cols if c not in mean]].first().join(g[mean].mean())[cols]
+    out.insert(0, "seeds", g.size())
+    for stat in ("std", "min", "max"):
+        out[f"final_metric_{stat}"] = g["final_metric"].agg(stat)
+    out["steps_to_target_std"] = g["steps_to_target"].std()
+    out["reached_seeds"] = g["steps_to_target"].count()
+    out["time_to_target_s"] = out["steps_to_target"] * out["iter_overlap_s"]
+    if baseline in out.index:
+        b = out.loc[baseline]
+        out["up_ratio_vs_bf16"] = b["bits_up"] / out["bits_up"].replace(0, np.nan)
+        out["speedup_vs_bf16"] = b["iter_overlap_s"] / out["iter_overlap_s"]
+    return out.reset_index()
+
+
 @dataclass
 class Comparison:
-    """Result of `compare`: the per-method summary, the stacked histories and the network model."""
+    """Result of `compare`: the per-method summary, the stacked histories and the network model.
+
+    `per_seed` holds one summary row per (method, seed), `codec` the isolated codec table
+    (`analysis.codec_cost`), `step_times` the modelled step times per bandwidth and model size
+    (`analysis.step_time`); `compute_s` is a number, or one per workload after `concat`.
+    """
 
     summary: pd.DataFrame
     history: pd.DataFrame
     network: Network
-    compute_s: float
+    compute_s: float | dict[str, float]
+    per_seed: pd.DataFrame | None = None
+    codec: pd.DataFrame | None = None
+    step_times: pd.DataFrame | None = None
+
+    TABLES = {"per_seed": "compare_seeds.parquet", "codec": "codec.parquet",
+              "step_times": "step_time.parquet"}
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write compare.parquet, compare.csv, compare_history.parquet and network.json into `out_dir`."""
+        """Write compare.parquet / .csv, compare_history.parquet, network.json and the optional tables."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"summary": out / "compare.parquet", "csv": out / "compare.csv",
@@ -271,9 +320,34 @@ class Comparison:
         self.summary.to_parquet(paths["summary"], index=False)
         self.summary.to_csv(paths["csv"], index=False)
         self.history.to_parquet(paths["history"], index=False)
+        for attr, name in self.TABLES.items():
+            frame = getattr(self, attr)
+            if frame is not None:
+                paths[attr] = out / name
+                frame.to_parquet(paths[attr], index=False)
         meta = {**asdict(self.network), "model": self.network.describe(), "compute_s": self.compute_s}
         paths["network"].write_text(json.dumps(meta, indent=1))
         return paths
+
+    @classmethod
+    def concat(cls, comparisons: Sequence[Comparison]) -> Comparison:
+        """Several workloads' comparisons (same network) as one: frames stacked, compute_s per workload."""
+        if not comparisons:
+            raise ValueError("Comparison.concat needs at least one comparison")
+        nets = {c.network for c in comparisons}
+        if len(nets) != 1:
+            raise ValueError(f"comparisons use different networks: {sorted(map(str, nets))}")
+
+        def stack(attr: str) -> pd.DataFrame | None:
+            frames = [getattr(c, attr) for c in comparisons if getattr(c, attr) is not None]
+            return pd.concat(frames, ignore_index=True) if frames else None
+
+        compute = {}
+        for c in comparisons:
+            compute.update(c.compute_s if isinstance(c.compute_s, dict)
+                           else {str(c.summary["workload"].iloc[0]): c.compute_s})
+        return cls(stack("summary"), stack("history"), comparisons[0].network, compute, stack("per_seed"),
+                   stack("codec"), stack("step_times"))
 
 
 def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int = 200,
@@ -281,14 +355,23 @@ def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int 
             seed: int = 0, target: float | None = None, eval_every: int | None = None,
             options: dict[str, dict] | None = None, lrs: dict[str, float] | None = None,
             device: str = "cpu", baseline: str = "bf16",
-            progress: Callable[[str], None] | None = None) -> Comparison:
-    """Train each method on `workload` and summarize it under the network model.
+            progress: Callable[[str], None] | None = None, seeds: Sequence[int] | None = None,
+            model_params: Sequence[int] = (), codec_shapes: Sequence[Sequence[int]] | None = None,
+            codec_steps: int = 10, codec_warmup: int = 3, isolate_codec: bool = True) -> Comparison:
+    """Train each method on `workload` for each seed and summarize it under the network model.
 
     Gossip methods (pattern "p2p") run on `topology`; every other method ignores it.
     `options[method]` and `lrs[method]` override a method's options and learning rate.
     The `baseline` (bf16 or fp16 all-reduce, never fp32) is trained first when `methods` lacks it:
-    the target metric, the bit ratios and the speedups are relative to it.
+    the target metric (95% of the baseline's final accuracy averaged over `seeds`, 105% of its
+    loss), the bit ratios and the speedups are relative to it. `seeds` (default: `[seed]`) train
+    every method once per seed; the summary holds means and spread (`aggregate_seeds`).
+    With `isolate_codec`, codec time is measured in isolation (`analysis.codec_cost`, on the
+    workload and on layers of `codec_shapes`) and charged in the network model; `model_params`
+    adds projected model sizes to the modelled step times (`analysis.step_time`).
     """
+    from analysis.codec_cost import LAYER_SHAPES, codec_table
+    from analysis.step_time import step_times
     from captures import make_workload
     from coders.algorithms.registry import method_class
     from coders.runtime.train import train
@@ -305,34 +388,70 @@ def compare(workload: str, methods: Iterable[str], workers: int = 8, steps: int 
     check_workers(workers)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    seeds = [seed] if seeds is None else [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
     net = net or Network()
     options, lrs = options or {}, lrs or {}
     unknown = (set(options) | set(lrs)) - set(methods)
     if unknown:
         raise ValueError(f"options/lrs given for methods not compared: {sorted(unknown)}")
-    wl = make_workload(workload, seed=seed, device=device)
-    runs = []
-    for m in methods:
-        if progress:
-            progress(m)
-        p2p = method_class(m).needs_topology
-        res = train(workload, m, workers, steps, backend=backend, topology=topology if p2p else None,
-                    seed=seed, lr=lrs.get(m), options=options.get(m), eval_every=eval_every,
-                    device=device)
-        degree = _degree(topology, workers) if res.pattern == "p2p" else None
-        runs.append(MethodRun(m, res.history, res.pattern, res.allreduce_compatible, workers, degree,
-                              metric_name=res.metric_name, higher_is_better=wl.higher_is_better,
-                              extra={"lr": res.lr, "seconds": res.seconds}))
+    wl = make_workload(workload, seed=seeds[0], device=device)
+    by_seed: dict[int, list[MethodRun]] = {}
+    for s in seeds:
+        runs = by_seed[s] = []
+        for m in methods:
+            if progress:
+                progress(m if len(seeds) == 1 else f"{m} (seed {s})")
+            p2p = method_class(m).needs_topology
+            res = train(workload, m, workers, steps, backend=backend, topology=topology if p2p else None,
+                        seed=s, lr=lrs.get(m), options=options.get(m), eval_every=eval_every,
+                        device=device)
+            degree = _degree(topology, workers) if res.pattern == "p2p" else None
+            runs.append(MethodRun(m, res.history, res.pattern, res.allreduce_compatible, workers, degree,
+                                  metric_name=res.metric_name, higher_is_better=wl.higher_is_better,
+                                  extra={"lr": res.lr, "seconds": res.seconds}))
     compute_s = measure_compute_s(wl)
-    summary = summarize_runs(runs, net, compute_s, target=target, baseline=baseline)
-    summary.insert(0, "workload", workload)
+    codec = None
+    if isolate_codec:
+        if progress:
+            progress("codec time in isolation")
+        shapes = LAYER_SHAPES if codec_shapes is None else codec_shapes
+        codec = codec_table(methods, workload, workers, shapes, steps=codec_steps, warmup=codec_warmup,
+                            options=options, seed=seeds[0], topology=topology or "ring", device=device)
+        codec.insert(0, "workload", workload)
+    own = codec[codec["layer"] == "workload"].set_index("method") if codec is not None else None
+    charged = ({m: (own.loc[m, "compress_ms"] / 1e3, own.loc[m, "decompress_ms"] / 1e3) for m in methods}
+               if own is not None else None)
+    if target is None:
+        finals = [r.history["metric"].dropna() for rs in by_seed.values() for r in rs if r.method == baseline]
+        if any(f.empty for f in finals):
+            raise ValueError(f"the baseline {baseline!r} has no evaluated metric to set the target from")
+        mean = float(np.mean([float(f.iloc[-1]) for f in finals]))
+        target = 0.95 * mean if wl.higher_is_better else 1.05 * mean
+    n_params = sum(p.numel() for p in wl.model.parameters())
+    per_seed, histories = [], []
+    for s, runs in by_seed.items():
+        summ = summarize_runs(runs, net, compute_s, target=target, baseline=baseline, codec=charged)
+        summ.insert(0, "seed", s)
+        per_seed.append(summ)
+        histories.append(history_frame(runs, summ).assign(seed=s))
+    runs = by_seed[seeds[0]]
+    per_seed = pd.concat(per_seed, ignore_index=True)
+    per_seed.insert(0, "workload", workload)
+    summary = aggregate_seeds(per_seed, baseline)
     summary["optimizer"] = [optimizer_of(r.method, options.get(r.method)) for r in runs]
     summary["lr"] = [r.extra["lr"] for r in runs]
     summary["baseline"] = baseline
     # the resolution of steps_to_target: the first evaluated step of each run
     summary["eval_every"] = [int(r.history.dropna(subset=["metric"])["step"].iloc[0]) for r in runs]
     summary["backend"] = backend
-    return Comparison(summary, history_frame(runs, summary), net, compute_s)
+    summary["params"] = n_params
+    summary["seed_list"] = ",".join(map(str, seeds))
+    history = pd.concat(histories, ignore_index=True)
+    history.insert(0, "workload", workload)
+    times = step_times(summary, codec, model_params, baseline=baseline) if codec is not None else None
+    return Comparison(summary, history, net, compute_s, per_seed, codec, times)
 
 
 def optimizer_of(method: str, options: dict | None = None) -> str:

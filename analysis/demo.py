@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.compare import Network, compare
+from analysis import provenance
+from analysis.compare import Comparison, Network, compare
 from analysis.rate_distortion import aggregate_rd, rate_distortion
 from analysis.report import write_report
 from analysis.tables import WHOLE_MODEL, bits_table, compare_table, headline
@@ -26,8 +27,10 @@ from coders.wire import BF16_BITS
 
 # the comparison columns `gradstats demo` prints (the report and compare.csv have them all)
 PRINTED_COMPARE_COLUMNS = ("method", "optimizer", "lr", "allreduce_compatible", "final_metric",
-                           "steps_to_target", "bits_up", "bits_down", "up_ratio_vs_bf16", "iter_overlap_s",
+                           "final_metric_std", "reached_seeds", "steps_to_target", "bits_up", "bits_down",
+                           "up_ratio_vs_bf16", "compress_s", "decompress_s", "iter_overlap_s",
                            "speedup_vs_bf16")
+PRINTED_BANDWIDTHS = (1.0, 10.0, 100.0)
 
 
 @dataclass
@@ -44,15 +47,31 @@ class DemoConfig:
     rd_steps: int = 1  # rate-distortion on the last `rd_steps` recorded steps
     rd_max_layers: int | None = None  # None: every layer; else the largest ones
     rd_models: tuple[str, ...] = ("gennorm", "zi-gennorm", "laplace", "normal")
-    compare_workload: str = "digits-cnn"
+    compare_workload: str = "digits-cnn"  # used when compare_workloads is None
+    compare_workloads: tuple[str, ...] | None = ("digits-cnn", "stdlib-lm")
     methods: tuple[str, ...] = ("bf16", "powersgd", "signum-mv", "s3gd-mv", "mcm", "powergossip")
     lrs: dict[str, float] = field(default_factory=dict)  # per-method lr overrides (else the method's default)
     workers: int = 4
     compare_steps: int = 150
+    compare_steps_by_workload: dict[str, int] = field(default_factory=dict)  # overrides compare_steps
     eval_every: int = 15
+    seeds: tuple[int, ...] = (0, 1, 2)  # every method trains once per seed: mean and spread
     network: Network = field(default_factory=Network)
+    # projected model sizes of the step-time model (per-entry bits and codec cost of the largest layer)
+    model_params: tuple[int, ...] = (124_000_000, 1_500_000_000)
+    codec_shapes: tuple[tuple[int, int], ...] = ((64, 64), (256, 256), (1024, 1024))
+    codec_steps: int = 10
+    codec_warmup: int = 3
+    figure_layers: int = 3  # per-layer figures for the largest layers ...
+    figure_steps: int = 2  # ... at this many recorded steps
     seed: int = 0
     device: str = "cpu"
+    command: str | None = None  # recorded in provenance.json (default: this process's command line)
+
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """The workloads of the compressor comparison."""
+        return tuple(self.compare_workloads) if self.compare_workloads else (self.compare_workload,)
 
     @classmethod
     def quick(cls, **kw) -> DemoConfig:
@@ -60,8 +79,11 @@ class DemoConfig:
         base = {"capture_steps": 20, "every": 10, "families": ("normal", "laplace", "gennorm", "zi-gennorm"),
                 "models": ("histogram", "gennorm", "zi-gennorm"),
                 "coders": ("ans",), "rd_max_layers": 3, "rd_models": ("gennorm", "zi-gennorm"),
-                # every method of the comparison; digits-cnn needs ~50 steps to leave chance (0.1)
-                "workers": 2, "compare_steps": 60, "eval_every": 10}
+                # every method of the comparison; digits-cnn needs ~50 steps to leave chance (0.1),
+                # stdlib-lm is compared on a few steps only (the code path, not a result)
+                "workers": 2, "compare_steps": 60, "compare_steps_by_workload": {"stdlib-lm": 10},
+                "eval_every": 10, "codec_shapes": ((64, 64), (256, 256)), "codec_steps": 3, "codec_warmup": 1,
+                "figure_layers": 1, "figure_steps": 1, "seeds": (0, 1)}
         base.update(kw)
         return cls(**base)
 
@@ -77,6 +99,7 @@ class DemoResult:
     comparison: pd.DataFrame | None
     seconds: dict[str, float]
     skipped: dict[str, str] = field(default_factory=dict)  # stage -> why (its module is missing)
+    step_times: pd.DataFrame | None = None  # modelled step time per method, model size and bandwidth
 
 
 # the table each per-workload stage writes into the workload's directory (ARCHITECTURE.md)
@@ -131,10 +154,11 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
     from captures.workloads import capture_workload
 
     cfg = config or DemoConfig()
+    started = _now()
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    n_stages = 4 * len(cfg.workloads) + 2
+    n_stages = 4 * len(cfg.workloads) + len(cfg.compared) + 1
     bar = tqdm(total=n_stages, desc="gradstats demo", unit="stage", disable=not progress)
 
     def tick(what: str) -> None:
@@ -170,24 +194,53 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
         if bits is not None:
             totals.append(_totals(bits, cap).assign(workload=wl))
 
-    bar.set_postfix_str(f"compare on {cfg.compare_workload}")
-    summary = None
-    try:
-        comp = _stage(seconds, skipped, "compare", compare, cfg.compare_workload, cfg.methods,
-                      workers=cfg.workers, steps=cfg.compare_steps, net=cfg.network, seed=cfg.seed,
-                      eval_every=cfg.eval_every, device=cfg.device,
-                      lrs={m: lr for m, lr in cfg.lrs.items() if m in cfg.methods})
+    summary, times, comps = None, None, []
+    for wl in cfg.compared:
+        bar.set_postfix_str(f"compare on {wl}")
+        try:
+            steps = cfg.compare_steps_by_workload.get(wl, cfg.compare_steps)
+            comps.append(_stage(seconds, skipped, "compare", compare, wl, cfg.methods, workers=cfg.workers,
+                                steps=steps, net=cfg.network,
+                                seed=cfg.seed, seeds=cfg.seeds, eval_every=cfg.eval_every, device=cfg.device,
+                                lrs={m: lr for m, lr in cfg.lrs.items() if m in cfg.methods},
+                                model_params=cfg.model_params, codec_shapes=cfg.codec_shapes,
+                                codec_steps=cfg.codec_steps, codec_warmup=cfg.codec_warmup))
+        except _Skipped:
+            pass
+        tick(f"compared {wl}")
+    if comps:
+        comp = Comparison.concat(comps)
         comp.save(root)
-        summary = comp.summary
-    except _Skipped:
-        pass
-    tick("compared")
-    report = _stage(seconds, skipped, "report", write_report, root)
+        summary, times = comp.summary, comp.step_times
+    # written before the report so that the report shows it; the report's own time is added after
+    _write_provenance(root, cfg, seconds, started)
+    report = _stage(seconds, skipped, "report", write_report, root, figure_layers=cfg.figure_layers,
+                    figure_steps=cfg.figure_steps)
+    _write_provenance(root, cfg, seconds, started)
     tick("report written")
     bar.close()
     return DemoResult(root, report, pd.concat(heads, ignore_index=True) if heads else pd.DataFrame(),
                       pd.concat(totals, ignore_index=True) if totals else pd.DataFrame(), summary,
-                      seconds, skipped)
+                      seconds, skipped=skipped, step_times=times)
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _write_provenance(root: Path, cfg: DemoConfig, seconds: dict, started) -> None:
+    """provenance.json: command, commit, versions, machine, seeds and the seconds of each stage so far."""
+    settings = {"workloads": ",".join(cfg.workloads), "compared": ",".join(cfg.compared),
+                "methods": ",".join(cfg.methods), "workers": cfg.workers, "capture_steps": cfg.capture_steps,
+                "compare_steps": cfg.compare_steps, **{f"compare_steps[{k}]": v
+                                                       for k, v in cfg.compare_steps_by_workload.items()},
+                "network": f"{cfg.network.bandwidth_gbps:g} Gbit/s, {cfg.network.latency_us:g} us",
+                "model_params": ",".join(map(str, cfg.model_params)), "device": cfg.device}
+    seeds = {"capture": cfg.seed, "compare": list(cfg.seeds)}
+    provenance.write(root, provenance.collect(command=cfg.command, seeds=seeds, seconds=seconds,
+                                              config=settings, started=started))
 
 
 def _totals(bits: pd.DataFrame, cap) -> pd.DataFrame:
@@ -215,14 +268,26 @@ def format_result(res: DemoResult) -> str:
         lines.append("")
     if res.comparison is not None:
         c = res.comparison
-        first = c.iloc[0]
-        lines.append(f"== compressor comparison ({first['workload']}, {int(first['workers'])} workers, "
-                     f"{int(first['steps'])} steps, {first['bandwidth_gbps']:g} Gbit/s, "
-                     f"{first['latency_us']:g} us; target {first['metric_name']} {first['target']:.3f} = 95% "
-                     f"of {first.get('baseline', 'bf16')}'s final)")
-        lines.append(compare_table(c, PRINTED_COMPARE_COLUMNS).to_string(
-            index=False, float_format=lambda v: f"{v:.4g}"))
-        lines.append("")
+        groups = c.groupby("workload", sort=False) if "workload" in c else [("", c)]
+        for wl, g in groups:
+            first = g.iloc[0]
+            rule = "105% of" if first["metric_name"] == "loss" else "95% of"
+            seeds = f", {int(first['seeds'])} seeds" if "seeds" in g else ""
+            lines.append(f"== compressor comparison ({wl}, {int(first['workers'])} workers, "
+                         f"{int(first['steps'])} steps{seeds}, {first['bandwidth_gbps']:g} Gbit/s, "
+                         f"{first['latency_us']:g} us; target {first['metric_name']} {first['target']:.3f} = "
+                         f"{rule} {first.get('baseline', 'bf16')}'s final, mean over seeds)")
+            lines.append(compare_table(g, PRINTED_COMPARE_COLUMNS).to_string(
+                index=False, float_format=lambda v: f"{v:.4g}"))
+            if res.step_times is not None and len(res.step_times):
+                st = res.step_times[(res.step_times["workload"] == wl)
+                                    & res.step_times["bandwidth_gbps"].isin(PRINTED_BANDWIDTHS)]
+                t = 1e3 * st.pivot_table(index="method", columns=["model", "bandwidth_gbps"],
+                                         values="iter_overlap_s", sort=False)
+                t.columns = [f"{m} @{b:g}G" for m, b in t.columns]
+                lines.append("   modelled ms per step (codec measured in isolation):")
+                lines.append(t.to_string(float_format=lambda v: f"{v:.4g}"))
+            lines.append("")
     for name, why in res.skipped.items():
         lines.append(f"SKIPPED {name}: {why}")
     lines.append("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in res.seconds.items()))

@@ -85,11 +85,15 @@ def fit_table(fits: pd.DataFrame) -> pd.DataFrame:
             if np.isfinite(vals).any():  # blank when no tail probability is resolved
                 row[f"|tail| {fam}"] = float(np.nanmean(vals))
         rows.append(row)
-    return pd.DataFrame(rows)
+    t = pd.DataFrame(rows)
+    # key columns first, the long flag names last
+    flags = [c for c in t.columns if c.endswith("flags")]
+    return t[[c for c in t.columns if c not in flags] + flags]
 
 
 COMPARE_COLUMNS = ("method", "optimizer", "lr", "pattern", "allreduce_compatible", "can_overlap", "workers",
-                   "final_metric", "target", "steps_to_target", "time_to_target_s", "bits_up", "bits_down",
+                   "seeds", "final_metric", "final_metric_std", "reached_seeds", "target",
+                   "steps_to_target", "time_to_target_s", "bits_up", "bits_down",
                    "up_ratio_vs_bf16", "compress_s", "decompress_s", "compute_s", "comm_s", "iter_s",
                    "iter_overlap_s", "speedup_vs_bf16")
 NOT_REACHED = "not reached"
@@ -160,6 +164,7 @@ def bits_table(bits: pd.DataFrame, capture_summary: pd.DataFrame | None = None) 
     coded = [c for c in t.columns if c != "entropy"]
     t["best"] = t[coded].idxmin(axis=1)
     t["vs bf16"] = BF16_BITS / t[coded].min(axis=1)
+    t = t[["entropy", "best", "vs bf16", *coded]]  # key columns first
     return t.reset_index().rename(columns={"index": "layer"})
 
 
@@ -183,3 +188,179 @@ def headline(fits: pd.DataFrame | None, bits: pd.DataFrame | None,
     out = pd.concat(parts, axis=1)
     out.index.name = "layer"
     return out.reset_index()
+
+
+# --------------------------------------------------------------------------------------------
+# Display tables of the report: key columns first, numbers rounded to what they can tell
+
+
+def fmt_sig(v, digits: int = 3) -> str:
+    """A number with `digits` significant digits, thousands separated; "" for NaN."""
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return ""
+    v = float(v)
+    if v != 0 and (abs(v) >= 10 ** digits):
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
+def fmt_seconds(s: float) -> str:
+    """Seconds as "412 us", "3.1 ms", "2.45 s"."""
+    if s is None or not np.isfinite(s):
+        return ""
+    for div, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us")):
+        if abs(s) >= div:
+            return f"{s / div:.3g} {unit}"
+    return f"{s * 1e9:.3g} ns"
+
+
+def fmt_bits(b: float) -> str:
+    """Bits as "612 kbit", "1.98 Gbit"."""
+    if b is None or not np.isfinite(b):
+        return ""
+    for div, unit in ((1e9, "Gbit"), (1e6, "Mbit"), (1e3, "kbit")):
+        if abs(b) >= div:
+            return f"{b / div:.3g} {unit}"
+    return f"{b:.3g} bit"
+
+
+def _mean_spread(mean: float, std: float, lo: float, hi: float, n: int) -> str:
+    if not np.isfinite(mean):
+        return ""
+    if n <= 1 or not np.isfinite(std):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {std:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def compare_display(summary: pd.DataFrame, step_times: pd.DataFrame | None = None,
+                    bandwidths: tuple[float, ...] = (1.0, 10.0, 100.0)) -> pd.DataFrame:
+    """The comparison as a reader needs it, one row per method, key columns first.
+
+    metric "mean ± std [min, max]" over seeds, seeds that reached the target, steps to target,
+    payload bits per worker per step up / down, the uplink ratio vs bf16, the codec time measured
+    in isolation, then the modelled step time at each of `bandwidths` for the workload and each
+    projected model size in `step_times`. Columns are two-level: (group, name); the run's own
+    columns have the group "".
+    """
+    if "method" not in summary.columns:
+        raise ValueError("compare display: summary lacks the 'method' column")
+    metric = str(summary["metric_name"].iloc[0]) if "metric_name" in summary else "metric"
+    n = summary["seeds"] if "seeds" in summary else pd.Series(1, index=summary.index)
+    get = lambda c: summary[c] if c in summary else pd.Series(np.nan, index=summary.index)  # noqa: E731
+    cols: dict[tuple[str, str], list] = {("", "method"): list(summary["method"])}
+    cols[("", f"final {metric}")] = [_mean_spread(m, s, lo, hi, k) for m, s, lo, hi, k in zip(
+        get("final_metric"), get("final_metric_std"), get("final_metric_min"), get("final_metric_max"), n,
+        strict=True)]
+    if "reached_seeds" in summary:
+        cols[("", "reached target")] = [f"{int(r)}/{int(k)}"
+                                        for r, k in zip(summary["reached_seeds"], n, strict=True)]
+    cols[("", "steps to target")] = [NOT_REACHED if pd.isna(v) else f"{v:.0f}"
+                                     for v in get("steps_to_target")]
+    cols[("", "bits up / step")] = [fmt_bits(v) for v in get("bits_up")]
+    cols[("", "bits down / step")] = [fmt_bits(v) for v in get("bits_down")]
+    cols[("", "up vs bf16")] = [f"{v:.3g}x" if np.isfinite(v) else "" for v in get("up_ratio_vs_bf16")]
+    cols[("", "codec (isolated)")] = [fmt_seconds(a + b) for a, b in
+                                      zip(get("compress_s"), get("decompress_s"), strict=True)]
+    if step_times is not None and len(step_times):
+        st = step_times[step_times["bandwidth_gbps"].isin(bandwidths)]
+        if "workload" in summary and "workload" in st:
+            st = st[st["workload"].isin(set(summary["workload"]))]
+        for model in dict.fromkeys(st["model"]):
+            for bw in bandwidths:
+                cell = st[(st["model"] == model) & (st["bandwidth_gbps"] == bw)].set_index("method")
+                if len(cell):
+                    cols[(f"modelled step time, {model}", f"{bw:g} Gbit/s")] = [
+                        fmt_seconds(cell["iter_overlap_s"].get(m, np.nan)) for m in summary["method"]]
+    out = pd.DataFrame(cols)
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out
+
+
+def speedup_table(step_times: pd.DataFrame,
+                  bandwidths: tuple[float, ...] = (1.0, 10.0, 100.0)) -> pd.DataFrame:
+    """Modelled step-time speedup vs bf16: rows methods, columns (model, bandwidth), two-level."""
+    st = step_times[step_times["bandwidth_gbps"].isin(bandwidths)]
+    t = st.pivot_table(index="method", columns=["model", "bandwidth_gbps"], values="speedup_vs_bf16",
+                       sort=False).reindex(list(dict.fromkeys(st["method"])))
+    t = t.map(lambda v: f"{v:.3g}x" if np.isfinite(v) else "")
+    out = pd.DataFrame({("", "method"): list(t.index)})
+    for m, b in t.columns:
+        out[(f"speedup vs bf16, {m}", f"{b:g} Gbit/s")] = t[(m, b)].to_numpy()
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out
+
+
+def codec_size_table(codec: pd.DataFrame) -> pd.DataFrame:
+    """Isolated codec time per method (rows) and layer size (columns), with ns per entry at the largest."""
+    layers = list(dict.fromkeys(codec["layer"]))
+    size = codec.groupby("layer", sort=False)["entries"].first()
+    t = codec.pivot_table(index="method", columns="layer", values="codec_ms", sort=False)
+    t = t.reindex(index=list(dict.fromkeys(codec["method"])), columns=layers)
+    t.columns = [f"{la} ({int(size[la]):,})" for la in layers]
+    t = t.map(lambda v: fmt_seconds(v / 1e3))
+    synth = codec[codec["layer"] != "workload"]
+    if len(synth):
+        big = synth[synth["entries"] == synth["entries"].max()].set_index("method")
+        t["ns / entry (largest)"] = [fmt_sig(big["codec_ns_per_entry"].get(m, np.nan)) for m in t.index]
+    return t.reset_index()
+
+
+def run_details(summary: pd.DataFrame) -> pd.DataFrame:
+    """How each method ran: optimizer, lr, collective, all-reduce compatibility, overlap, workers, seeds."""
+    cols = [c for c in ("method", "optimizer", "lr", "pattern", "allreduce_compatible", "can_overlap",
+                        "workers", "degree", "seeds", "eval_every", "backend") if c in summary.columns]
+    return summary[cols]
+
+
+def rd_tables(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rate-distortion pooled over layers, pivoted: (quantizer step x model bits, compressors).
+
+    First: one row per quantizer step c (x RMS) with its relative error, one column of bits per
+    entry per model / coder. Second: one row per compressor, bits per entry and relative error.
+    """
+    q = agg[agg["kind"] == "quantizer"]
+    qt = q.pivot_table(index="param", columns="name", values="bits_per_entry", sort=False)
+    qt = qt.reindex(sorted(qt.index, reverse=True))
+    qt.columns = [str(c).replace("uniform + ", "") + " bits" for c in qt.columns]
+    err = q.groupby("param")["rel_error"].mean().reindex(qt.index)
+    qt.insert(0, "rel. error", err.to_numpy())
+    qt = qt.reset_index().rename(columns={"param": "step c (x RMS)"})
+    c = agg[agg["kind"] == "compressor"][["name", "bits_per_entry", "rel_error"]]
+    c = c.rename(columns={"name": "compressor", "bits_per_entry": "bits / entry", "rel_error": "rel. error"})
+    return qt, c.reset_index(drop=True)
+
+
+NONPARAMETRIC = ("histogram",)  # an oracle that sends the empirical pmf as side information
+
+
+def headline_bits(bits: pd.DataFrame, capture_summary: pd.DataFrame | None = None) -> dict:
+    """Whole-model bits per entry of the best parametric codebook and of the histogram oracle.
+
+    Parametric: every model / coder of the table but the histogram oracle and lossless float
+    codecs (names starting "raw"); whatever new models the table holds compete. Returns
+    {"best": (name, bits), "oracle": (name, bits) | None, "entropy": bits, "quantizer": text}.
+    """
+    t = bits_table(bits, capture_summary).set_index("layer")
+    if WHOLE_MODEL not in t.index:
+        raise ValueError("headline: the bits table has no whole-model row")
+    row = t.loc[WHOLE_MODEL]
+    coded = [c for c in t.columns if "/" in c]
+    para = [c for c in coded if c.split("/")[0] not in NONPARAMETRIC and not c.startswith("raw")]
+    oracle = [c for c in coded if c.split("/")[0] in NONPARAMETRIC]
+    best = min(para, key=lambda c: row[c]) if para else None
+    orc = min(oracle, key=lambda c: row[c]) if oracle else None
+    quant = ", ".join(sorted(set(bits["quantizer"].dropna().astype(str)))) if "quantizer" in bits else ""
+    return {"best": (best, float(row[best])) if best else None,
+            "oracle": (orc, float(row[orc])) if orc else None,
+            "entropy": float(row["entropy"]), "quantizer": quant}
+
+
+def winner(summary: pd.DataFrame) -> pd.Series | None:
+    """The method reaching the target soonest in modelled time, among those reaching it in every seed."""
+    s = summary
+    if "reached_seeds" in s and "seeds" in s:
+        s = s[s["reached_seeds"] == s["seeds"]]
+    s = s.dropna(subset=["time_to_target_s"]) if "time_to_target_s" in s else s.iloc[0:0]
+    if s.empty:
+        return None
+    return s.loc[s["time_to_target_s"].idxmin()]

@@ -169,3 +169,51 @@ def test_summary_time_to_target_is_nan_when_never_reached():
     assert t.loc["bf16", "steps_to_target"] == "60"  # 1 - exp(-0.05 s) >= 0.95 * 0.993 first at 60
     with pytest.raises(ValueError, match="method"):
         compare_table(s.drop(columns=["method"]))
+
+
+def test_aggregate_seeds_means_spread_and_reached():
+    from analysis.compare import aggregate_seeds
+
+    runs = {s: [MethodRun("bf16", _history(16, 16, 0.05 + 0.01 * s), "allreduce", True, 4),
+                MethodRun("slow", _history(1, 1, 0.02 + 0.02 * s), "ps", False, 4)] for s in (0, 1, 2)}
+    per_seed = pd.concat([summarize_runs(r, NET, compute_s=0.01, target=0.9).assign(seed=s)
+                          for s, r in runs.items()], ignore_index=True)
+    a = aggregate_seeds(per_seed).set_index("method")
+    finals = per_seed[per_seed["method"] == "slow"]["final_metric"]
+    assert a.loc["slow", "seeds"] == 3
+    assert a.loc["slow", "final_metric"] == pytest.approx(finals.mean())
+    assert a.loc["slow", "final_metric_std"] == pytest.approx(finals.std(ddof=1))
+    assert a.loc["slow", "final_metric_min"] == finals.min()
+    assert a.loc["slow", "final_metric_max"] == finals.max()
+    # slow: 1 - exp(-r s) >= 0.9 at s >= 2.3 / r: never for r = 0.02 (s <= 100), at 60 for 0.04, 40 for 0.06
+    assert a.loc["slow", "reached_seeds"] == 2 and a.loc["slow", "steps_to_target"] == pytest.approx(50.0)
+    assert a.loc["slow", "time_to_target_s"] == pytest.approx(50.0 * a.loc["slow", "iter_overlap_s"])
+    assert a.loc["bf16", "up_ratio_vs_bf16"] == 1.0
+    assert a.loc["slow", "up_ratio_vs_bf16"] == pytest.approx(16.0)
+    assert a.loc["slow", "workers"] == 4 and a.loc["slow", "pattern"] == "ps"  # settings, not averaged
+    with pytest.raises(ValueError, match="seed"):
+        aggregate_seeds(per_seed.drop(columns=["seed"]))
+
+
+def test_compare_over_seeds_targets_the_baseline_mean_and_charges_isolated_codec(tmp_path):
+    from analysis.compare import Comparison, compare
+
+    c = compare("mlp", ["randk"], workers=2, steps=3, eval_every=3, seeds=[0, 1], model_params=[10**6],
+                codec_shapes=((16, 16),), codec_steps=2, codec_warmup=1)
+    s = c.summary.set_index("method")
+    assert (s["seeds"] == 2).all() and s.loc["bf16", "seed_list"] == "0,1"
+    base = c.per_seed[c.per_seed["method"] == "bf16"]["final_metric"]
+    assert s.loc["bf16", "target"] == pytest.approx(0.95 * base.mean())
+    assert s.loc["bf16", "final_metric"] == pytest.approx(base.mean())
+    # the codec time charged is the isolated one (codec table, workload row), not the in-run timers
+    own = c.codec[c.codec["layer"] == "workload"].set_index("method")
+    assert s.loc["randk", "compress_s"] == pytest.approx(own.loc["randk", "compress_ms"] / 1e3)
+    assert set(c.history["seed"]) == {0, 1} and len(c.history) == 2 * 2 * 3
+    assert set(c.step_times["model"]) == {"mlp (17.2k)", "1M projection"} and s.loc["bf16", "params"] == 17226
+    both = Comparison.concat([c, c])
+    assert len(both.summary) == 4 and both.compute_s == {"mlp": c.compute_s}
+    paths = both.save(tmp_path)
+    for key in ("per_seed", "codec", "step_times"):
+        assert paths[key].exists()
+    with pytest.raises(ValueError, match="seeds"):
+        compare("mlp", ["randk"], workers=2, steps=1, seeds=[0, 0])

@@ -1,5 +1,6 @@
 """`gradstats demo --quick` runs every stage for real, end to end, and its outputs agree with each other."""
 
+import json
 import re
 
 import pandas as pd
@@ -41,30 +42,50 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         assert "uniform + zi-gennorm/ans" in set(rd["name"])  # exact zeros priced by default
         assert (out / wl / "figures" / "beta_heatmap.png").exists()
         assert wl in printed
-    comp = pd.read_parquet(out / "compare.parquet").set_index("method")
-    assert list(comp.index) == list(cfg.methods)
+    summ = pd.read_parquet(out / "compare.parquet")
+    assert list(dict.fromkeys(summ["workload"])) == list(cfg.compared) == ["digits-cnn", "stdlib-lm"]
     # every method the issue names
     assert list(cfg.methods) == ["bf16", "powersgd", "signum-mv", "s3gd-mv", "mcm", "powergossip"]
+    seeds = pd.read_parquet(out / "compare_seeds.parquet")
+    hist = pd.read_parquet(out / "compare_history.parquet")
+    for wl, comp in summ.groupby("workload", sort=False):
+        comp = comp.set_index("method")
+        # two seeds in the quick demo (time), three in the full one: mean and spread either way
+        assert list(comp.index) == list(cfg.methods) and len(cfg.seeds) == 2 and len(DemoConfig().seeds) == 3
+        assert (comp["seeds"] == 2).all()
+        # the target is set from the baseline's mean over seeds
+        base = seeds[(seeds["workload"] == wl) & (seeds["method"] == "bf16")]["final_metric"]
+        assert comp.loc["bf16", "final_metric"] == pytest.approx(base.mean())
+        rule = 1.05 if comp["metric_name"].iloc[0] == "loss" else 0.95
+        assert comp["target"].iloc[0] == pytest.approx(rule * base.mean())
+        assert (comp["steps_to_target"].notna() == (comp["reached_seeds"] > 0)).all()
+        assert (comp["time_to_target_s"].isna() == comp["steps_to_target"].isna()).all()
+        assert comp["allreduce_compatible"].to_dict() == {
+            "bf16": True, "powersgd": True, "signum-mv": False, "s3gd-mv": False, "mcm": False,
+            "powergossip": False}
+        assert comp.loc["powergossip", "optimizer"] == "local Nesterov SGD, momentum 0.9"
+        assert comp.loc["bf16", "up_ratio_vs_bf16"] == 1.0
+        assert comp.loc["powersgd", "bits_up"] < comp.loc["bf16", "bits_up"]
+        steps = cfg.compare_steps_by_workload.get(wl, cfg.compare_steps)
+        assert len(hist[hist["workload"] == wl]) == len(cfg.methods) * len(cfg.seeds) * steps
+    digits = summ[summ["workload"] == "digits-cnn"].set_index("method")
     # long enough to learn: the baseline is far above chance (0.1), so the target means something
-    assert comp.loc["bf16", "final_metric"] > 0.4
-    assert comp["target"].iloc[0] == pytest.approx(0.95 * comp.loc["bf16", "final_metric"])
-    reached = comp["best_metric"] >= comp["target"]
-    assert (comp["steps_to_target"].notna() == reached).all()
-    assert (comp["time_to_target_s"].isna() == comp["steps_to_target"].isna()).all()
-    assert ("not reached" in printed) == bool((~reached).any())
-    assert comp["allreduce_compatible"].to_dict() == {"bf16": True, "powersgd": True, "signum-mv": False,
-                                                      "s3gd-mv": False, "mcm": False, "powergossip": False}
-    assert comp.loc["powergossip", "optimizer"] == "local Nesterov SGD, momentum 0.9"
-    assert comp.loc["signum-mv", "lr"] != comp.loc["bf16", "lr"] and (comp["baseline"] == "bf16").all()
+    assert digits.loc["bf16", "final_metric"] > 0.4
+    assert (digits["eval_every"] == cfg.eval_every).all()
+    assert ("not reached" in printed) == bool((summ["reached_seeds"] == 0).any())
+    # codec time in isolation per layer size, charged in the step-time model with the projections
+    codec = pd.read_parquet(out / "codec.parquet")
+    assert set(codec["layer"]) == {"workload", "64x64", "256x256"} and (codec["threads"] == 1).all()
+    times = pd.read_parquet(out / "step_time.parquet")
+    assert {"124M projection", "1.5B projection"} <= set(times["model"])
+    assert {1.0, 10.0, 100.0} <= set(times["bandwidth_gbps"])
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["seeds"]["compare"] == [0, 1] and set(prov["seconds"]) >= {"capture", "compare", "report"}
     section = page.split('id="compare"')[1]
     assert "<th>optimizer</th>" in section and "<th>lr</th>" in section
-    assert (comp["eval_every"] == cfg.eval_every).all()
-    assert f"evaluated every {cfg.eval_every} steps" in section
-    assert comp.loc["bf16", "up_ratio_vs_bf16"] == 1.0
-    assert comp.loc["powersgd", "bits_up"] < comp.loc["bf16", "bits_up"]
-    assert comp.loc["powergossip", "pattern"] == "p2p" and comp.loc["bf16", "allreduce_compatible"]
-    hist = pd.read_parquet(out / "compare_history.parquet")
-    assert len(hist) == len(cfg.methods) * cfg.compare_steps
+    assert f"evaluated every {cfg.eval_every} steps" in section and "codec (isolated)" in section
+    head = page.split('id="summary"')[1].split("</section>")[0]
+    assert "best parametric codebook" in head and "histogram oracle" in head and "fastest" in head
     assert "whole model: GenNorm-ANS" in printed and "compressor comparison" in printed
 
 
@@ -90,8 +111,8 @@ def test_missing_stage_is_skipped_and_the_others_still_run(tmp_path, monkeypatch
 
     monkeypatch.setattr(demo, "_code", no_coders)
     cfg = DemoConfig.quick(workloads=("mlp",), capture_steps=4, every=2, families=("normal", "zi-gennorm"),
-                           rd_max_layers=1, compare_workload="mlp", methods=("bf16",), compare_steps=2,
-                           eval_every=1)
+                           rd_max_layers=1, compare_workloads=("mlp",), methods=("bf16",), compare_steps=2,
+                           eval_every=1, seeds=(0,), codec_shapes=((8, 8),))
     res = run_demo(tmp_path, cfg, progress=False)
     assert set(res.skipped) == {"code"} and "coders.report" in res.skipped["code"]
     unit = tmp_path / "mlp"
@@ -99,6 +120,7 @@ def test_missing_stage_is_skipped_and_the_others_still_run(tmp_path, monkeypatch
     for name in ("fits.parquet", "rd.parquet", "rd_all.parquet"):
         assert (unit / name).exists()
     assert set(res.seconds) == {"capture", "fit", "rate-distortion", "compare", "report"}
+    assert json.loads((tmp_path / "provenance.json").read_text())["seconds"]["report"] > 0
     assert "SKIPPED code: ImportError" in format_result(res)
     page = res.report.read_text()
     assert "bits.parquet not present" in page and 'id="fits-mlp"' in page

@@ -78,8 +78,13 @@ def test_zero_inflated_family(sample):
     np.testing.assert_allclose(d.pdf([1e-3]), (1 - pi) * gn.pdf(1e-3))
     fig = plots.plot_density(x, pd.concat([fits, zi], ignore_index=True))
     labels = _line_labels(fig.axes[0])
-    assert len(labels) == 4 and labels[3].startswith("ZI-GenNorm")
+    assert len(labels) == 5 and labels[3].startswith("ZI-GenNorm") and "atom at 0" in labels[4]
     assert fig.axes[0].get_lines()[3].get_linestyle() == "--"
+    # the atom is a stem at 0 of height pi / (bin width): the density it adds to the bin holding 0
+    xs, ys = fig.axes[0].get_lines()[4].get_data()
+    (hist,) = fig.axes[0].patches
+    edges = hist.get_data()[1]
+    assert list(xs) == [0.0, 0.0] and ys[1] == pytest.approx(pi / (edges[1] - edges[0]))
     assert len(plots.plot_qq(x, pd.concat([fits, zi], ignore_index=True)).axes) == 4
 
 
@@ -104,11 +109,16 @@ def test_bits_per_layer_series_and_entropy(bits_frame, layers, tmp_path):
     ax = fig.axes[0]
     ent = [ln for ln in ax.get_lines() if ln.get_label() == "empirical entropy"]
     assert len(ent) == 1
-    np.testing.assert_allclose(ent[0].get_ydata(), [3.0 + 0.25 * i for i in range(len(layers))])
-    # one line per (model, coder) pair, plus the entropy line
+    np.testing.assert_allclose(ent[0].get_xdata(), [3.0 + 0.25 * i for i in range(len(layers))])
+    # one marker series per (model, coder) pair, plus the entropy; layers are categories: no joining lines
     data_lines = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == len(layers)]
-    assert len(data_lines) == 4 * 2 + 1
-    assert ax.get_ylabel() == "bits per entry"
+    assert len(data_lines) == 4 * 2 + 1 and all(ln.get_linestyle() == "None" for ln in data_lines)
+    assert ax.get_xlabel() == "bits per entry"
+    assert [t.get_text() for t in ax.get_yticklabels()] == layers
+    # with sizes the layers are ordered largest first and labelled with their entries
+    sizes = {la: 10 ** i for i, la in enumerate(layers)}
+    ax = plots.plot_bits_per_layer(bits_frame, sizes=sizes).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{la} ({sizes[la]:,})" for la in layers[::-1]]
     assert (tmp_path / "bits.pdf").read_bytes()[:4] == b"%PDF"
 
 
@@ -173,3 +183,109 @@ def test_iteration_time_vs_bandwidth():
     got = sorted(tuple(ln.get_ydata()) for ln in ax.get_lines() if len(ln.get_xdata()) == 2)
     assert got == [(0.05, 0.04), (0.2, 0.03)]
     assert "latency 5 us" in ax.get_title()
+
+
+def _line(ax, label):
+    (ln,) = [ln for ln in ax.get_lines() if ln.get_label() == label]
+    return ln
+
+
+def test_method_colours_are_fixed_across_figures(history_frame):
+    from matplotlib.colors import to_hex
+
+    order = ("signum-mv", "bf16", "powersgd")
+    shuffled = pd.concat([history_frame[history_frame["method"] == m] for m in order])
+    sweep = pd.DataFrame({"method": ["powersgd", "bf16"] * 2, "bandwidth_gbps": [1, 1, 10, 10],
+                          "iter_overlap_s": [0.1, 0.2, 0.05, 0.03]})
+    axes = [plots.plot_metric_vs_bits(history_frame).axes[0], plots.plot_metric_vs_bits(shuffled).axes[0],
+            plots.plot_training_curves(shuffled).axes[1],
+            plots.plot_iteration_time_vs_bandwidth(sweep).axes[0]]
+    for ax in axes:
+        for m in ("bf16", "powersgd"):
+            assert to_hex(_line(ax, m).get_color()) == to_hex(plots.method_color(m))
+    assert plots.method_color("bf16") == "#000000"
+    assert plots.method_color("some-new-method") == plots.method_color("some-new-method")  # hashed, stable
+
+
+def test_band_over_seeds_is_min_to_max_around_the_mean(history_frame):
+    h = pd.concat([history_frame.assign(seed=s, metric=history_frame["metric"] + 0.01 * s)
+                   for s in (0, 1, 2)])
+    fig = plots.plot_training_curves(h)
+    ax = fig.axes[1]  # evaluated metric vs step
+    ln = _line(ax, "bf16")
+    base = history_frame[(history_frame["method"] == "bf16")].dropna(subset=["metric"])
+    np.testing.assert_allclose(ln.get_ydata(), base["metric"].to_numpy() + 0.01)
+    (band, *_) = [c for c in ax.collections if c.get_facecolor()[0][:3].tolist() == [0.0, 0.0, 0.0]]
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(base["metric"].min())
+    assert ys.max() == pytest.approx(base["metric"].max() + 0.02)
+    assert "mean over 3 seeds" in fig._suptitle.get_text()
+
+
+def test_beta_heatmap_marks_bound_fits_off_the_colour_scale(fits_frame, layers):
+    f = fits_frame.copy()
+    g = f["family"] == "gennorm"
+    f.loc[g & (f["layer"] == layers[0]) & (f["step"] == 0), "beta"] = 50.0  # at the upper bound
+    f.loc[g & (f["layer"] == layers[1]) & (f["step"] == 25), "beta"] = 0.05  # at the lower bound
+    ax = plots.plot_beta_heatmap(f, sizes={la: 10 for la in layers}).axes[0]
+    mesh = ax.collections[0]
+    arr = mesh.get_array()
+    assert np.ma.count_masked(arr) == 2  # the two bound fits are not coloured
+    assert mesh.norm.vmax <= 3.0 and mesh.norm.vmax == pytest.approx(f[g]["beta"][f[g]["beta"] < 50].max())
+    texts = [t.get_text() for t in ax.texts]
+    assert "50\nbound" in texts and "0.05\nbound" in texts
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{la} (10)" for la in layers]
+
+
+def test_qq_panels_span_their_own_points(sample):
+    x, fits = sample
+    fig = plots.plot_qq(x, fits)
+    for ax in fig.axes:
+        model, emp = ax.get_lines()[0].get_data()
+        lo, hi = ax.get_xlim()
+        assert lo <= min(model.min(), emp.min()) and hi >= max(model.max(), emp.max())
+    for ax in fig.axes:  # no axis is shared between panels
+        assert ax.get_shared_x_axes().get_siblings(ax) == [ax]
+
+
+def test_gap_parts_add_up_to_the_total(bits_frame):
+    g = plots.gap_parts(bits_frame.assign(n=1000)).set_index(["model", "coder"])
+    parts = g["entropy"] + g["mismatch"] + g["coder_overhead"] + g["side"]
+    np.testing.assert_allclose(parts, g["total"])
+    # the fixture: cross-entropy = H + gap, payload = bits - 0.01, side = 0.01
+    assert g.loc[("laplace", "ans"), "mismatch"] == pytest.approx(0.2)
+    assert g.loc[("laplace", "huffman"), "coder_overhead"] == pytest.approx(0.04 - 0.01)
+    fig = plots.plot_gap_breakdown(bits_frame)
+    assert len(fig.axes[0].patches) == 4 * len(g)  # four stacked parts per model / coder
+
+
+def test_bits_vs_entropy_and_over_steps(bits_frame, layers, steps):
+    sizes = {la: 10 ** (i + 1) for i, la in enumerate(layers)}
+    ax = plots.plot_bits_vs_entropy(bits_frame, sizes=sizes).axes[0]
+    pts = ax.collections[0]  # histogram / ans
+    xy = pts.get_offsets()
+    np.testing.assert_allclose(xy[:, 0], [3.0 + 0.25 * i for i in range(len(layers))])
+    np.testing.assert_allclose(xy[:, 1], [3.05 + 0.25 * i for i in range(len(layers))])
+    area = pts.get_sizes()
+    assert np.all(np.diff(area) > 0)  # larger layers, larger markers
+    ax = plots.plot_bits_over_steps(bits_frame.assign(n=1000)).axes[0]
+    ln = _line(ax, "gennorm / ans")
+    assert list(ln.get_xdata()) == steps
+    np.testing.assert_allclose(ln.get_ydata(), np.mean([3.0 + 0.25 * i for i in range(4)]) + 0.02)
+
+
+def test_fit_quality_dots_are_means_over_steps(fits_frame, layers):
+    fig = plots.plot_fit_quality(fits_frame)
+    ks_ax = fig.axes[0]
+    assert ks_ax.get_xscale() == "log" and [t.get_text() for t in ks_ax.get_yticklabels()] == layers
+    means = fits_frame[fits_frame["family"] == "gennorm"].groupby("layer")["ks"].mean().reindex(layers)
+    (bars,) = [c for c in ks_ax.containers if c.get_label() == "gennorm"]
+    dots = bars.lines[0]
+    np.testing.assert_allclose(np.asarray(dots.get_xdata(), dtype=float), means.to_numpy())
+
+
+def test_long_layer_names_are_not_cut():
+    name = "model.encoder.layer.0.convolution.weight"  # cut to "...ayer.0.convolution.weight" before
+    b = pd.DataFrame([{"layer": name, "model": "gennorm", "coder": "ans", "bits_per_entry": 3.0,
+                       "entropy": 2.9}])
+    assert [t.get_text() for t in plots.plot_bits_per_layer(b).axes[0].get_yticklabels()] == [name]
