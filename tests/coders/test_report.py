@@ -26,7 +26,7 @@ def test_bits_per_entry_rows_and_identities(gennorm_x):
     df = bits_per_entry(gennorm_x, q, models=["histogram", "laplace", "gennorm"],
                         coders=["ans", "range", "huffman", "zstd-3"], raw_baselines=True)
     assert set(CONTRACT) <= set(df.columns)
-    assert len(df) == 3 * 3 + 1 + 4
+    assert len(df) == 3 * 3 + 2 * 3 + 1 + 4  # + best and best-parametric per entropy coder
     s = q.quantize(gennorm_x).symbols
     h = empirical_entropy(s)
     coded = df[df["model"].isin(["histogram", "laplace", "gennorm"])]
@@ -88,7 +88,7 @@ def test_code_capture_totals_against_bf16(capture):
     layers = df[df["layer"] != TOTAL]
     assert set(layers["layer"]) == {"fc.weight", "fc.bias"} and set(layers["step"]) == {0, 10}
     tot = df[df["layer"] == TOTAL]
-    assert len(tot) == 2 * 4 * 2
+    assert len(tot) == 2 * (4 + 2) * 2  # + best and best-parametric
     for _, t in tot.iterrows():
         g = layers[(layers["step"] == t["step"]) & (layers["model"] == t["model"])
                    & (layers["coder"] == t["coder"])]
@@ -132,7 +132,7 @@ def test_every_row_adds_up_and_payload_is_the_blob_less_its_framing(gennorm_x):
     assert qz.side_bits == 32 + 16 * nb  # the step and one bf16 scale per block
     models = ["histogram", "normal", "laplace", "gennorm", "zi-gennorm"]
     df = bits_per_entry(gennorm_x, q, models=models, coders=["ans", "range", "huffman", "zstd-3"])
-    assert len(df) == len(models) * 3 + 1 and (df["error"] == "").all()
+    assert len(df) == (len(models) + 2) * 3 + 1 and (df["error"] == "").all()
     np.testing.assert_array_equal(df["total_bits"], df["payload_bits"] + df["side_bits"] + qz.side_bits)
     np.testing.assert_allclose(df["bits_per_entry"] * n, df["payload_bits"] + df["side_bits"], rtol=1e-12)
     np.testing.assert_allclose(df["total_bits_per_entry"] * n, df["total_bits"], rtol=1e-12)
@@ -143,7 +143,7 @@ def test_every_row_adds_up_and_payload_is_the_blob_less_its_framing(gennorm_x):
             assert r.side_bits == 0
             assert r.payload_bits == 8 * len(encode(qz.symbols, None, "zstd-3")) - framing
             continue
-        m = build_model(r.model, qz, values)
+        m = build_model(r.selected or r.model, qz, values)
         assert r.side_bits == m.side_bits and r.n_escapes == 0
         blob_bits = 8 * len(encode(qz.symbols, m, r.coder)) - framing
         if r.coder in ("ans", "range"):  # whole 32-bit words, the final state included
@@ -162,9 +162,9 @@ def test_huffman_beating_ans_under_a_degenerate_fit_is_explained():
     x = fam.GenNorm(beta=0.8, scale=1e-3).sample(50_000, rng=1).astype(np.float32)
     x[np.random.default_rng(2).random(x.size) < 0.37] = 0.0  # dead units: 37% exact zeros
     q = UniformQuantizer(scale_mult=0.5)
-    df = bits_per_entry(x, q, models=["gennorm", "zi-gennorm"], coders=["ans", "huffman"])
-    g = df[df["model"] == "gennorm"].set_index("coder")
-    # the plain fit runs beta to its bound and puts ~all mass on symbol 0: ANS pays that model's
+    df = bits_per_entry(x, q, models=["gennorm:values", "zi-gennorm"], coders=["ans", "huffman"])
+    g = df[df["model"] == "gennorm:values"].set_index("coder")
+    # the continuous fit runs beta to its bound and puts ~all mass on symbol 0: ANS pays that model's
     # cross-entropy, Huffman far less (same table, same side bits)
     assert "beta_at_lower_bound" in g.loc["ans", "notes"]
     assert abs(g.loc["ans", "gap_payload_cross_entropy"]) < 1e-3
@@ -174,7 +174,7 @@ def test_huffman_beating_ans_under_a_degenerate_fit_is_explained():
     assert HUFFMAN_BELOW_MODEL not in g.loc["ans", "notes"]
     # Huffman's payload is exactly sum over symbols of its lengths for that same table (+ lanes)
     qz = q.quantize(x)
-    m = build_model("gennorm", qz, q.normalize(x))
+    m = build_model("gennorm", qz, q.normalize(x), fit="values")
     lens = huffman_code(m).lengths[m.indices(qz.symbols)]
     assert 0 <= g.loc["huffman", "payload_bits"] - lens.sum() < 6 + 13 * 16
     # the frequent symbols 0, +-1 get <= 3 bits, while -log2 q(+-1) under the model is > 5 bits
