@@ -33,7 +33,9 @@ def test_objective_is_the_cross_entropy_of_the_table_a_coder_gets(quantizer):
     m = family_model(dist, qz, n_params=3)  # n_params: the parameters as given, no bf16 rounding
     s = qz.symbols
     data = SymbolCounts.of(s, qz, m.lo, m.hi)
-    assert data.bits("gennorm", dict(dist.params)) == pytest.approx(m.cross_entropy(s), rel=1e-6)
+    # stochastic cells: the search integrates the triangle on a coarser grid (16 points per step)
+    rel = 1e-4 if qz.stochastic else 1e-6
+    assert data.bits("gennorm", dict(dist.params)) == pytest.approx(m.cross_entropy(s), rel=rel)
 
 
 @pytest.mark.parametrize("beta", [0.6, 1.0, 1.6])
