@@ -185,3 +185,26 @@ def test_huffman_beating_ans_under_a_degenerate_fit_is_explained():
     assert (z["notes"] == "").all()
     zb = z["bits_per_entry"]
     assert zb["ans"] < zb["huffman"] < g.loc["huffman", "bits_per_entry"]
+
+
+@pytest.mark.parametrize("quantizer", [UniformQuantizer(scale_mult=0.5), UniformQuantizer(scale_mult=2.0),
+                                       UniformQuantizer(scale_mult=0.25, stochastic=True),
+                                       UniformQuantizer(levels=7)], ids=lambda q: q.name)
+def test_payload_meets_the_cross_entropy_of_what_the_coder_uses_on_every_row(quantizer):
+    # zero-heavy data and degenerate continuous fits: the models the limit used to be wrong for
+    fam = pytest.importorskip("gradstats.families")
+    x = fam.GenNorm(beta=0.8, scale=1e-3).sample(70_000, rng=7).astype(np.float32)
+    x[np.random.default_rng(8).random(x.size) < 0.5] = 0.0
+    models = ["histogram", "normal", "laplace", "gennorm", "t", "zi-gennorm", "gennorm:values",
+              "zi-gennorm:values", "t:values"]
+    df = bits_per_entry(x, quantizer, models=models, coders=["ans", "range", "huffman"])
+    rows = df[df["model"].isin(models)]
+    assert len(rows) == 3 * len(models) and (rows["error"] == "").all()
+    lanes = -(-x.size // 4096)
+    for r in rows.itertuples():
+        limit = r.cross_entropy * r.n
+        if r.coder in ("ans", "range"):  # whole 32-bit words and the final state: < 64 bits a chunk
+            assert -1e-6 <= r.payload_bits - limit < 64, r
+        else:  # Huffman pays its lengths exactly, plus the lane table
+            assert -1e-6 <= r.payload_bits - limit <= 6 + (lanes - 1) * 20, r
+        assert r.gap_payload_cross_entropy >= -1e-9
