@@ -56,13 +56,13 @@ from coders.quantizers import UniformQuantizer, distortion
 from coders.selection import (  # noqa: F401  (re-exported: the headline lives with the report)
     BEST,
     BEST_PARAMETRIC,
+    TOTAL,
     codebook_headline,
     selected_counts,
     selection_rows,
 )
 from coders.wire import BF16_BITS
 
-TOTAL = "TOTAL"
 DEFAULT_MODELS = ("histogram", "normal", "laplace", "gennorm")
 DEFAULT_CODERS = ("ans", "huffman")
 
@@ -110,7 +110,7 @@ def bits_per_entry(
     seed: int = 0,
     fit: str = "codelength",
     loc: str | float = "fit",
-    select: bool = True,
+    select: bool = False,
 ) -> pd.DataFrame:
     """Quantize x once, then code its symbols with every model x coder; one row each (see module doc).
 
@@ -121,7 +121,8 @@ def bits_per_entry(
     fitted (e.g. a constant layer) gives a row of NaN with the reason in `error`.
     `fit`: "codelength" (default) or "values", for family names without a ":<fit>" suffix
     (`coders.models.codebooks`); `loc`: "fit" (default, as the fit stage) or a number held fixed.
-    `select`: add the `best` and `best-parametric` rows (`coders.selection`).
+    `select`: add the `best` and `best-parametric` rows (`coders.selection`; `code_capture` does
+    by default).
     """
     q = quantizer if quantizer is not None else UniformQuantizer(scale_mult=0.5)
     qz, t_quant = _timed(q.quantize, x)

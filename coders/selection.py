@@ -15,6 +15,8 @@ from collections import Counter
 
 import pandas as pd
 
+TOTAL = "TOTAL"
+"""The layer name of `code_capture`'s whole-model rows."""
 BEST = "best"
 BEST_PARAMETRIC = "best-parametric"
 SELECTIONS = (BEST, BEST_PARAMETRIC)
@@ -60,8 +62,6 @@ def codebook_headline(df: pd.DataFrame, coder: str = "ans") -> pd.DataFrame:
     parametric_gap_entropy, histogram_bits_per_entry, histogram_total_bits_per_entry,
     histogram_ratio_vs_bf16, histogram_gap_entropy, entropy.
     """
-    from coders.report import TOTAL
-
     tot = df[(df["layer"] == TOTAL) & (df["coder"] == coder)]
     par = tot[tot["model"] == BEST_PARAMETRIC].set_index("step")
     hist = tot[tot["model"] == "histogram"].set_index("step")

@@ -7,7 +7,7 @@ import coders
 
 ROOT = Path(coders.__file__).parent
 PACKAGES = ("quantizers", "models", "entropy")
-MODULES = ("wire.py", "family_fit.py", "report.py")
+MODULES = ("wire.py", "family_fit.py", "report.py", "selection.py")
 
 
 def _module_name(path: Path) -> str:

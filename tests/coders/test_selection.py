@@ -20,7 +20,8 @@ def test_best_is_the_minimum_and_best_parametric_the_minimum_non_degenerate_fami
     fam = pytest.importorskip("gradstats.families")
     x = fam.GenNorm(beta=0.8, scale=1.0).sample(30_000, rng=1)
     x[np.random.default_rng(2).random(x.size) < 0.4] = 0.0  # dead units: the continuous fit degenerates
-    df = bits_per_entry(x, UniformQuantizer(scale_mult=0.5), models=MODELS, coders=["ans", "huffman"])
+    df = bits_per_entry(x, UniformQuantizer(scale_mult=0.5), models=MODELS, coders=["ans", "huffman"],
+                        select=True)
     for coder in ("ans", "huffman"):
         rows = _codebook_rows(df, coder).set_index("model")
         best = df[(df["model"] == BEST) & (df["coder"] == coder)].iloc[0]
@@ -39,7 +40,8 @@ def test_best_is_the_minimum_and_best_parametric_the_minimum_non_degenerate_fami
 
 def test_a_degenerate_fit_is_passed_over_even_when_it_codes_shortest():
     x = np.random.default_rng(3).uniform(-1, 1, 40_000)  # GenNorm's beta runs to its upper bound
-    df = bits_per_entry(x, UniformQuantizer(step=0.05), models=["normal", "gennorm"], coders=["ans"])
+    df = bits_per_entry(x, UniformQuantizer(step=0.05), models=["normal", "gennorm"], coders=["ans"],
+                        select=True)
     by = df.set_index("model")
     assert is_degenerate(by.loc["gennorm", "notes"]) and by.loc["gennorm", "degenerate"]
     assert by.loc["gennorm", "bits_per_entry"] < by.loc["normal", "bits_per_entry"]
@@ -49,7 +51,7 @@ def test_a_degenerate_fit_is_passed_over_even_when_it_codes_shortest():
 def test_a_layer_too_small_to_fit_falls_back_to_the_histogram():
     x = np.random.default_rng(4).laplace(size=10)
     df = bits_per_entry(x, UniformQuantizer(scale_mult=0.5), models=["histogram", "laplace", "gennorm"],
-                        coders=["ans"])
+                        coders=["ans"], select=True)
     by = df.set_index("model")
     assert "small_sample" in by.loc["gennorm", "notes"] and "small_sample" in by.loc["laplace", "notes"]
     assert by.loc[BEST_PARAMETRIC, "selected"] == "histogram"
