@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coders.models import Codebooks
 from coders.quantizers import UniformQuantizer
 from coders.report import bits_per_entry, code_capture
 
@@ -44,6 +43,7 @@ def capture(name: str, root: Path, steps: int):
 def codebook_table(cap, mults, families, coders) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """(whole-model bits per entry: rows family/fit, columns c/coder; zi-gennorm gaps on big layers;
     mean CPU seconds of one code-length fit)."""
+    from coders.models import Codebooks  # here: --time-only also runs on trees without it
     step = cap.steps[-1]
     specs = ["histogram"] + [f"{f}:{fit}" for f in families for fit in ("values", "codelength")]
     sums: dict[tuple, list[float]] = {}

@@ -93,6 +93,7 @@ class Codebooks:
         self._continuous: dict[str, tuple[Any, tuple[str, ...]] | ValueError] = {}
         self._codelength: dict[str, CodelengthFit | ValueError] = {}
         self._counts: dict[tuple[int, int], SymbolCounts] = {}
+        self._chosen: dict[str, tuple[dict[str, float], tuple[str, ...]]] = {}
 
     def sample(self) -> np.ndarray:
         """The model-domain values, or a seeded random subsample of `fit_sample` of them."""
@@ -212,25 +213,41 @@ class Codebooks:
             m = family_model(dist, self.quantized, name=spec, max_table=self.max_table)
             m.flags, m.fit = flags, "values"
             return m
+        params, flags = self.chosen(family)
+        m = family_model(make_family(family, params), self.quantized, name=spec, max_table=self.max_table)
+        m.flags, m.fit = flags, "codelength"
+        return m
+
+    def chosen(self, family: str) -> tuple[dict[str, float], tuple[str, ...]]:
+        """The parameters (and flags) of `family`'s code-length model: its own optimum or the
+        chosen point of a family nested in it, whichever the bf16 parameters code shorter (cached)."""
+        if family in self._chosen:
+            return self._chosen[family]
         best = self.codelength(family)
         candidates, cand_flags = [best.params], [best.flags]
         for inner in self._inner(family):
             try:
-                nested = self.codelength(inner)
+                p, inner_flags = self.chosen(inner)
             except ValueError:
                 continue
-            p = _embed(inner, family, nested.params)
+            p = _embed(inner, family, p)
             if p is not None:
                 candidates.append(p)
-                cand_flags.append(nested.flags)
+                cand_flags.append(inner_flags)
         # the parameters a decoder receives (bf16) decide, so nesting holds after rounding too
         data = self._table_data(family, best.params)
-        bits = [data.bits(family, {k: bf16(v) for k, v in p.items()}) for p in candidates]
-        k = int(np.argmin(bits))
-        m = family_model(make_family(family, candidates[k]), self.quantized, name=spec,
-                         max_table=self.max_table)
-        m.flags, m.fit = tuple(cand_flags[k]), "codelength"
-        return m
+        bits = np.array([data.bits(family, {k: bf16(v) for k, v in p.items()}) for p in candidates])
+        # near-ties (the closed-form law and the family's own differ in the last digits): the
+        # tables a decoder would build decide
+        close = np.flatnonzero(bits <= bits.min() * (1 + 1e-4) + 1e-12)
+        if close.size > 1:
+            real = [family_model(make_family(family, candidates[i]), self.quantized,
+                                 max_table=self.max_table).ideal_bits(self.symbols) for i in close]
+            k = int(close[int(np.argmin(real))])
+        else:
+            k = int(close[0])
+        self._chosen[family] = (candidates[k], tuple(cand_flags[k]))
+        return self._chosen[family]
 
 
 def build_model(spec: Any, quantized: Any, values: np.ndarray | None = None, max_table: int = MAX_TABLE,

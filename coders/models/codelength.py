@@ -266,8 +266,9 @@ def bound_flags(family: str, params: dict[str, float]) -> tuple[str, ...]:
 
 def fit_codelength(family: str, data: SymbolCounts, starts: list[tuple[str, dict[str, float]]],
                    loc: str | float = "fit", maxiter: int = 400, restarts: int = 2) -> CodelengthFit:
-    """Minimize the bits of `data` under `family` from the `restarts` best of `starts`
-    ((label, params)): different starts sit in different basins (a spike at 0 or a density).
+    """Minimize the bits of `data` under `family` from the best of `starts` ((label, params));
+    when that optimum is on a bound or a spike, from the next ones too (up to `restarts` searches):
+    different starts sit in different basins (a spike at 0 or a density).
 
     `loc`: "fit" (free) or a number (held). Nested candidates are the caller's (`Codebooks`).
     """
@@ -303,13 +304,21 @@ def fit_codelength(family: str, data: SymbolCounts, starts: list[tuple[str, dict
         q, qb = _search(bits, family, p0, loc_fixed, maxiter)
         if qb < b:
             p, b, label = q, qb, start_label
+        if not _optimum_flags(family, p, data):
+            break
+    flags = _optimum_flags(family, p, data)
+    if data.n < SMALL_N:
+        flags += (f"small_sample: n={data.n} < {SMALL_N} symbols, the fit is unreliable",)
+    return CodelengthFit(family, p, b, label, flags, evaluations, time.perf_counter() - t0)
+
+
+def _optimum_flags(family: str, p: dict[str, float], data: SymbolCounts) -> tuple[str, ...]:
+    """Why an optimum is not a density fit: a shape on its bound or a scale collapsed to a spike."""
     flags = bound_flags(family, p)
     if p["scale"] < 1e-3 * data.cell_width:
         flags += (f"scale_at_lower_bound: code-length fit collapsed the scale to {p['scale']:.3g} "
                   f"(a spike, not a density; cells are {data.cell_width:.3g} wide)",)
-    if data.n < SMALL_N:
-        flags += (f"small_sample: n={data.n} < {SMALL_N} symbols, the fit is unreliable",)
-    return CodelengthFit(family, p, b, label, flags, evaluations, time.perf_counter() - t0)
+    return flags
 
 
 def _search(bits: Any, family: str, p0: dict[str, float], loc_fixed: float | None,
