@@ -169,6 +169,8 @@ class SymbolCounts:
 
     def bits(self, family: str, params: dict[str, float]) -> float:
         """-sum_k c_k log2 q_k under the floored table with escape mass (bits per symbol)."""
+        if not params["scale"] > 0:  # e.g. a spike's scale below bf16's range: not sendable
+            return math.inf
         p = self.probs(family, params)
         q = np.empty(p.size + 1)
         q[:-1] = np.where(np.isfinite(p), np.maximum(p, 0.0), 0.0)
