@@ -70,7 +70,7 @@ def codebook_table(cap, mults, families, coders) -> tuple[pd.DataFrame, pd.DataF
                 cb.model(f)
             except ValueError:
                 continue
-        fit_seconds += [v.seconds for v in cb._codelength.values() if hasattr(v, "seconds")]
+        fit_seconds += [v.seconds for v in cb.fits.values()]
     rows = {}
     for (c, model, coder), (bits, n, hn) in sums.items():
         rows.setdefault(model, {})[f"c={c:g} {coder}"] = bits / n

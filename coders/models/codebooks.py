@@ -95,6 +95,11 @@ class Codebooks:
         self._counts: dict[tuple[int, int], SymbolCounts] = {}
         self._chosen: dict[str, tuple[dict[str, float], tuple[str, ...]]] = {}
 
+    @property
+    def fits(self) -> dict[str, CodelengthFit]:
+        """The code-length fits made so far, by family (failed ones left out)."""
+        return {k: v for k, v in self._codelength.items() if isinstance(v, CodelengthFit)}
+
     def sample(self) -> np.ndarray:
         """The model-domain values, or a seeded random subsample of `fit_sample` of them."""
         if self._sample is None:

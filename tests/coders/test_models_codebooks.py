@@ -126,3 +126,15 @@ def test_spec_names_the_fit():
     assert parse_spec("t", default_fit="values") == ("t", "values")
     with pytest.raises(ValueError, match="unknown fit 'moments'.*codelength, values"):
         parse_spec("gennorm:moments")
+
+
+def test_nested_fits_are_made_once_and_shared():
+    x = np.random.default_rng(1).laplace(size=8000)
+    q = UniformQuantizer(scale_mult=0.5)
+    cb = Codebooks(q.quantize(x), q.normalize(x))
+    cb.model("zi-gennorm")
+    assert set(cb.fits) == {"zi-gennorm", "gennorm", "laplace", "normal"}
+    before = {k: v.evaluations for k, v in cb.fits.items()}
+    cb.model("gennorm")
+    cb.model("laplace")
+    assert {k: v.evaluations for k, v in cb.fits.items()} == before
