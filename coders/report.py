@@ -13,15 +13,28 @@ Column meanings (bits are per entry of x):
   side information (histogram counts or family parameters), `bits_per_entry` = their sum;
 - `quantizer_side_bits_per_entry`: the quantizer's decoder data (step, block scales, levels),
   `total_bits_per_entry` = `bits_per_entry` + that; `ratio_vs_bf16` = 16 / `total_bits_per_entry`;
-- `entropy`: plug-in entropy of the symbols, `cross_entropy`: -mean log2 p_model(symbol) (escapes
-  charged their raw bits), `gap_entropy` = bits_per_entry / entropy - 1,
+- `entropy`: plug-in entropy of the symbols; `cross_entropy`: -mean log2 of the probabilities the
+  row's coder actually codes with (ANS / range: the model's table after flooring and 24-bit
+  quantization, escape entry included; Huffman: 2^-code length), escapes charged their raw bits,
+  so payload >= n cross_entropy - (the coder's per-stream overhead: < 64 bits per chunk for ANS /
+  range, the lane table for Huffman); `model_cross_entropy`: the same under the model's floored
+  float table (the model's own limit, the same for every coder);
+  `gap_entropy` = bits_per_entry / entropy - 1,
   `gap_cross_entropy` = bits_per_entry / cross_entropy - 1 (NaN where the limit is 0),
   `gap_payload_cross_entropy` = payload_bits_per_entry / cross_entropy - 1 (the coder alone);
+- `fit`: how a family model's parameters were found: "codelength" (fitted to the symbols under the
+  quantizer's cells, the default), "values" (continuous MLE of the values, as the fit stage),
+  "given" (a distribution passed in), "" (histogram); `degenerate`: the fit is on a bound or too
+  small to trust (see `notes`), so never a headline;
+- model `best` / `best-parametric` (`coders.selection`): per coder, the row with the fewest
+  bits_per_entry among all codebooks / among non-degenerate family models (histogram where none
+  qualifies), copied, the chosen model in `selected`;
 - `encode_MBps` / `decode_MBps`: MB of float32 input (4 bytes per entry) per second of entropy
   coding (the model is built beforehand), `encode_Meps` / `decode_Meps`: M entries per second;
 - `notes`: the flags of the family fit behind the model (e.g. beta on its bound) and, for a Huffman
-  row whose payload is below the model's cross-entropy, `HUFFMAN_BELOW_MODEL`: under a badly
-  mis-specified model Huffman can beat ANS, which pays exactly that cross-entropy;
+  row whose payload is below the model's cross-entropy (`model_cross_entropy`),
+  `HUFFMAN_BELOW_MODEL`: under a badly mis-specified model Huffman can beat ANS, which pays
+  about that cross-entropy;
 - rows with model `raw-float32` / `raw-bf16` are zstd on the unquantized values (lossless for
   those formats), model `symbols` is zstd on the symbol bytes (no model, no side bits).
 """
@@ -37,12 +50,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coders.entropy import code_length, decode, encode, huffman_code, zstd_raw_bits
-from coders.models import build_model, empirical_entropy
+from coders.entropy import code_length, coded_cross_entropy, decode, encode, huffman_code, zstd_raw_bits
+from coders.models import Codebooks, empirical_entropy, is_degenerate
 from coders.quantizers import UniformQuantizer, distortion
+from coders.selection import (  # noqa: F401  (re-exported: the headline lives with the report)
+    BEST,
+    BEST_PARAMETRIC,
+    TOTAL,
+    codebook_headline,
+    selected_counts,
+    selection_rows,
+)
 from coders.wire import BF16_BITS
 
-TOTAL = "TOTAL"
 DEFAULT_MODELS = ("histogram", "normal", "laplace", "gennorm")
 DEFAULT_CODERS = ("ans", "huffman")
 
@@ -53,6 +73,7 @@ COLUMNS = [
     "quantizer", "n", "payload_bits", "side_bits", "quantizer_side_bits_per_entry", "total_bits_per_entry",
     "total_bits", "ratio_vs_bf16", "mse", "snr_db", "table_size", "n_escapes", "codebook_bits",
     "encode_Meps", "decode_Meps", "quantize_s", "model_s", "params", "error", "notes",
+    "fit", "degenerate", "selected", "model_cross_entropy",
 ]
 
 HUFFMAN_BELOW_MODEL = (
@@ -87,6 +108,9 @@ def bits_per_entry(
     fit_sample: int | None = 1 << 17,
     verify: bool = True,
     seed: int = 0,
+    fit: str = "codelength",
+    loc: str | float = "fit",
+    select: bool = False,
 ) -> pd.DataFrame:
     """Quantize x once, then code its symbols with every model x coder; one row each (see module doc).
 
@@ -95,6 +119,10 @@ def bits_per_entry(
     "zi-gennorm", ...), distribution objects or `ProbabilityModel`s. `coders`: "ans", "range",
     "huffman", "zstd-<level>" (zstd rows appear once, with model "symbols"). A family that cannot be
     fitted (e.g. a constant layer) gives a row of NaN with the reason in `error`.
+    `fit`: "codelength" (default) or "values", for family names without a ":<fit>" suffix
+    (`coders.models.codebooks`); `loc`: "fit" (default, as the fit stage) or a number held fixed.
+    `select`: add the `best` and `best-parametric` rows (`coders.selection`; `code_capture` does
+    by default).
     """
     q = quantizer if quantizer is not None else UniformQuantizer(scale_mult=0.5)
     qz, t_quant = _timed(q.quantize, x)
@@ -104,13 +132,14 @@ def bits_per_entry(
     d = distortion(x, qz.dequantize()) if n else None
     qside = qz.side_bits / n if n else math.nan
     qname = getattr(q, "name", type(q).__name__)
-    values = None
+    codebooks = Codebooks(qz, lambda: q.normalize(x), fit=fit, loc=loc, fit_sample=fit_sample, seed=seed)
     rows: list[dict] = []
 
     def base(model_name: str, coder: str) -> dict:
         return {"model": model_name, "coder": coder, "quantizer": qname, "n": n, "entropy": h,
                 "quantizer_side_bits_per_entry": qside, "mse": d.mse if d else math.nan,
-                "snr_db": d.snr_db if d else math.nan, "quantize_s": t_quant, "error": "", "notes": ""}
+                "snr_db": d.snr_db if d else math.nan, "quantize_s": t_quant, "error": "", "notes": "",
+                "fit": "", "degenerate": False, "selected": ""}
 
     def finish(row: dict, payload: int, side: int, enc_s: float, dec_s: float) -> dict:
         bpe = (payload + side) / n if n else math.nan
@@ -135,21 +164,22 @@ def bits_per_entry(
         if not entropy_coders:
             break
         try:
-            if isinstance(spec, str) and spec not in ("histogram", "empirical") and values is None:
-                values = q.normalize(x)
-            model, t_model = _timed(build_model, spec, qz, values, fit_sample=fit_sample, seed=seed)
+            model, t_model = _timed(codebooks.model, spec)
         except ValueError as err:
             for coder in entropy_coders:
                 row = base(str(name), coder)
                 row["error"] = str(err)
                 rows.append(row)
             continue
-        ce = model.cross_entropy(s)
+        model_ce = model.cross_entropy(s)
         idx = model.indices(s)
         n_esc = int(np.count_nonzero(idx == model.escape))
         for coder in entropy_coders:
+            ce = coded_cross_entropy(s, model, coder) if n else 0.0
             row = base(str(name), coder)
-            row.update(cross_entropy=ce, model_s=t_model, table_size=model.table_size, n_escapes=n_esc,
+            row.update(cross_entropy=ce, model_cross_entropy=model_ce, model_s=t_model,
+                       table_size=model.table_size, n_escapes=n_esc, fit=model.fit,
+                       degenerate=is_degenerate(model.flags),
                        params=str({k: float(f"{v:.6g}") for k, v in model.params.items()}))
             if coder.lower() == "huffman":
                 row["codebook_bits"] = huffman_code(model).codebook_bits
@@ -162,10 +192,12 @@ def bits_per_entry(
             row["gap_cross_entropy"] = _gap(row["bits_per_entry"], ce)
             row["gap_payload_cross_entropy"] = _gap(row["payload_bits_per_entry"], ce)
             notes = list(model.flags)
-            if coder.lower() == "huffman" and row["payload_bits_per_entry"] < ce:
+            if coder.lower() == "huffman" and row["payload_bits_per_entry"] < model_ce:
                 notes.append(HUFFMAN_BELOW_MODEL)
             row["notes"] = "; ".join(notes)
             rows.append(row)
+    if select:
+        rows += selection_rows(rows)
     for coder in zstd_coders:
         row = base("symbols", coder)
         blob, enc_s = _timed(encode, s, None, coder)
@@ -209,6 +241,9 @@ def code_capture(
     raw_baselines: bool = False,
     fit_sample: int | None = 1 << 17,
     progress: bool = False,
+    fit: str = "codelength",
+    loc: str | float = "fit",
+    select: bool = True,
 ) -> pd.DataFrame:
     """`bits_per_entry` for every (step, layer) of a capture, plus a whole-model total per step.
 
@@ -216,6 +251,9 @@ def code_capture(
     layer names. Total rows (layer `TOTAL`) sum bits and entries over the layers of the step;
     `ratio_vs_bf16` = 16 / total bits per entry. A total is NaN when any of its layers failed.
     Note: a sampled capture codes the sampled entries only (bits per entry still apply).
+    `fit`, `loc`, `select` as in `bits_per_entry`; the TOTAL rows of model `best-parametric` are
+    the headline (the best non-degenerate parametric codebook per layer, `selected` says which;
+    `codebook_headline(df)` puts them beside the histogram oracle).
     """
     if isinstance(capture, (str, bytes)) or hasattr(capture, "__fspath__"):
         from captures import open_capture
@@ -229,7 +267,8 @@ def code_capture(
         x = np.asarray(rec.values).ravel()
         if x.size == 0:
             continue
-        df = bits_per_entry(x, quantizer, models, coders, raw_baselines=raw_baselines, fit_sample=fit_sample)
+        df = bits_per_entry(x, quantizer, models, coders, raw_baselines=raw_baselines, fit_sample=fit_sample,
+                            fit=fit, loc=loc, select=select)
         df.insert(0, "layer", rec.layer)
         df.insert(0, "step", rec.step)
         frames.append(df)
@@ -261,6 +300,8 @@ def _totals(df: pd.DataFrame) -> pd.DataFrame:
         qside = float((g["quantizer_side_bits_per_entry"] * g["n"]).sum())
         ent = math.nan if g["entropy"].isna().any() else float((g["entropy"] * g["n"]).sum()) / n
         ce = math.nan if g["cross_entropy"].isna().any() else float((g["cross_entropy"] * g["n"]).sum()) / n
+        mce = (math.nan if g["model_cross_entropy"].isna().any()
+               else float((g["model_cross_entropy"] * g["n"]).sum()) / n)
         bpe = (payload + side) / n
         tot = total_bits / n
         rows.append({
@@ -273,6 +314,9 @@ def _totals(df: pd.DataFrame) -> pd.DataFrame:
             "ratio_vs_bf16": BF16_BITS / tot if tot > 0 else math.nan,
             "encode_MBps": _pooled_rate(g, "encode_MBps"), "decode_MBps": _pooled_rate(g, "decode_MBps"),
             "error": "; ".join(e for e in g["error"].fillna("") if e), "notes": "",
+            "model_cross_entropy": mce, "fit": ", ".join(sorted({f for f in g["fit"].fillna("") if f})),
+            "degenerate": bool(g["degenerate"].fillna(False).astype(bool).any()),
+            "selected": selected_counts(g["selected"]),
         })
     return pd.DataFrame(rows)
 

@@ -27,12 +27,12 @@ from coders.entropy.huffman import (
     huffman_lengths,
 )
 from coders.entropy.registry import CODER_TYPES, CODERS, coder_kind, make_coder
-from coders.entropy.stream import DEFAULT_CHUNK, code_length, decode, encode
+from coders.entropy.stream import DEFAULT_CHUNK, code_length, coded_cross_entropy, decode, encode
 from coders.entropy.zstd import zstd_raw_bits
 
 __all__ = [
     "CODERS", "CODER_TYPES", "Coder", "CorruptBlobError", "DEFAULT_CHUNK", "HUFFMAN_LANE", "HUFFMAN_MAX_LEN",
-    "HuffmanCode",
-    "canonical_huffman", "code_length", "coder_kind", "decode", "encode", "framing_bits", "huffman_code",
+    "HuffmanCode", "canonical_huffman", "code_length", "coded_cross_entropy", "coder_kind", "decode", "encode",
+    "framing_bits", "huffman_code",
     "huffman_lengths", "make_coder", "pack_bits", "unpack_bits", "zstd_raw_bits",
 ]

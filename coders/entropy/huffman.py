@@ -19,6 +19,9 @@ from coders.entropy.bitpack import pack_bits, peek, stream_words, unpack_bits
 HUFFMAN_MAX_LEN = 32
 HUFFMAN_LANE = 4096
 _LUT_MAX_LEN = 20
+DOUBLING_MAX_BITS = 1 << 19
+"""Streams up to this many bits decode by pointer doubling over every bit position (a few large
+numpy passes instead of one pass per symbol of a lane, which costs ~15 us each on few lanes)."""
 
 
 def huffman_lengths(probs: np.ndarray) -> np.ndarray:
@@ -111,6 +114,10 @@ class HuffmanCoder:
     def __init__(self, lane: int = HUFFMAN_LANE) -> None:
         self.lane = lane
 
+    def code_probs(self, model: Any) -> np.ndarray:
+        """2^-length of each table entry: the probabilities the code lengths stand for."""
+        return np.ldexp(1.0, -huffman_code(model).lengths)
+
     def chunk_bits(self, values: np.ndarray, model: Any) -> int:
         """Code bits plus the lane table (6 bits for its width, one width per lane but the last)."""
         code, lane = huffman_code(model), self.lane
@@ -154,6 +161,25 @@ class HuffmanCoder:
             lut = np.repeat(np.arange(code.order.size, dtype=np.int32),
                             np.left_shift(1, L - code.sorted_lengths))
             lut_len = code.sorted_lengths[lut]
+        if cap <= DOUBLING_MAX_BITS:
+            # every bit position p: the code starting there (j) and the next position p + len(j);
+            # J_i = J_{i-1} o J_{i-1} jumps 2^i symbols, and each lane's positions follow by halving
+            at = np.arange(cap + 1, dtype=np.int64)
+            win = peek(words, at, L)
+            if L <= _LUT_MAX_LEN:
+                j_at, len_at = lut[win], lut_len[win]
+            else:
+                j_at = (np.searchsorted(code.starts, win, side="right") - 1).astype(np.int32)
+                len_at = code.sorted_lengths[j_at]
+            jumps = [np.minimum(at + len_at, cap)]
+            while (1 << len(jumps)) < steps:
+                jumps.append(jumps[-1][jumps[-1]])
+            q = np.minimum(pos, cap)[:, None]
+            for jump in reversed(jumps):
+                nxt = np.empty((q.shape[0], 2 * q.shape[1]), dtype=np.int64)
+                nxt[:, 0::2], nxt[:, 1::2] = q, jump[q]
+                q = nxt
+            return code.order[j_at[q[:, :steps]].ravel()[:count]].astype(np.int32)
         out = np.empty((steps, pos.size), dtype=np.int32)
         slen = code.sorted_lengths
         for t in range(steps):

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from coders.entropy.categorical import categorical
+from coders.entropy.categorical import categorical, coded_probs
 
 
 class RangeCoder:
@@ -22,6 +22,10 @@ class RangeCoder:
         enc = constriction.stream.queue.RangeEncoder()
         enc.encode(values, categorical(model))
         return enc
+
+    def code_probs(self, model: Any) -> np.ndarray:
+        """The 24-bit fixed-point table constriction codes with (`coded_probs`)."""
+        return coded_probs(model)
 
     def encode_chunk(self, values: np.ndarray, model: Any) -> bytes:
         return self._encode(values, model).get_compressed().astype("<u4").tobytes()

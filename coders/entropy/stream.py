@@ -175,6 +175,25 @@ def _decode_sections(c: Any, m: ProbabilityModel | None, h: Header, payloads: li
     return out
 
 
+def coded_cross_entropy(symbols: Any, model: ProbabilityModel, coder: str = "ans") -> float:
+    """Bits per symbol under the probabilities `coder` actually uses for `model` (`Coder.code_probs`:
+    the 24-bit table of ANS / range, 2^-length for Huffman), escapes charged their raw bits.
+
+    payload bits >= n * this - (the coder's per-stream overhead), for every coder and model.
+    """
+    c = make_coder(coder)
+    q = c.code_probs(model)
+    if q is None:
+        raise ValueError(f"coded_cross_entropy: coder {coder!r} has no probability model")
+    s = as_symbols(symbols)
+    if s.size == 0:
+        return 0.0
+    idx = model.indices(s)
+    counts = np.bincount(idx, minlength=model.table_size)
+    bits = float(np.dot(counts, -np.log2(q))) + escape_section_bits(s[idx == model.escape])
+    return bits / s.size
+
+
 def code_length(symbols: Any, model: ProbabilityModel | str | None = None, coder: str = "ans", *,
                 include_side: bool = True, chunk_size: int = DEFAULT_CHUNK, lane: int = HUFFMAN_LANE) -> int:
     """Bits to send the symbols with `coder`: payload + escape section (+ model side bits).

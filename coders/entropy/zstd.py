@@ -27,6 +27,10 @@ class ZstdCoder:
     def __init__(self, level: int = 3) -> None:
         self.level = level
 
+    def code_probs(self, model: Any = None) -> None:
+        """None: zstd has no probability model."""
+        return None
+
     def encode_chunk(self, values: np.ndarray, model: Any = None) -> bytes:
         return _compress(values.tobytes(), self.level)
 

@@ -6,7 +6,8 @@
 rounding). Side bits: the range (`range_header_bits`), the family's parameters as bfloat16
 (16 bits each; the table is computed from the rounded parameters, exactly what a decoder could
 rebuild; 32 bits each when the family cannot be rebuilt from them), plus whatever the quantizer's
-cells cost beyond its decoder data (`Quantized.edges_side_bits`).
+cells cost beyond its decoder data (`Quantized.edges_side_bits`). Which family and which fit:
+`coders.models.codebooks`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from coders.family_fit import as_family, fit_with_flags
-from coders.models.histogram import histogram_model
+from coders.family_fit import as_family
 from coders.models.side_info import range_header_bits
 from coders.models.table import MAX_TABLE, ProbabilityModel, as_symbols
 from coders.wire import BF16_BITS, FLOAT32_BITS, bf16
@@ -39,10 +39,11 @@ def bf16_params(dist: Any) -> Family | None:
         return None
 
 
-def table_range(dist: Family, quantized: Any, symbols: np.ndarray,
+def table_range(dist: Family | None, quantized: Any, symbols: np.ndarray,
                 max_table: int = MAX_TABLE) -> tuple[int, int]:
     """[lo, hi] of a family table: the quantizer's bounded range if it clips, else the observed
-    [min, max] of `symbols`, at most `max_table` wide around the family's median."""
+    [min, max] of `symbols`, at most `max_table` wide around the family's median (`dist` is
+    only asked then)."""
     if quantized.bounds is not None:
         lo, hi = quantized.bounds
     elif symbols.size:
@@ -87,28 +88,3 @@ def family_model(dist: Any, quantized: Any, symbols: Any = None, *, name: str | 
     side = param_bits + range_header_bits(lo, hi - lo + 2) + int(getattr(quantized, "edges_side_bits", 0))
     label = name or dist.name or type(dist).__name__.lower()
     return ProbabilityModel(str(label), lo, np.append(p, esc), side, params=dict(dist.params))
-
-
-def build_model(spec: Any, quantized: Any, values: np.ndarray | None = None, max_table: int = MAX_TABLE,
-                fit_sample: int | None = 1 << 17, seed: int = 0) -> ProbabilityModel:
-    """A model from a spec: a ProbabilityModel (as is), "histogram", a family name, or a distribution.
-
-    Family names are fitted (`gradstats.fit`) to `values`, the model-domain values
-    (`quantizer.normalize(x)`), or to a seeded random subsample of `fit_sample` of them (the
-    parameters are sent as side information either way, so this only trades fit accuracy for time).
-    """
-    if isinstance(spec, ProbabilityModel):
-        return spec
-    if isinstance(spec, str) and spec in ("histogram", "empirical"):
-        return histogram_model(quantized.symbols, max_table=max_table)
-    if isinstance(spec, str):
-        if values is None:
-            raise ValueError(f"build_model: fitting {spec!r} needs the model-domain values")
-        v = np.asarray(values).ravel()
-        if fit_sample is not None and v.size > fit_sample:
-            v = v[np.random.default_rng(seed).choice(v.size, fit_sample, replace=False)]
-        dist, flags = fit_with_flags(v, spec)
-        model = family_model(dist, quantized, name=spec, max_table=max_table)
-        model.flags = flags
-        return model
-    return family_model(spec, quantized, max_table=max_table)

@@ -83,6 +83,8 @@ class ProbabilityModel:
     flags: tuple[str, ...] = ()
     """What the fit behind a family model reported (e.g. a shape on its bound): the reasons a
     model may predict the symbols badly."""
+    fit: str = ""
+    """Which fit made a family model: "codelength", "values" or "given" ("" for a histogram)."""
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -77,11 +77,13 @@ class UniformCells(IntervalCells):
         k = check_range(lo, hi)
         return clip_edges((k - 0.5) * self.step, k, self.bounds)
 
-    def probs(self, dist: Any, lo: int, hi: int) -> np.ndarray:
+    def probs(self, dist: Any, lo: int, hi: int, sub: int | None = None) -> np.ndarray:
+        """The family's mass per cell; for stochastic rounding the triangle-convolved law on a
+        grid of step / `sub` (default: as fine as 2^20 points allow, 16..256 per step)."""
         if not self.stochastic:
             return super().probs(dist, lo, hi)
-        # grid fine enough for the triangle, bounded in total size for wide tables
-        sub = int(np.clip((1 << 20) // (hi - lo + 2), 16, 256))
+        if sub is None:  # grid fine enough for the triangle, bounded in total size for wide tables
+            sub = int(np.clip((1 << 20) // (hi - lo + 2), 16, 256))
         return stochastic_rounding_probs(dist, lo, hi, self.step, sub=sub, bounded=self.bounds is not None)
 
     def reconstruct(self, symbols: np.ndarray) -> np.ndarray:

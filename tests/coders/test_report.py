@@ -88,7 +88,7 @@ def test_code_capture_totals_against_bf16(capture):
     layers = df[df["layer"] != TOTAL]
     assert set(layers["layer"]) == {"fc.weight", "fc.bias"} and set(layers["step"]) == {0, 10}
     tot = df[df["layer"] == TOTAL]
-    assert len(tot) == 2 * 4 * 2
+    assert len(tot) == 2 * (4 + 2) * 2  # + best and best-parametric
     for _, t in tot.iterrows():
         g = layers[(layers["step"] == t["step"]) & (layers["model"] == t["model"])
                    & (layers["coder"] == t["coder"])]
@@ -143,7 +143,7 @@ def test_every_row_adds_up_and_payload_is_the_blob_less_its_framing(gennorm_x):
             assert r.side_bits == 0
             assert r.payload_bits == 8 * len(encode(qz.symbols, None, "zstd-3")) - framing
             continue
-        m = build_model(r.model, qz, values)
+        m = build_model(r.selected or r.model, qz, values)
         assert r.side_bits == m.side_bits and r.n_escapes == 0
         blob_bits = 8 * len(encode(qz.symbols, m, r.coder)) - framing
         if r.coder in ("ans", "range"):  # whole 32-bit words, the final state included
@@ -162,9 +162,9 @@ def test_huffman_beating_ans_under_a_degenerate_fit_is_explained():
     x = fam.GenNorm(beta=0.8, scale=1e-3).sample(50_000, rng=1).astype(np.float32)
     x[np.random.default_rng(2).random(x.size) < 0.37] = 0.0  # dead units: 37% exact zeros
     q = UniformQuantizer(scale_mult=0.5)
-    df = bits_per_entry(x, q, models=["gennorm", "zi-gennorm"], coders=["ans", "huffman"])
-    g = df[df["model"] == "gennorm"].set_index("coder")
-    # the plain fit runs beta to its bound and puts ~all mass on symbol 0: ANS pays that model's
+    df = bits_per_entry(x, q, models=["gennorm:values", "zi-gennorm"], coders=["ans", "huffman"])
+    g = df[df["model"] == "gennorm:values"].set_index("coder")
+    # the continuous fit runs beta to its bound and puts ~all mass on symbol 0: ANS pays that model's
     # cross-entropy, Huffman far less (same table, same side bits)
     assert "beta_at_lower_bound" in g.loc["ans", "notes"]
     assert abs(g.loc["ans", "gap_payload_cross_entropy"]) < 1e-3
@@ -174,7 +174,7 @@ def test_huffman_beating_ans_under_a_degenerate_fit_is_explained():
     assert HUFFMAN_BELOW_MODEL not in g.loc["ans", "notes"]
     # Huffman's payload is exactly sum over symbols of its lengths for that same table (+ lanes)
     qz = q.quantize(x)
-    m = build_model("gennorm", qz, q.normalize(x))
+    m = build_model("gennorm", qz, q.normalize(x), fit="values")
     lens = huffman_code(m).lengths[m.indices(qz.symbols)]
     assert 0 <= g.loc["huffman", "payload_bits"] - lens.sum() < 6 + 13 * 16
     # the frequent symbols 0, +-1 get <= 3 bits, while -log2 q(+-1) under the model is > 5 bits
@@ -185,3 +185,26 @@ def test_huffman_beating_ans_under_a_degenerate_fit_is_explained():
     assert (z["notes"] == "").all()
     zb = z["bits_per_entry"]
     assert zb["ans"] < zb["huffman"] < g.loc["huffman", "bits_per_entry"]
+
+
+@pytest.mark.parametrize("quantizer", [UniformQuantizer(scale_mult=0.5), UniformQuantizer(scale_mult=2.0),
+                                       UniformQuantizer(scale_mult=0.25, stochastic=True),
+                                       UniformQuantizer(levels=7)], ids=lambda q: q.name)
+def test_payload_meets_the_cross_entropy_of_what_the_coder_uses_on_every_row(quantizer):
+    # zero-heavy data and degenerate continuous fits: the models the limit used to be wrong for
+    fam = pytest.importorskip("gradstats.families")
+    x = fam.GenNorm(beta=0.8, scale=1e-3).sample(70_000, rng=7).astype(np.float32)
+    x[np.random.default_rng(8).random(x.size) < 0.5] = 0.0
+    models = ["histogram", "normal", "laplace", "gennorm", "t", "zi-gennorm", "gennorm:values",
+              "zi-gennorm:values", "t:values"]
+    df = bits_per_entry(x, quantizer, models=models, coders=["ans", "range", "huffman"])
+    rows = df[df["model"].isin(models)]
+    assert len(rows) == 3 * len(models) and (rows["error"] == "").all()
+    lanes = -(-x.size // 4096)
+    for r in rows.itertuples():
+        limit = r.cross_entropy * r.n
+        if r.coder in ("ans", "range"):  # whole 32-bit words and the final state: < 64 bits a chunk
+            assert -1e-6 <= r.payload_bits - limit < 64, r
+        else:  # Huffman pays its lengths exactly, plus the lane table
+            assert -1e-6 <= r.payload_bits - limit <= 6 + (lanes - 1) * 20, r
+        assert r.gap_payload_cross_entropy >= -1e-9

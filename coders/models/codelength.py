@@ -1,0 +1,346 @@
+"""Code-length-optimal codebooks: a family's parameters fitted to the symbols under the quantizer's cells.
+
+A codebook built from the continuous MLE of the values is not the shortest code for the
+quantized symbols: an atom of exact zeros sends GenNorm's beta to its bound, and wide bins make
+the likelihood of the values a poor proxy for the probability of the bins. The code-length fit
+minimizes what the coder pays instead (minimum cross-entropy, i.e. maximum discretized
+likelihood; Rissanen's minimum description length for a fixed parameter cost):
+
+    theta* = argmin_theta  -sum_k c_k log2 q_k(theta),
+    q(theta) = floor_normalize([P_theta(cell_k)]_{k=lo..hi}, escape mass),
+
+with c the symbol histogram (one bincount) over the model's table and cell_k the quantizer's own
+cells (`Quantized.cells`: deterministic or stochastic rounding, block scales, Lloyd-Max or
+entropy-constrained thresholds): O(alphabet) per evaluation. The search (Nelder-Mead over log
+shape, loc / scale0, log scale and logit pi) starts from the best of: the continuous fit
+(`gradstats.fit`, the warm start) and, for nested families, the code-length fits of the families
+they contain (Laplace = GenNorm(beta=1), Normal = GenNorm(beta=2), base = ZeroInflated(pi=0)).
+The final model is chosen among the optimum and those nested points by the bits of the table a
+decoder rebuilds from bf16 parameters, so GenNorm's codebook is never worse than Laplace's or
+Normal's beyond the rounding of its parameters, and a zero-inflated one never worse than its base.
+
+The objective evaluates the families' survival functions in closed form with `scipy.special`
+(the frozen `gradstats.families` objects cost ~1 ms each to build, 100x the evaluation itself);
+`cell_probs` is tested against `Family.interval_probs`, which builds the final table.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.optimize
+import scipy.special as sc
+
+from coders.models.table import floor_normalize
+from gradstats.families import GenNorm, Laplace, Normal, StudentT, ZeroInflated, family_name
+
+FITS = ("codelength", "values")
+"""How a codebook's family is fitted: to the symbols under the cells (default), or the continuous
+MLE of the model-domain values (what the fit stage reports)."""
+BETA_RANGE = (0.05, 50.0)
+DF_RANGE = (0.05, 1.0e4)
+SMALL_N = 30
+"""Fewer symbols than this: the fit is flagged (and not a headline)."""
+SHAPE = {"gennorm": "beta", "t": "df"}
+CLASSES = {"normal": Normal, "laplace": Laplace, "gennorm": GenNorm, "t": StudentT}
+NESTED = {"gennorm": ("laplace", "normal")}
+"""Families whose code-length optimum is also a point of the key family (a start and a candidate)."""
+DEGENERATE_MARKERS = ("at_lower_bound", "at_upper_bound", "small_sample", "not_converged", "degenerate")
+"""Flags with one of these mark a fit that is no headline: a shape or the scale on its bound, too
+few symbols, no convergence."""
+
+
+def _survival(base: str, z: np.ndarray, shape: float | None) -> np.ndarray:
+    """S(z) = P(Z > z) of the standardized family, z >= 0 (all four are symmetric about loc)."""
+    if base == "normal":
+        return sc.ndtr(-z)
+    if base == "laplace":
+        return 0.5 * np.exp(-z)
+    if base == "gennorm":
+        return 0.5 * sc.gammaincc(1.0 / shape, z**shape)
+    return sc.stdtr(shape, -z)
+
+
+def cell_probs(family: str, params: dict[str, float], edges: np.ndarray) -> np.ndarray:
+    """P(edges[i] < X <= edges[i+1]) for `family` (canonical name, 'zi-' allowed) with `params`.
+
+    Cells above loc are S(a) - S(b), below loc S(-b) - S(-a), a cell around loc 1 - S(-a) - S(b)
+    (S the standardized survival function), so tail cells keep their relative accuracy. The
+    zero-inflated atom goes to the cell (e_i, e_{i+1}] that holds 0, as `ZeroInflated`.
+    """
+    zi = family.startswith("zi-")
+    base = family.removeprefix("zi-")
+    shape = params.get(SHAPE.get(base, ""), None)
+    z = (edges - params["loc"]) / params["scale"]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        s = _survival(base, np.abs(z), shape)  # one special-function call for all edges
+    sa, sb = s[:-1], s[1:]
+    out = np.where(z[:-1] >= 0, sa - sb, np.where(z[1:] <= 0, sb - sa, 1.0 - sa - sb))
+    out = np.clip(out, 0.0, 1.0)
+    out[np.isnan(out)] = 0.0
+    if zi:
+        pi = params["pi"]
+        out *= 1.0 - pi
+        i = int(np.searchsorted(edges, 0.0, side="left")) - 1
+        if 0 <= i < out.size:
+            out[i] += pi
+    return out
+
+
+class _ClosedFormCdf:
+    """The cdf of `family` at `params` in closed form: what stochastic cells integrate."""
+
+    def __init__(self, family: str, params: dict[str, float]) -> None:
+        self.family, self.params = family, params
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        base = self.family.removeprefix("zi-")
+        shape = self.params.get(SHAPE.get(base, ""), None)
+        z = (np.asarray(x, dtype=np.float64) - self.params["loc"]) / self.params["scale"]
+        F = np.where(z < 0, _survival(base, np.abs(z), shape), 1.0 - _survival(base, np.abs(z), shape))
+        if self.family.startswith("zi-"):
+            pi = self.params["pi"]
+            F = (1.0 - pi) * F + pi * (np.asarray(x) >= 0)
+        return F
+
+
+def make_family(family: str, params: dict[str, float]) -> Any:
+    """The `gradstats.families` object of canonical `family` with `params`."""
+    base = family.removeprefix("zi-")
+    kw = {k: v for k, v in params.items() if k != "pi"}
+    dist = CLASSES[base](**kw)
+    return ZeroInflated(dist, params["pi"]) if family.startswith("zi-") else dist
+
+
+def family_params(dist: Any) -> dict[str, float]:
+    """A family object's parameters as a plain dict (the optimizer's starting point)."""
+    return {k: float(v) for k, v in dist.params.items()}
+
+
+@dataclass
+class SymbolCounts:
+    """The symbol histogram over a model's table [lo, hi] (+ escapes) and the cells it lives on."""
+
+    lo: int
+    hi: int
+    counts: np.ndarray
+    """Counts of lo..hi, then the number of symbols outside (escapes); `n` their sum."""
+    cells: Any
+    edges: np.ndarray | None
+    """Model-domain boundaries of lo..hi (None for stochastic cells, whose law is a convolution)."""
+
+    @classmethod
+    def of(cls, symbols: np.ndarray, quantized: Any, lo: int, hi: int) -> SymbolCounts:
+        idx = symbols - lo
+        inside = (idx >= 0) & (idx <= hi - lo)
+        counts = np.bincount(idx[inside], minlength=hi - lo + 1).astype(np.float64)
+        counts = np.append(counts, float(symbols.size - int(inside.sum())))
+        cells = quantized.cells
+        edges = None if getattr(cells, "stochastic", False) else cells.edges(lo, hi)
+        return cls(lo, hi, counts, cells, edges)
+
+    def __post_init__(self) -> None:
+        self.n = int(self.counts.sum())
+
+    @property
+    def cell_width(self) -> float:
+        """Width of the most frequent finite cell (a density far narrower than it is a spike)."""
+        if self.edges is None:
+            return float(getattr(self.cells, "step", 1.0))
+        w = np.diff(self.edges)
+        ok = np.isfinite(w) & (w > 0)
+        if not ok.any():
+            return 1.0
+        c = np.where(ok, self.counts[:-1], -1.0)
+        return float(w[int(np.argmax(c))])
+
+    def probs(self, family: str, params: dict[str, float]) -> np.ndarray:
+        """P(symbol k), k = lo..hi, under `family` with `params` (unfloored, no escape entry)."""
+        if self.edges is not None:
+            return cell_probs(family, params, self.edges)
+        # the triangle-convolved law of stochastic rounding on a coarse grid while searching (the
+        # final table uses the cells' own fine grid)
+        law = self.cells.probs(_ClosedFormCdf(family, params), self.lo, self.hi, sub=16)
+        return np.asarray(law, dtype=np.float64)
+
+    def bits(self, family: str, params: dict[str, float]) -> float:
+        """-sum_k c_k log2 q_k under the floored table with escape mass (bits per symbol)."""
+        if not params["scale"] > 0:  # e.g. a spike's scale below bf16's range: not sendable
+            return math.inf
+        p = self.probs(family, params)
+        q = np.empty(p.size + 1)
+        q[:-1] = np.where(np.isfinite(p), np.maximum(p, 0.0), 0.0)
+        q[-1] = max(0.0, 1.0 - float(q[:-1].sum()))
+        return float(np.dot(self.counts, -np.log2(floor_normalize(q)))) / max(self.n, 1)
+
+
+@dataclass
+class CodelengthFit:
+    """A family fitted to the symbols: parameters, bits per symbol at them, and how it was found."""
+
+    family: str
+    params: dict[str, float]
+    bits: float
+    start: str
+    flags: tuple[str, ...]
+    evaluations: int
+    seconds: float
+
+    @property
+    def dist(self) -> Any:
+        return make_family(self.family, self.params)
+
+
+class _Coordinates:
+    """params <-> the optimizer's vector: log shape, loc / scale0 (if free), log scale, logit pi."""
+
+    def __init__(self, family: str, start: dict[str, float], loc_fixed: float | None) -> None:
+        self.family, self.loc_fixed = family, loc_fixed
+        self.base = family.removeprefix("zi-")
+        self.s0 = start["scale"]
+        self.names: list[str] = []
+        if family.startswith("zi-"):
+            self.names.append("pi")
+        if self.base in SHAPE:
+            self.names.append(SHAPE[self.base])
+        if loc_fixed is None:
+            self.names.append("loc")
+        self.names.append("scale")
+
+    def to_x(self, p: dict[str, float]) -> np.ndarray:
+        out = []
+        for k in self.names:
+            if k == "pi":
+                v = min(max(p["pi"], 1e-12), 1 - 1e-9)
+                out.append(math.log(v / (1 - v)))
+            elif k == "loc":
+                out.append(p["loc"] / self.s0)
+            else:
+                out.append(math.log(p[k] / (self.s0 if k == "scale" else 1.0)))
+        return np.array(out)
+
+    def to_params(self, x: np.ndarray) -> dict[str, float]:
+        p: dict[str, float] = {}
+        for k, v in zip(self.names, x, strict=True):
+            if k == "pi":
+                p["pi"] = float(sc.expit(v))
+            elif k == "loc":
+                p["loc"] = float(v * self.s0)
+            else:
+                p[k] = float(math.exp(v) * (self.s0 if k == "scale" else 1.0))
+        if self.loc_fixed is not None:
+            p["loc"] = self.loc_fixed
+        return p
+
+    def bounds(self) -> list[tuple[float | None, float | None]]:
+        out: list[tuple[float | None, float | None]] = []
+        for k in self.names:
+            if k == "beta":
+                out.append((math.log(BETA_RANGE[0]), math.log(BETA_RANGE[1])))
+            elif k == "df":
+                out.append((math.log(DF_RANGE[0]), math.log(DF_RANGE[1])))
+            elif k == "pi":
+                out.append((-40.0, 25.0))
+            elif k == "loc":
+                out.append((-1e3, 1e3))
+            else:
+                out.append((-30.0, 30.0))
+        return out
+
+
+def bound_flags(family: str, params: dict[str, float]) -> tuple[str, ...]:
+    """Flags of a code-length optimum on a bound of its shape range."""
+    base = family.removeprefix("zi-")
+    flags = []
+    for name, (lo, hi) in (("beta", BETA_RANGE), ("df", DF_RANGE)):
+        if SHAPE.get(base) == name:
+            v = params[name]
+            if v <= lo * 1.001:
+                flags.append(f"{name}_at_lower_bound: code-length fit hit {name} = {lo:g}")
+            elif v >= hi * 0.999:
+                flags.append(f"{name}_at_upper_bound: code-length fit hit {name} = {hi:g}")
+    return tuple(flags)
+
+
+def fit_codelength(family: str, data: SymbolCounts, starts: list[tuple[str, dict[str, float]]],
+                   loc: str | float = "fit", maxiter: int = 400, restarts: int = 2) -> CodelengthFit:
+    """Minimize the bits of `data` under `family` from the best of `starts` ((label, params));
+    when that optimum is on a bound or a spike, from the next ones too (up to `restarts` searches):
+    different starts sit in different basins (a spike at 0 or a density).
+
+    `loc`: "fit" (free) or a number (held). Nested candidates are the caller's (`Codebooks`).
+    """
+    t0 = time.perf_counter()
+    family = family_name(family)
+    loc_fixed = None if loc == "fit" else float(loc)
+    evaluations = 0
+
+    def bits(p: dict[str, float]) -> float:
+        nonlocal evaluations
+        evaluations += 1
+        return data.bits(family, p)
+
+    scored = []
+    for label, p in starts:
+        p = dict(p)
+        if loc_fixed is not None:
+            p["loc"] = loc_fixed
+        if family.startswith("zi-"):
+            p.setdefault("pi", 0.0)
+        if SHAPE.get(family.removeprefix("zi-")) == "beta":
+            p["beta"] = float(np.clip(p["beta"], *BETA_RANGE))
+        if SHAPE.get(family.removeprefix("zi-")) == "df":
+            p["df"] = float(np.clip(p["df"], *DF_RANGE))
+        if not (p["scale"] > 0 and math.isfinite(p["scale"])):
+            continue
+        scored.append((bits(p), label, p))
+    if not scored:
+        raise ValueError(f"code-length fit of {family}: no usable starting point")
+    scored.sort(key=lambda t: t[0])
+    p, b, label = scored[0][2], scored[0][0], scored[0][1]
+    for _, start_label, p0 in scored[:restarts]:
+        q, qb = _search(bits, family, p0, loc_fixed, maxiter)
+        if qb < b:
+            p, b, label = q, qb, start_label
+        if not _optimum_flags(family, p, data):
+            break
+    flags = _optimum_flags(family, p, data)
+    if data.n < SMALL_N:
+        flags += (f"small_sample: n={data.n} < {SMALL_N} symbols, the fit is unreliable",)
+    return CodelengthFit(family, p, b, label, flags, evaluations, time.perf_counter() - t0)
+
+
+def _optimum_flags(family: str, p: dict[str, float], data: SymbolCounts) -> tuple[str, ...]:
+    """Why an optimum is not a density fit: a shape on its bound or a scale collapsed to a spike."""
+    flags = bound_flags(family, p)
+    if p["scale"] < 1e-3 * data.cell_width:
+        flags += (f"scale_at_lower_bound: code-length fit collapsed the scale to {p['scale']:.3g} "
+                  f"(a spike, not a density; cells are {data.cell_width:.3g} wide)",)
+    return flags
+
+
+def _search(bits: Any, family: str, p0: dict[str, float], loc_fixed: float | None,
+            maxiter: int) -> tuple[dict[str, float], float]:
+    """Nelder-Mead from p0: (best params, their bits)."""
+    coords = _Coordinates(family, p0, loc_fixed)
+    x0 = coords.to_x(p0)
+    # Nelder-Mead: no gradients (the floored table has kinks), no BLAS (L-BFGS-B's per-iteration
+    # overhead is 10-20x an evaluation here); a simplex of +-0.3 in log shape / scale, loc / scale0;
+    # stop at bf16's resolution (2^-8 relative: 2e-3 in log units) or 1e-5 bits per symbol
+    bounds = coords.bounds()
+    x0 = np.clip(x0, [b[0] for b in bounds], [b[1] for b in bounds])
+    simplex = np.vstack([x0, x0 + 0.3 * np.eye(x0.size)])
+    res = scipy.optimize.minimize(lambda x: bits(coords.to_params(x)), x0, method="Nelder-Mead",
+                                  bounds=bounds, options={"maxiter": maxiter, "initial_simplex": simplex,
+                                                          "xatol": 2e-3, "fatol": 1e-5})
+    return coords.to_params(res.x), float(res.fun)
+
+
+def is_degenerate(flags: tuple[str, ...] | str) -> bool:
+    """True when any flag marks a fit that must not be a headline (shape on a bound, tiny n, ...)."""
+    text = flags if isinstance(flags, str) else "; ".join(flags)
+    return any(m in text for m in DEGENERATE_MARKERS)
