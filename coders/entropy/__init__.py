@@ -32,7 +32,7 @@ from coders.entropy.zstd import zstd_raw_bits
 
 __all__ = [
     "CODERS", "CODER_TYPES", "Coder", "CorruptBlobError", "DEFAULT_CHUNK", "HUFFMAN_LANE", "HUFFMAN_MAX_LEN",
-    "HuffmanCode", "canonical_huffman", "code_length", "coded_cross_entropy", "coder_kind", "decode", "encode",
-    "framing_bits", "huffman_code",
+    "HuffmanCode", "canonical_huffman", "code_length", "coded_cross_entropy", "coder_kind", "decode",
+    "encode", "framing_bits", "huffman_code",
     "huffman_lengths", "make_coder", "pack_bits", "unpack_bits", "zstd_raw_bits",
 ]
