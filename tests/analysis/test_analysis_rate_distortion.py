@@ -68,5 +68,7 @@ def test_rate_distortion_prices_exact_zeros_with_zi_gennorm():
     rd = rate_distortion({"w": x}, compressors=(), step_mults=(0.5,))
     bpe = rd.set_index("name")["bits_per_entry"]
     assert set(bpe.index) == {f"uniform + {m}/ans" for m in RD_MODELS}
-    # the zero atom costs a continuous model bits; the zero-inflated one codes it at its frequency
-    assert bpe["uniform + zi-gennorm/ans"] < bpe["uniform + gennorm/ans"] - 0.1
+    # the zero atom costs a continuous model bits; the zero-inflated one codes it at its frequency.
+    # (The code-length fit of plain GenNorm already bends its peak toward the atom: the gap is ~0.098
+    # bits here, where the continuous MLE's was larger.)
+    assert bpe["uniform + zi-gennorm/ans"] < bpe["uniform + gennorm/ans"] - 0.05
