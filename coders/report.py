@@ -35,8 +35,10 @@ Column meanings (bits are per entry of x):
   row whose payload is below the model's cross-entropy (`model_cross_entropy`),
   `HUFFMAN_BELOW_MODEL`: under a badly mis-specified model Huffman can beat ANS, which pays
   about that cross-entropy;
-- rows with model `raw-float32` / `raw-bf16` are zstd on the unquantized values (lossless for
-  those formats), model `symbols` is zstd on the symbol bytes (no model, no side bits).
+- rows with model `raw-float32` / `raw-bf16` / `raw-fp16` are lossless codes of the unquantized
+  values in that format: zstd on the bytes (coder `zstd-<level>`) and the exponent / mantissa
+  plane codec (coder `planes-ans`, `coders.floatcodec`; side bits = its histograms and header);
+  model `symbols` is zstd on the symbol bytes (no model, no side bits).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from coders.entropy import code_length, coded_cross_entropy, decode, encode, huffman_code, zstd_raw_bits
+from coders.floatcodec import raw_float_rows
 from coders.models import Codebooks, empirical_entropy, is_degenerate
 from coders.quantizers import UniformQuantizer, distortion
 from coders.selection import (  # noqa: F401  (re-exported: the headline lives with the report)
@@ -218,6 +221,9 @@ def bits_per_entry(
                            ratio_vs_bf16=BF16_BITS / row["bits_per_entry"] if bits else math.nan,
                            mse=0.0 if fmt == "float32" else math.nan, snr_db=math.nan)
                 rows.append(row)
+        # the lossless plane codec of the raw floats (coders.floatcodec): model raw-<format>, coder
+        # planes-ans; its zstd comparison rows are the ones above
+        rows.extend(raw_float_rows(x, dtypes=("bf16", "fp16", "fp32"), zstd_levels=()))
     return pd.DataFrame(rows).reindex(columns=COLUMNS)
 
 
