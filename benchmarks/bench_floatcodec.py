@@ -32,7 +32,6 @@ import torch  # noqa: E402
 
 from coders.floatcodec import (  # noqa: E402
     FORMATS,
-    _sub_planes,
     as_float_tensor,
     decode_float,
     encode_float,
@@ -40,6 +39,7 @@ from coders.floatcodec import (  # noqa: E402
     float_format,
     plane_entropy,
     split_planes,
+    sub_planes,
 )
 
 DTYPES = ("bf16", "fp16", "fp32")
@@ -188,7 +188,7 @@ def throughput(big_steps: int, repeats: int) -> None:
         exp = split_planes(t)["exponent"]
         words, cenc_s, cdec_s = constriction_alone([exp], repeats)
         coded = {p["plane"] for p in float_code_length(t)["planes"] if p["coder"] == "ans"}
-        ans_planes = [v for name, _, v in _sub_planes(t, float_format(t.dtype)) if name in coded]
+        ans_planes = [v for name, _, v in sub_planes(t, float_format(t.dtype)) if name in coded]
         _, aenc_s, adec_s = constriction_alone(ans_planes, repeats)
         z = {}
         for level, reps in ((3, repeats), (19, 1)):
