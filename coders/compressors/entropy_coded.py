@@ -41,7 +41,13 @@ from torch import Tensor
 
 from coders.compressors.qsgd import QSGDLevels
 from coders.entropy import decode, encode
-from coders.models import ProbabilityModel, build_model, elias_gamma_bits, family_model
+from coders.models import (
+    ProbabilityModel,
+    build_model,
+    elias_gamma_pack,
+    elias_gamma_unpack,
+    family_model,
+)
 from coders.quantizers import Quantized, UniformCells, UniformQuantizer
 
 __all__ = ["EntropyCodec", "SenderState", "ReceiverState", "QUANTIZERS", "MODELS", "CODERS", "parse_refresh",
@@ -66,44 +72,6 @@ def parse_refresh(refresh: str | int) -> int | None:
     if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 1:
         raise ValueError(f"refresh must be 'step', 'once' or a positive integer k, got {refresh!r}")
     return int(refresh)
-
-
-def elias_gamma_pack(values: np.ndarray) -> bytes:
-    """Elias-gamma codes (Elias 1975) of positive integers, MSB first, zero-padded to a whole byte.
-
-    v >= 1 with L = floor(log2 v) + 1 bits is written as L - 1 zeros followed by v itself.
-    """
-    v = np.asarray(values, dtype=np.int64)
-    if v.size == 0:
-        return b""
-    if v.min() < 1:
-        raise ValueError("elias_gamma_pack: values must be >= 1")
-    width = elias_gamma_bits(v)  # 2 L - 1: v written in that many bits has L - 1 leading zeros
-    owner = np.repeat(np.arange(v.size), width)
-    pos = np.arange(owner.size) - np.repeat(np.cumsum(width) - width, width)
-    shift = (width[owner] - 1 - pos).astype(np.int64)
-    bits = (v[owner] >> shift) & 1
-    return np.packbits(bits.astype(np.uint8)).tobytes()
-
-
-def elias_gamma_unpack(buf: bytes, count: int, offset: int = 0) -> tuple[np.ndarray, int]:
-    """(the first `count` values of an `elias_gamma_pack` stream at byte `offset`, bytes read)."""
-    most = (127 * count + 7) // 8  # an int64 value's code is at most 127 bits
-    bits = np.unpackbits(np.frombuffer(buf[offset : offset + most], dtype=np.uint8))
-    ones = np.flatnonzero(bits)
-    out = np.empty(count, dtype=np.int64)
-    pos = 0
-    for i in range(count):
-        j = np.searchsorted(ones, pos)
-        if j == ones.size:
-            raise ValueError("elias_gamma_unpack: stream ends early (truncated message?)")
-        zeros = int(ones[j]) - pos
-        if ones[j] + zeros >= bits.size:
-            raise ValueError("elias_gamma_unpack: stream ends early (truncated message?)")
-        field = bits[pos + zeros : pos + 2 * zeros + 1]
-        out[i] = int(np.dot(field.astype(np.int64), 1 << np.arange(zeros, -1, -1, dtype=np.int64)))
-        pos += 2 * zeros + 1
-    return out, (pos + 7) // 8
 
 
 def _family(name: str) -> tuple[list[str], Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from coders.compressors.entropy_coded import elias_gamma_pack, elias_gamma_unpack
+from coders.models.side_info import elias_gamma_pack, elias_gamma_unpack
 
 CHUNK = 1 << 20
 """Entries per ANS stream: memory stays bounded for huge tensors (4 bytes of header per chunk)."""

@@ -15,7 +15,14 @@ from coders.models.codebooks import Codebooks, build_model, parse_spec
 from coders.models.codelength import FITS, CodelengthFit, cell_probs, fit_codelength, is_degenerate
 from coders.models.family import bf16_params, family_model, table_range
 from coders.models.histogram import empirical_entropy, histogram_model
-from coders.models.side_info import elias_gamma_bits, range_header_bits, unzigzag, zigzag
+from coders.models.side_info import (
+    elias_gamma_bits,
+    elias_gamma_pack,
+    elias_gamma_unpack,
+    range_header_bits,
+    unzigzag,
+    zigzag,
+)
 from coders.models.table import (
     MAX_TABLE,
     MAX_TABLE_LIMIT,
@@ -31,7 +38,8 @@ from coders.quantizers.uniform import stochastic_rounding_probs
 __all__ = [
     "FITS", "Codebooks", "CodelengthFit", "cell_probs", "fit_codelength", "is_degenerate", "parse_spec",
     "MAX_TABLE", "MAX_TABLE_LIMIT", "PROB_FLOOR", "ProbabilityModel", "as_symbols", "bf16_params",
-    "build_model", "elias_gamma_bits", "empirical_entropy", "escape_section_bits", "escape_width",
+    "build_model", "elias_gamma_bits", "elias_gamma_pack", "elias_gamma_unpack", "empirical_entropy",
+    "escape_section_bits", "escape_width",
     "family_model", "fit_dist", "floor_normalize", "histogram_model", "range_header_bits",
     "stochastic_rounding_probs", "table_range", "unzigzag", "zigzag",
 ]

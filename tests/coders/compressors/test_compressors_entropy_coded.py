@@ -139,8 +139,7 @@ def test_all_zero_gradient_round_trips():
 
 
 def test_elias_gamma_round_trip_and_lengths():
-    from coders.compressors.entropy_coded import elias_gamma_pack, elias_gamma_unpack
-    from coders.models import elias_gamma_bits
+    from coders.models import elias_gamma_bits, elias_gamma_pack, elias_gamma_unpack
 
     v = np.array([1, 2, 3, 4, 7, 8, 255, 256, 10**6, 2**40 + 5, 1], dtype=np.int64)
     blob = elias_gamma_pack(v)

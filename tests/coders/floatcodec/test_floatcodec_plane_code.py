@@ -7,10 +7,9 @@ import torch
 from floatcodec_bits import DTYPES, assert_same_bits
 
 import coders.floatcodec.plane_code as plane_code
-from coders.compressors.entropy_coded import elias_gamma_pack
 from coders.entropy.bitpack import pack_bits, unpack_bits
 from coders.floatcodec import FORMATS, decode_float, encode_float, float_code_length, split_planes
-from coders.models import elias_gamma_bits
+from coders.models import elias_gamma_bits, elias_gamma_pack
 
 
 @pytest.mark.parametrize("width", range(1, 9))
