@@ -85,9 +85,9 @@ def powersgd_dense_bucket_compare(comm, steps: int = 5) -> dict:
 
     out = {}
     for warm in (True, False):
-        out[f"torch_{warm}"] = run(torch_psgd.PowerSGDState(None, matrix_approximation_rank=1, start_powerSGD_iter=2,
-                                                            min_compression_rate=1.0, warm_start=warm),
-                                   torch_psgd.powerSGD_hook)
+        theirs = torch_psgd.PowerSGDState(None, matrix_approximation_rank=1, start_powerSGD_iter=2,
+                                          min_compression_rate=1.0, warm_start=warm)
+        out[f"torch_{warm}"] = run(theirs, torch_psgd.powerSGD_hook)
         out[f"ours_{warm}"] = run(ddp_hooks.PowerSGDHookState(None, matrix_approximation_rank=1,
                                                               start_powerSGD_iter=2, min_compression_rate=1.0,
                                                               warm_start=warm), ddp_hooks.powersgd_hook)

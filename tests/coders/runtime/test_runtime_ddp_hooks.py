@@ -123,7 +123,8 @@ def test_powersgd_hook_counts_p_and_q_at_the_bucket_dtype(tmp_path):
         n = sum(int(torch.Size(s).numel()) for s in shapes)
         # rank 2: P 24x2 + 8x2 and Q 40x2 + 16x2 = 176 entries; the 40 bias entries dense
         for dtype, width in ((torch.float32, 32), (torch.bfloat16, 16), (torch.float16, 16)):
-            state = PowerSGDHookState(matrix_approximation_rank=2, start_powerSGD_iter=2, min_compression_rate=1.0)
+            state = PowerSGDHookState(matrix_approximation_rank=2, start_powerSGD_iter=2,
+                                      min_compression_rate=1.0)
             state.iter = 2
             values = torch.randn(n, generator=torch.Generator().manual_seed(0)).to(dtype)
             powersgd_hook(state, _Bucket(0, shapes, values))
@@ -144,8 +145,8 @@ def test_powersgd_hook_matches_torch_with_a_dense_only_bucket_one_process(tmp_pa
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
         for warm in (True, False):
-            ours = PowerSGDHookState(matrix_approximation_rank=1, start_powerSGD_iter=2, min_compression_rate=1.0,
-                                     warm_start=warm)
+            ours = PowerSGDHookState(matrix_approximation_rank=1, start_powerSGD_iter=2,
+                                     min_compression_rate=1.0, warm_start=warm)
             theirs = torch_psgd.PowerSGDState(None, matrix_approximation_rank=1, start_powerSGD_iter=2,
                                               min_compression_rate=1.0, warm_start=warm)
             gen = torch.Generator().manual_seed(1)
