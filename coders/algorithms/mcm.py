@@ -158,6 +158,8 @@ class MCM(Algorithm):
                 g_hat = [m.clone() for m in mean]
                 up = float(FLOAT32_BITS * flat.numel())
             else:
+                self.record("compressor_input", lambda: [g - h for g, h in zip(grads, self.h_own, strict=True)
+                                                         ])
                 with comp:
                     payloads = [c.compress(g - h, s) for c, g, h, s in
                                 zip(self.up, grads, self.h_own, self.up_states, strict=True)]
@@ -186,8 +188,10 @@ class MCM(Algorithm):
             if self.t == 0 and self.down_memory_init == "first_server_model":
                 self.H = [c.detach().clone().float() for c in self.central]
             for i, (p, c) in enumerate(zip(self.params, self.down, strict=True)):
+                diff = self.central[i].float() - self.H[i]
+                self.record("downlink_input", {i: diff})
                 with comp:  # decoded where it is made: no packing (same values and bits)
-                    omega, bits = _roundtrip(c, self.central[i].float() - self.H[i], self.down_states[i])
+                    omega, bits = _roundtrip(c, diff, self.down_states[i])
                 down += bits
                 p.copy_((self.H[i] + omega).to(p.dtype))
                 self.H[i] += self.alpha_down[i] * omega

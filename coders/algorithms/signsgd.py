@@ -153,7 +153,10 @@ class EFSignSGD(Algorithm):
                         buf = self.bufs[i]
                         self.bufs[i] = g.clone() if buf is None else buf.mul_(self.mu).add_(g)
                         g = self.bufs[i]
-                    payloads.append(self.ef.compress(lr * g, self.states[i]))
+                    x, st = lr * g, self.states[i]
+                    self.record("compressor_input",
+                                lambda i=i, x=x, st=st: {i: x + st["error"] if "error" in st else x})
+                    payloads.append(self.ef.compress(x, st))
             gathered = gather_payloads(self.comm, payloads)
             with dec:
                 deltas = []
