@@ -94,8 +94,8 @@ class SignumMV(Algorithm):
                     if self.m is None:
                         self.m = torch.zeros_like(g)
                     self.m.mul_(self.beta).add_(g, alpha=1 - self.beta)
-                self.record("compressor_input", self.m)
                 packed = pack_signs(self.m)
+            self.record("compressor_input", self.m)  # outside the codec clock: a copy on recorded steps
             gathered = self.comm.all_gather(packed)
             with dec:
                 d = g.numel()
@@ -144,7 +144,7 @@ class EFSignSGD(Algorithm):
     def step(self, lr: float) -> StepStats:
         self._check_lr(lr)
         comp, dec = Timer(self.device), Timer(self.device)
-        payloads = []
+        payloads, inputs = [], []
         with torch.no_grad():
             with comp:
                 for i, (p, g) in enumerate(zip(self.params, self.grads(), strict=True)):
@@ -154,9 +154,9 @@ class EFSignSGD(Algorithm):
                         self.bufs[i] = g.clone() if buf is None else buf.mul_(self.mu).add_(g)
                         g = self.bufs[i]
                     x, st = lr * g, self.states[i]
-                    self.record("compressor_input",
-                                lambda i=i, x=x, st=st: {i: x + st["error"] if "error" in st else x})
+                    inputs.append((x, st.get("error")))  # the residual before compress replaces it
                     payloads.append(self.ef.compress(x, st))
+            self.record("compressor_input", lambda: [x if e is None else x + e for x, e in inputs])
             gathered = gather_payloads(self.comm, payloads)
             with dec:
                 deltas = []

@@ -58,38 +58,3 @@ def ddp_hooks_compare(comm, steps: int = 6) -> dict:
     dist.barrier()
     return out
 
-
-def powersgd_dense_bucket_compare(comm, steps: int = 5) -> dict:
-    """Ours vs torch's powerSGD_hook with one bucket per parameter, so the bias buckets hold no matrix."""
-    import torch.distributed as dist
-    from torch import nn
-    from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook as torch_psgd
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    from coders.runtime import ddp_hooks
-
-    def run(state, hook) -> torch.Tensor:
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 3))
-        ddp = DDP(model, bucket_cap_mb=1e-6)  # every parameter in its own bucket
-        ddp.register_comm_hook(state, hook)
-        opt = torch.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
-        g = torch.Generator().manual_seed(100 + comm.rank)
-        for _ in range(steps):
-            x = torch.randn(16, 12, generator=g)
-            y = torch.randint(0, 3, (16,), generator=g)
-            opt.zero_grad()
-            nn.functional.cross_entropy(ddp(x), y).backward()
-            opt.step()
-        return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-
-    out = {}
-    for warm in (True, False):
-        theirs = torch_psgd.PowerSGDState(None, matrix_approximation_rank=1, start_powerSGD_iter=2,
-                                          min_compression_rate=1.0, warm_start=warm)
-        out[f"torch_{warm}"] = run(theirs, torch_psgd.powerSGD_hook)
-        out[f"ours_{warm}"] = run(ddp_hooks.PowerSGDHookState(None, matrix_approximation_rank=1,
-                                                              start_powerSGD_iter=2, min_compression_rate=1.0,
-                                                              warm_start=warm), ddp_hooks.powersgd_hook)
-    dist.barrier()
-    return out

@@ -28,10 +28,16 @@ def _all_records(path) -> dict:
     return out
 
 
-def test_ef_input_is_gradient_plus_residual(tmp_path):
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+CUDA = pytest.param("cuda", marks=[pytest.mark.cuda, NO_CUDA])
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_ef_input_is_gradient_plus_residual(tmp_path, device):
     """topk-ef: input_t = g_t + e_t with e_t = input_{t-1} - topk(input_{t-1}), e_1 = 0 (written out)."""
     ratio = 0.05
-    train("digits-cnn", "topk-ef", W, STEPS, seed=1, options={"ratio": ratio}, capture=tmp_path / "c")
+    train("digits-cnn", "topk-ef", W, STEPS, seed=1, options={"ratio": ratio}, capture=tmp_path / "c",
+          device=device)
     cap = open_method_capture(tmp_path / "c")
     assert cap.kinds == ["grad", "update", "compressor_input"]
     for rank in range(W):
@@ -65,6 +71,11 @@ def test_recorded_inputs_are_what_each_method_compresses(tmp_path):
     # step 1, no residual yet: M = g for the compressed matrices; vectors are not compressed
     assert torch.equal(cap.get(conv, 1, 0, "compressor_input", as_torch=True), cap.get(conv, 1, 0, "grad",
                                                                                         as_torch=True))
+    train("digits-cnn", "ef-signsgd", W, 1, seed=0, lr=0.1, capture=tmp_path / "e")
+    cap_e = open_method_capture(tmp_path / "e")
+    for layer in cap_e.root.layers:  # EF-signSGD step 1: p = lr m + e with m = g, e = 0
+        assert torch.equal(cap_e.get(layer, 1, 0, "compressor_input", as_torch=True),
+                           0.1 * cap_e.get(layer, 1, 0, "grad", as_torch=True))
     biases = [name for name in cap.root.layers if len(cap.root.shapes[name]) == 1]
     with pytest.raises(ValueError, match="no 'compressor_input' record|no .* record"):
         cap.get(biases[0], 1, 0, "compressor_input")

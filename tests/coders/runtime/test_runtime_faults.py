@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import pytest
@@ -24,6 +25,7 @@ def test_a_failing_rank_is_reported_with_its_own_error_not_rank_0s_follow_on():
     with open(err.traceback_path) as f:
         full = f.read()
     assert "Traceback (most recent call last)" in full and "injected fault" in full
+    shutil.rmtree(os.path.dirname(err.traceback_path))  # the launch keeps its logs after a failure
 
 
 @pytest.mark.distributed
@@ -47,6 +49,7 @@ def test_a_hanging_rank_is_named_after_one_overall_deadline():
     assert err.traceback_path is not None and os.path.getsize(err.traceback_path) > 0
     with open(err.traceback_path) as f:
         assert "strike" in f.read()  # the stuck rank's own stack: asleep in the fault hook
+    shutil.rmtree(os.path.dirname(err.traceback_path))
 
 
 def test_stuck_rank_rule():
