@@ -7,7 +7,8 @@ Per worker (capture rank = worker), on the recorded steps (`every`: step 1, 1 + 
     compressor_input   what the method's compressor gets (`Algorithm.record`): g + e under error
                        feedback (topk-ef, qsgd-ef, ...), lr m + e for EF-signSGD, the momentum
                        before the sign for Signum-MV, the matrix M = g + e for PowerSGD (matrices
-                       only), Delta_i = g_i - h_i for MCM's uplink, x_i - x_hat_i for Choco,
+                       only), Delta_i = g_i - h_i for MCM's uplink (from step 2: step 1 sends
+                       the gradient itself, `grad`), x_i - x_hat_i for Choco,
                        v = x + delta for DeepSqueeze
     downlink_input     MCM's server message before compression, w - H
     model_diff         gossip methods: x_i - x_j for every neighbour j, the difference PowerGossip's
