@@ -25,6 +25,14 @@ analysis (never kept as strings elsewhere):
                           (each worker on its own model, gossip)
     needs_topology        it is decentralized and takes a `Topology`
 
+What a method compresses (issue 12): where it compresses, a method calls
+`self.record(kind, values)` (`"compressor_input"`: the tensor its compressor gets, e.g. g + e under
+error feedback, the momentum before the sign, PowerSGD's matrix M; gossip methods add
+`"model_diff"`, x_i - x_j per neighbour j). It is a no-op unless a recorder is attached
+(`attach_recorder`; `coders.runtime.capture.MethodCapture` writes a capture), so it costs nothing
+when nobody records. A recorder has `wants(kind) -> bool` (False off the recorded steps) and
+`record(kind, {param index: tensor}, neighbour)`.
+
 Wire bits per worker per step (compressors.md, sec. 6), S = payload bits of one worker:
     ring all-reduce  2 (W - 1) / W * S            ("allreduce")
     all-gather       sum of the other ranks' S    ("allgather"; what each worker receives)
@@ -35,9 +43,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -114,6 +122,14 @@ class Timer:
         self.seconds += time.perf_counter() - self._t0
 
 
+def unflatten_like(flat: Tensor, params: list[Tensor]) -> list[Tensor]:
+    """A flat vector over `params` (model order) split into one flat piece per parameter."""
+    total = sum(p.numel() for p in params)
+    if flat.numel() != total:
+        raise ValueError(f"a flat vector over the parameters needs {total} entries, got {flat.numel()}")
+    return list(flat.reshape(-1).split([p.numel() for p in params]))
+
+
 def gather_payloads(comm: Comm, payloads: list[Payload]) -> list[list[Payload]]:
     """All-gather one worker's payloads (one per layer) in a single collective; result[rank][layer].
 
@@ -177,6 +193,41 @@ class Algorithm:
         self.optimizer = torch.optim.SGD(self.params, lr=0.0, momentum=momentum, nesterov=nesterov,
                                          weight_decay=weight_decay)
         self.t = 0
+        self.recorder: Any = None
+
+    # --- what the method compresses (issue 12) ----------------------------------------------------
+    def attach_recorder(self, recorder: Any) -> None:
+        """Send every `record` call to `recorder` (`wants(kind)`, `record(kind, values, neighbour)`)."""
+        self.recorder = recorder
+
+    def recording(self, kind: str) -> bool:
+        """True when a recorder is attached and records `kind` at this step (the same on every rank)."""
+        return self.recorder is not None and self.recorder.wants(kind)
+
+    def record(self, kind: str, values: Tensor | list | dict | Callable[[], Any],
+               neighbour: int | None = None) -> None:
+        """Expose what the method compresses: a no-op unless a recorder records `kind` this step.
+
+        `values`: one flat tensor over all parameters (model order), a list aligned with the
+        parameters (None where nothing is compressed), a dict {parameter index: tensor}, or a
+        callable returning one of those (evaluated only when recording). Each tensor has the
+        parameter's number of entries (any shape, e.g. PowerSGD's matrix view).
+        """
+        if not self.recording(kind):
+            return
+        if callable(values):
+            values = values()
+        if isinstance(values, Tensor):
+            values = unflatten_like(values, self.params)
+        if isinstance(values, list):
+            values = {i: v for i, v in enumerate(values) if v is not None}
+        per = {}
+        for i, v in values.items():
+            if v.numel() != self.params[i].numel():
+                raise ValueError(f"{self.name}: record({kind!r}): parameter {i} has {self.params[i].numel()} "
+                                 f"entries, got {v.numel()}")
+            per[i] = v.detach().reshape(self.params[i].shape)
+        self.recorder.record(kind, per, neighbour)
 
     def grads(self) -> list[Tensor]:
         """The current gradients (zeros where a parameter got none)."""

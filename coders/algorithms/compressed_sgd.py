@@ -62,6 +62,9 @@ class CompressedSGD(Algorithm):
         w = self.world_size
         comp, dec = Timer(self.device), Timer(self.device)
         with torch.no_grad():
+            # under EF the compressor gets g + e (ErrorFeedback's residual, before this step updates it)
+            self.record("compressor_input", lambda: [g + s["error"] if "error" in s else g
+                                                     for g, s in zip(grads, self.states, strict=True)])
             with comp:
                 payloads = [c.compress(g, s)
                             for c, g, s in zip(self.compressors, grads, self.states, strict=True)]

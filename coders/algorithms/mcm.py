@@ -13,7 +13,11 @@ Gradients are computed on the perturbed local model w_hat_i (the worker's parame
 central model w is what `eval_params()` returns. Memory rates a = 1 / (2 (omega + 1)) per
 layer, with omega = min(d / s^2, sqrt(d) / s) for s-level quantization of a d-entry layer
 (one norm per layer, the paper's `SQuantization`); identity compressors have omega = 0.
-Initialization: H_0 = w_0; h_i = the first gradient (so Delta = 0 at k = 1), which costs one
+Initialization: H_0 = w_0 (`down_memory_init="initial_model"`, the default: the paper's H_0); the
+authors' deep-learning code (`Train.py`, `__compress_model_and_combine_with_down_memory__`) creates H
+lazily at the first downlink as a copy of the server model after its first update, H_1 = w_1, so the
+first message Omega_1 = C_dwn(w_1 - H_1) = 0 and the workers start from w_1 exactly
+(`down_memory_init="first_server_model"`). h_i = the first gradient (so Delta = 0 at k = 1), which costs one
 uncompressed exchange at the first step (counted: 32 bits per entry up).
 Default s = 16 levels on both links (the reference's CIFAR-10 setting). The reference's MNIST
 setting, s = 4, does not learn on digits-cnn: with one norm per layer the 32768-entry fc1 gets
@@ -89,8 +93,13 @@ class MCM(Algorithm):
     def __init__(self, params: Iterable[Tensor], comm: Comm, *, compressor: str = "qsgd", levels: int = 16,
                  up_levels: int | None = None, down_levels: int | None = None,
                  alpha_up: float | None = None, alpha_down: float | None = None,
-                 init_memory: str = "gradient", entropy_coder: str | None = None, **options):
+                 init_memory: str = "gradient", down_memory_init: str = "initial_model",
+                 entropy_coder: str | None = None, **options):
         super().__init__(params, comm, **options)
+        if down_memory_init not in ("initial_model", "first_server_model"):
+            raise ValueError(f"{self.name}: down_memory_init must be 'initial_model' or "
+                             f"'first_server_model', got {down_memory_init!r}")
+        self.down_memory_init = down_memory_init
         self.entropy_coder = entropy_coder
         if compressor not in ("qsgd", "identity"):
             raise ValueError(f"{self.name}: compressor must be 'qsgd' or 'identity', got {compressor!r}")
@@ -149,6 +158,8 @@ class MCM(Algorithm):
                 g_hat = [m.clone() for m in mean]
                 up = float(FLOAT32_BITS * flat.numel())
             else:
+                self.record("compressor_input", lambda: [g - h for g, h in zip(grads, self.h_own, strict=True)
+                                                         ])
                 with comp:
                     payloads = [c.compress(g - h, s) for c, g, h, s in
                                 zip(self.up, grads, self.h_own, self.up_states, strict=True)]
@@ -174,9 +185,13 @@ class MCM(Algorithm):
             self.server_opt.step()
             # downlink: Omega = C_dwn(w - H); every worker: w_hat = H + Omega, H += a_dwn Omega
             down = 0.0
+            if self.t == 0 and self.down_memory_init == "first_server_model":
+                self.H = [c.detach().clone().float() for c in self.central]
             for i, (p, c) in enumerate(zip(self.params, self.down, strict=True)):
+                diff = self.central[i].float() - self.H[i]
+                self.record("downlink_input", {i: diff})
                 with comp:  # decoded where it is made: no packing (same values and bits)
-                    omega, bits = _roundtrip(c, self.central[i].float() - self.H[i], self.down_states[i])
+                    omega, bits = _roundtrip(c, diff, self.down_states[i])
                 down += bits
                 p.copy_((self.H[i] + omega).to(p.dtype))
                 self.H[i] += self.alpha_down[i] * omega

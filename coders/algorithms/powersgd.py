@@ -94,6 +94,7 @@ class PowerSGD(Algorithm):
                     ms[i] = m
                     r = min(self.rank_r, *m.shape)
                     qs[i] = self._q(i, m.shape[1], r)
+            self.record("compressor_input", ms)  # the matrices M = g + e (vectors travel uncompressed)
             if self.matrices:
                 comm_s = 0.0
 

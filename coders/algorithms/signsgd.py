@@ -4,6 +4,10 @@ signSGD-MV / Signum-MV: Bernstein, Zhao, Azizzadenesheli, Anandkumar, "signSGD w
 Vote is Communication Efficient and Fault Tolerant", ICLR 2019.
     worker: m <- beta m + (1 - beta) g   (beta = 0: signSGD);  send sign(m), 1 packed bit per entry
     server: v = sign(sum_i sign(m_i));   worker: x <- x - lr (v + lambda x)
+Momentum start (`momentum_init`): "zero" (default) is the paper's m_0 = 0, so m_1 = (1 - beta) g_1;
+"gradient" is epfml/powersgd's paper code (`train.py`, `optimizer_mom_before_reduce` with
+`exponential_moving_average`, the loop that feeds `SignSGDwithMajorityVoteReducer`): m_1 = g_1, then
+m <- beta m + (1 - beta) g. Both send sign(g_1) at step 1; they differ from step 2 on.
 A zero entry is sent as +1 (one bit carries no zero). With an odd W no vote ties, so v is
 +-1 and the downlink is 1 packed bit per entry; with an even W a tie gives v = 0 (no move),
 so the downlink is ternary, 2 packed bits per entry (log2 3 ideal, in `extra`). The server
@@ -62,7 +66,12 @@ class SignumMV(Algorithm):
     default_beta = 0.9
     default_lr = 3e-3  # tuned on digits-cnn (sign steps); pass lr= for other workloads
 
-    def __init__(self, params: Iterable[Tensor], comm: Comm, *, beta: float | None = None, **options):
+    def __init__(self, params: Iterable[Tensor], comm: Comm, *, beta: float | None = None,
+                 momentum_init: str = "zero", **options):
+        if momentum_init not in ("zero", "gradient"):
+            raise ValueError(f"{self.name}: momentum_init must be 'zero' or 'gradient', "
+                             f"got {momentum_init!r}")
+        self.momentum_init = momentum_init
         if options.get("momentum"):
             raise ValueError(f"{self.name}: use beta= (momentum before the sign), not momentum=")
         options.pop("momentum", None)
@@ -79,13 +88,14 @@ class SignumMV(Algorithm):
         with torch.no_grad():
             with comp:
                 g = flatten(grads).float()
-                if self.beta == 0.0:
-                    self.m = g
+                if self.beta == 0.0 or (self.m is None and self.momentum_init == "gradient"):
+                    self.m = g.clone()
                 else:
                     if self.m is None:
                         self.m = torch.zeros_like(g)
                     self.m.mul_(self.beta).add_(g, alpha=1 - self.beta)
                 packed = pack_signs(self.m)
+            self.record("compressor_input", self.m)  # outside the codec clock: a copy on recorded steps
             gathered = self.comm.all_gather(packed)
             with dec:
                 d = g.numel()
@@ -134,7 +144,7 @@ class EFSignSGD(Algorithm):
     def step(self, lr: float) -> StepStats:
         self._check_lr(lr)
         comp, dec = Timer(self.device), Timer(self.device)
-        payloads = []
+        payloads, inputs = [], []
         with torch.no_grad():
             with comp:
                 for i, (p, g) in enumerate(zip(self.params, self.grads(), strict=True)):
@@ -143,7 +153,10 @@ class EFSignSGD(Algorithm):
                         buf = self.bufs[i]
                         self.bufs[i] = g.clone() if buf is None else buf.mul_(self.mu).add_(g)
                         g = self.bufs[i]
-                    payloads.append(self.ef.compress(lr * g, self.states[i]))
+                    x, st = lr * g, self.states[i]
+                    inputs.append((x, st.get("error")))  # the residual before compress replaces it
+                    payloads.append(self.ef.compress(x, st))
+            self.record("compressor_input", lambda: [x if e is None else x + e for x, e in inputs])
             gathered = gather_payloads(self.comm, payloads)
             with dec:
                 deltas = []

@@ -15,7 +15,9 @@ across ranks); use `coders.runtime.train` for them.
   options of `torch.distributed.algorithms.ddp_comm_hooks.powerSGD_hook` (rank, start_iter of
   plain all-reduce iterations, min_compression_rate, error feedback over the bucket, warm start
   with the reused Q re-orthogonalized, first Q from `numpy.random.RandomState(random_seed)`), so
-  that both give the same model (tested on gloo).
+  that both give the same model (tested on gloo). As torch, `state.rng` is drawn for every bucket
+  that needs fresh Qs (also a bucket with no matrix), and P / Q travel in the bucket's dtype, so
+  they are counted at its width (16 bits for bf16 / fp16 buckets).
 - `coded_hook` + `CodedHookState(params=..., quantizer=..., model=..., coder=..., refresh=...,
   error_feedback=...)`: coded SGD per bucket (`coders.algorithms.coded_sgd`): quantize, fit,
   entropy-code, all-gather the variable-length bytes, decode every rank's message, average.
@@ -50,7 +52,6 @@ from coders.compressors.entropy_coded import EntropyCodec
 from coders.compressors.lowrank import orthogonalize, power_step
 from coders.compressors.payload import Payload, tensor_bits
 from coders.compressors.sign import pack_signs, unpack_signs
-from coders.wire import FLOAT32_BITS
 
 __all__ = ["CompressorHookState", "compressor_hook", "SignVoteHookState", "sign_vote_hook",
            "PowerSGDHookState", "powersgd_hook", "CodedHookState", "coded_hook"]
@@ -197,30 +198,32 @@ def powersgd_hook(state: PowerSGDHookState, bucket: dist.GradBucket) -> torch.fu
         state.bits_up += tensor_bits(flat)
         for g, m in zip(grads_dense, unflatten(mean, grads_dense), strict=True):
             g.copy_(m)
+    # order by shape groups (first occurrence), as the reference draws its random Qs in that order
+    groups: dict[tuple, list] = defaultdict(list)
+    for item in mats:
+        groups[tuple(item[1].shape)].append(item)
+    ordered = [item for items in groups.values() for item in items]
+    # torch draws state.rng for EVERY bucket that needs fresh Qs (no warm start, or the bucket's first
+    # PowerSGD step), also a bucket with no matrix: drawing only for buckets with matrices would shift
+    # every later bucket's Qs and the two hooks would diverge
+    if state.warm_start and idx in state.qs:
+        qs = [orthogonalize(q, state.orthogonalization_epsilon) for q in state.qs[idx]]
+    else:
+        gen = torch.Generator().manual_seed(int(state.rng.randint(1_000_000_000)))
+        qs = [orthogonalize(torch.randn(mat.shape[1], r, generator=gen, dtype=buf.dtype).to(buf.device),
+                            state.orthogonalization_epsilon) for _, mat, r in ordered]
     if mats:
-        # order by shape groups (first occurrence), as the reference draws its random Qs in that order
-        groups: dict[tuple, list] = defaultdict(list)
-        for item in mats:
-            groups[tuple(item[1].shape)].append(item)
-        ordered = [item for items in groups.values() for item in items]
-        if state.warm_start and idx in state.qs:
-            qs = [orthogonalize(q, state.orthogonalization_epsilon) for q in state.qs[idx]]
-        else:
-            gen = torch.Generator().manual_seed(int(state.rng.randint(1_000_000_000)))
-            qs = [orthogonalize(torch.randn(mat.shape[1], r, generator=gen, dtype=buf.dtype).to(buf.device),
-                        state.orthogonalization_epsilon) for _, mat, r in ordered]
-
         def all_reduce(ts: list[Tensor]) -> list[Tensor]:
             flat = flatten(ts)
-            state.bits_up += flat.numel() * FLOAT32_BITS
+            state.bits_up += tensor_bits(flat)  # P and Q travel in the bucket's dtype (16 bits for bf16)
             return unflatten(comm.all_reduce(flat), ts)
 
         eps = state.orthogonalization_epsilon
         ps, qs = power_step([mat for _, mat, _ in ordered], qs, eps, all_reduce, w)
         for (_, mat, _), p, q in zip(ordered, ps, qs, strict=True):
             mat.copy_(p @ q.T)
-        if state.warm_start:
-            state.qs[idx] = qs
+    if state.warm_start:
+        state.qs[idx] = qs
     if state.use_error_feedback:
         state.errors[idx] = before - buf
     if bucket.is_last():

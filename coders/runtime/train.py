@@ -22,6 +22,18 @@ adjacency / gossip-weight matrix or a networkx graph (`coders.communication.topo
 For p2p methods the history also holds `bits_per_neighbour_mean` (mean over workers of the
 bits each worker sends per neighbour in the step).
 
+Deadline and faults (issue 15 item 9): `timeout` (default 600 s) bounds a whole process launch
+(every rank, every spec of a `train_many`); past it the run is stopped and `RankTimeoutError`
+names the stuck rank; when a rank raises, `RankFailedError` shows that rank's error in one line
+and where its full traceback is (`coders.runtime.launch`). In the simulator `timeout` bounds each
+wait at a collective. Under torchrun it is the process group's timeout (per collective).
+`fault=Fault("raise" | "hang", rank, step)` is the test hook that makes one rank fail or hang.
+
+Capture (issue 12): `capture=DIR` records per worker (capture rank = worker) its gradient, its
+update and what its method compresses (compressor inputs; x_i - x_j for gossip methods) every
+`capture_every` steps, `capture_sample` entries per layer (`coders.runtime.capture`; read it back
+with `coders.runtime.capture.open_method_capture(DIR)`). Recording does not change the training.
+
 Backends: "sim" runs W threads (models are built in the main thread, as building one
 reseeds the global RNG); "gloo" / "nccl" spawn W processes on this machine, unless the
 process was started by `torchrun` (RANK and WORLD_SIZE set), in which case it joins that group.
@@ -41,16 +53,39 @@ import torch
 
 from coders.algorithms.gossip import consensus
 from coders.algorithms.registry import make_algorithm, method_class
-from coders.communication.comm import Comm, DistComm, run_processes, run_threads
+from coders.communication.comm import Comm, DistComm, run_threads
 from coders.communication.packing import flatten, unflatten
 from coders.communication.topology import Topology, make_topology
+from coders.runtime.launch import DEFAULT_TIMEOUT, RankFailedError, RankTimeoutError, launch
 
-__all__ = ["TrainSpec", "TrainResult", "train", "train_many", "train_worker", "HISTORY_COLUMNS"]
+__all__ = ["TrainSpec", "TrainResult", "Fault", "train", "train_many", "train_worker", "HISTORY_COLUMNS",
+           "RankFailedError", "RankTimeoutError", "DEFAULT_TIMEOUT"]
 
 HISTORY_COLUMNS = ["step", "loss", "metric", "bits_up", "bits_down", "bits_wire", "compress_s",
                    "decompress_s", "step_s"]
 _STAT_KEYS = ["loss", "bits_up", "bits_down", "bits_wire", "compress_s", "decompress_s", "step_s"]
 BACKENDS = ("sim", "gloo", "nccl")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Test hook: rank `rank` raises (`action="raise"`) or sleeps `seconds` (`"hang"`) as `step` starts."""
+
+    action: str
+    rank: int = 1
+    step: int = 1
+    seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.action not in ("raise", "hang"):
+            raise ValueError(f"Fault action must be 'raise' or 'hang', got {self.action!r}")
+
+    def strike(self, rank: int, step: int) -> None:
+        if rank != self.rank or step != self.step:
+            return
+        if self.action == "raise":
+            raise RuntimeError(f"injected fault: rank {rank} raises at step {step}")
+        time.sleep(self.seconds)
 
 
 @dataclass
@@ -72,6 +107,10 @@ class TrainSpec:
     split: str = "iid"
     batch_size: int | None = None
     device: str = "cpu"
+    capture: str | None = None
+    capture_every: int = 1
+    capture_sample: int | float | None = None
+    fault: Fault | None = None
 
 
 @dataclass
@@ -136,8 +175,30 @@ def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any =
     topology = None
     if cls.needs_topology:
         topology = make_topology("ring" if spec.topology is None else spec.topology, comm.world_size)
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     algo = make_algorithm(spec.method, params, comm, topology=topology, seed=spec.seed, **spec.options)
+    capture = None
+    if spec.capture is not None:
+        from coders.runtime.capture import MethodCapture
+
+        capture = MethodCapture(spec.capture, [n for n, _ in named], params, rank=comm.rank,
+                                world_size=comm.world_size, method=spec.method, every=spec.capture_every,
+                                sample=spec.capture_sample, seed=spec.seed, model=spec.workload)
+        algo.attach_recorder(capture)
+    try:
+        out = _train_loop(comm, spec, workload, model, params, algo, lr, capture)
+    except BaseException as e:
+        if capture is not None:
+            capture.abort(f"{type(e).__name__}: {e}")
+        raise
+    if capture is not None:
+        capture.finish()
+    return out
+
+
+def _train_loop(comm: Comm, spec: TrainSpec, workload: Any, model: Any, params: list, algo: Any, lr: float,
+                capture: Any) -> dict[str, Any]:
     p2p = algo.pattern == "p2p"
     batches = workload.batches(comm.rank, comm.world_size, spec.batch_size, spec.split, spec.seed)
     eval_every = spec.eval_every or max(1, spec.steps // 10)
@@ -159,16 +220,31 @@ def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any =
 
     model.train()
     evaluated = None
+    note_step = getattr(comm, "note_step", None)  # the launcher's watch: which step a stuck rank is in
     for step in range(1, spec.steps + 1):
+        if note_step is not None:
+            note_step(step)
+        if spec.fault is not None:
+            spec.fault.strike(comm.rank, step)
         t0 = time.perf_counter()
         for p in params:
             p.grad = None
         loss = workload.loss(model, next(batches))
         loss.backward()
+        before, capture_s = None, 0.0
+        if capture is not None:  # its copies are not the method's time
+            tic = time.perf_counter()
+            capture.begin_step(step)
+            capture.record_grads(algo.grads())
+            before = capture.snapshot()
+            capture_s = time.perf_counter() - tic
         stats = algo.step(lr)
         if spec.device.startswith("cuda"):
             torch.cuda.synchronize()
-        step_s = time.perf_counter() - t0
+        step_s = time.perf_counter() - t0 - capture_s
+        if capture is not None:  # after the clock: writing the records is not the method's time
+            capture.record_update(before)
+            capture.end_step()
         values = [float(loss.detach()), stats.bits_up, stats.bits_down, stats.bits_wire,
                   stats.compress_s, stats.decompress_s, step_s]
         if p2p:  # same layout on every rank: all of them run a p2p method
@@ -218,6 +294,14 @@ def _check_spec(spec: TrainSpec, backend: str) -> None:
         make_topology(spec.topology, spec.workers)  # unknown name / wrong size / disconnected graph
     if spec.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {spec.device!r} needs CUDA, which is not available")
+    if int(spec.capture_every) != spec.capture_every or spec.capture_every < 1:
+        raise ValueError(f"capture_every must be a positive integer, got {spec.capture_every}")
+    if spec.capture_sample is not None:
+        from captures.recorder import sample_size
+
+        sample_size(1, spec.capture_sample)  # raises on a bad count / fraction
+    if spec.fault is not None and not 0 <= spec.fault.rank < spec.workers:
+        raise ValueError(f"fault rank {spec.fault.rank} is not a rank of {spec.workers} workers")
 
 
 def _train_specs(comm: Comm, specs: list[TrainSpec]) -> list[dict[str, Any]]:
@@ -238,19 +322,26 @@ def _result(spec: TrainSpec, per_rank: list[dict[str, Any]], seconds: float) -> 
     )
 
 
-def train_many(specs: list[TrainSpec], backend: str = "sim") -> list[TrainResult]:
+def train_many(specs: list[TrainSpec], backend: str = "sim",
+               timeout: float = DEFAULT_TIMEOUT) -> list[TrainResult]:
     """Train every spec; under "gloo" / "nccl" all of them in one launch of `specs[0].workers` processes.
 
-    The specs must share the number of workers. Each result is what `train` gives for that
-    spec; `seconds` is the launch's wall time divided by the number of specs for a process
-    launch (the runs share it), the run's own time in the simulator.
+    `timeout`: seconds for the whole launch (see module docstring). The specs must share the
+    number of workers; specs with `capture` need distinct directories. Each result is what
+    `train` gives for that spec; `seconds` is the launch's wall time divided by the number of
+    specs for a process launch (the runs share it), the run's own time in the simulator.
     """
     if not specs:
         return []
     if len({s.workers for s in specs}) != 1:
         raise ValueError("train_many: all specs must have the same number of workers")
+    if not (timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
     for spec in specs:
         _check_spec(spec, backend)
+    dirs = [os.path.abspath(s.capture) for s in specs if s.capture is not None]
+    if len(set(dirs)) != len(dirs):
+        raise ValueError(f"train_many: two specs capture into the same directory: {sorted(dirs)}")
     if backend == "sim":
         from captures import make_workload
 
@@ -259,17 +350,25 @@ def train_many(specs: list[TrainSpec], backend: str = "sim") -> list[TrainResult
             tic = time.perf_counter()
             wl = make_workload(spec.workload, seed=spec.seed, device=spec.device)
             models = [wl.make_model() for _ in range(spec.workers)]
-            out = run_threads(spec.workers, _train_sim_worker, spec, wl, models)
+            out = run_threads(spec.workers, _train_sim_worker, spec, wl, models, timeout=timeout)
             results.append(_result(spec, out, time.perf_counter() - tic))
         return results
     tic = time.perf_counter()
     if _under_torchrun():
+        import datetime
+
+        import torch.distributed as dist
+
+        if not dist.is_initialized():  # torchrun's processes cannot be stopped from here: bound each wait
+            if backend == "nccl":
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
+            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout))
         comm = DistComm.from_env(backend)
         if comm.world_size != specs[0].workers:
             raise ValueError(f"torchrun started {comm.world_size} processes but workers={specs[0].workers}")
         out = [_train_specs(comm, specs)]  # this rank only
     else:
-        out = run_processes(specs[0].workers, _train_specs, specs, backend=backend)
+        out = launch(specs[0].workers, _train_specs, specs, backend=backend, timeout=timeout)
     seconds = (time.perf_counter() - tic) / len(specs)
     return [_result(spec, [o[i] for o in out], seconds) for i, spec in enumerate(specs)]
 
@@ -277,11 +376,15 @@ def train_many(specs: list[TrainSpec], backend: str = "sim") -> list[TrainResult
 def train(workload: str, method: str, workers: int, steps: int, backend: str = "sim",
           topology: Any = None, seed: int = 0, lr: float | None = None,
           options: dict[str, Any] | None = None, eval_every: int | None = None, split: str = "iid",
-          batch_size: int | None = None, device: str | None = None) -> TrainResult:
+          batch_size: int | None = None, device: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+          capture: str | os.PathLike | None = None, capture_every: int = 1,
+          capture_sample: int | float | None = None, fault: Fault | None = None) -> TrainResult:
     """Train `workload` with `method` on `workers` workers for `steps` steps; see module docstring.
 
     `topology` (decentralized methods only): a name, a `Topology`, an adjacency or gossip
-    matrix, or a networkx graph.
+    matrix, or a networkx graph. `timeout`: seconds for the whole run (600). `capture`: a
+    directory for what each worker compresses, every `capture_every` steps, `capture_sample`
+    entries per layer (None: full tensors). `fault`: test hook (`Fault`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -290,8 +393,9 @@ def train(workload: str, method: str, workers: int, steps: int, backend: str = "
     if backend == "nccl" and not torch.cuda.is_available():
         raise ValueError("backend 'nccl' needs CUDA, which is not available")
     spec = TrainSpec(workload, method, workers, steps, lr, seed, topology, dict(options or {}), eval_every,
-                     split, batch_size, device)
-    return train_many([spec], backend)[0]
+                     split, batch_size, device, None if capture is None else os.fspath(capture),
+                     capture_every, capture_sample, fault)
+    return train_many([spec], backend, timeout=timeout)[0]
 
 
 def spec_dict(result: TrainResult) -> dict[str, Any]:

@@ -107,6 +107,8 @@ class GossipAlgorithm(Algorithm):
         self._check_lr(lr)
         grads = self.grads()
         with torch.no_grad():
+            if self.recording("model_diff"):
+                self._record_model_differences()
             info = self.gossip()
         self.apply_update(grads, lr)
         per_nb = {j: int(info["bits"].get(j, 0)) for j in self.neighbours}
@@ -125,6 +127,14 @@ class GossipAlgorithm(Algorithm):
                 "gamma": self.gamma,
             },
         )
+
+    def _record_model_differences(self) -> None:
+        """Record x_i - x_j for every neighbour j (issue 12): one extra exchange of the whole model, made
+        only on recorded steps and not counted in the method's bits (the model is unchanged)."""
+        flat = flatten([p.detach() for p in self.params])
+        got = self.comm.exchange({j: flat for j in self.neighbours}) if self.neighbours else {}
+        for j in self.neighbours:
+            self.record("model_diff", flat - got[j], neighbour=j)
 
     def _exact_gossip(self, tensors: list[Tensor], gamma: float) -> int:
         """x_i += gamma sum_j w_ij (x_j - x_i) on `tensors` (flattened together); bits per neighbour."""
@@ -174,6 +184,7 @@ class CompressedGossip(GossipAlgorithm):
 
     def _send_compressed(self, xs: list[Tensor]) -> tuple[list[Tensor], dict[int, list[Tensor]], dict]:
         """Compress each x, send the payloads to every neighbour; return own and received C(x)."""
+        self.record("compressor_input", xs)
         tic = time.perf_counter()
         payloads = [self.compressor.compress(x, st) for x, st in zip(xs, self.op_state, strict=True)]
         wire = [t for pl in payloads for t in pl.tensors.values()]
