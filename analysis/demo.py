@@ -10,6 +10,7 @@ the small version the test suite runs.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,9 +27,8 @@ from analysis.tables import WHOLE_MODEL, bits_table, compare_table, headline
 from coders.wire import BF16_BITS
 
 # the comparison columns `gradstats demo` prints (the report and compare.csv have them all)
-PRINTED_COMPARE_COLUMNS = ("method", "optimizer", "lr", "allreduce_compatible", "final_metric",
-                           "final_metric_std", "reached_seeds", "steps_to_target", "bits_up", "bits_down",
-                           "up_ratio_vs_bf16", "compress_s", "decompress_s", "iter_overlap_s",
+PRINTED_COMPARE_COLUMNS = ("method", "allreduce_compatible", "final_metric", "final_metric_std",
+                           "steps_to_target", "bits_up", "up_ratio_vs_bf16", "compress_s", "decompress_s",
                            "speedup_vs_bf16")
 PRINTED_BANDWIDTHS = (1.0, 10.0, 100.0)
 
@@ -49,7 +49,11 @@ class DemoConfig:
     rd_models: tuple[str, ...] = ("gennorm", "zi-gennorm", "laplace", "normal")
     compare_workload: str = "digits-cnn"  # used when compare_workloads is None
     compare_workloads: tuple[str, ...] | None = ("digits-cnn", "stdlib-lm")
-    methods: tuple[str, ...] = ("bf16", "powersgd", "signum-mv", "s3gd-mv", "mcm", "powergossip")
+    methods: tuple[str, ...] = ("bf16", "powersgd", "signum-mv", "s3gd-mv", "mcm", "powergossip", "qsgd",
+                                "coded-sgd")
+    # what these methods put through their compressors is recorded, fitted and coded (issue 12)
+    input_methods: tuple[str, ...] = ("powersgd", "signum-mv", "powergossip")
+    input_steps: int = 40
     lrs: dict[str, float] = field(default_factory=dict)  # per-method lr overrides (else the method's default)
     workers: int = 4
     compare_steps: int = 150
@@ -83,7 +87,9 @@ class DemoConfig:
                 # stdlib-lm is compared on a few steps only (the code path, not a result)
                 "workers": 2, "compare_steps": 60, "compare_steps_by_workload": {"stdlib-lm": 10},
                 "eval_every": 10, "codec_shapes": ((64, 64), (256, 256)), "codec_steps": 3, "codec_warmup": 1,
-                "figure_layers": 1, "figure_steps": 1, "seeds": (0, 1)}
+                "figure_layers": 1, "figure_steps": 1, "seeds": (0, 1),
+                "methods": ("bf16", "powersgd", "signum-mv", "s3gd-mv", "mcm", "powergossip", "coded-sgd"),
+                "input_steps": 6}
         base.update(kw)
         return cls(**base)
 
@@ -100,6 +106,8 @@ class DemoResult:
     seconds: dict[str, float]
     skipped: dict[str, str] = field(default_factory=dict)  # stage -> why (its module is missing)
     step_times: pd.DataFrame | None = None  # modelled step time per method, model size and bandwidth
+    codebooks: pd.DataFrame | None = None  # best non-degenerate parametric codebook vs histogram
+    inputs: pd.DataFrame | None = None  # what each method compresses: its bits sent vs coded size
 
 
 # the table each per-workload stage writes into the workload's directory (ARCHITECTURE.md)
@@ -131,7 +139,7 @@ def _fit(cap, cfg: DemoConfig, progress: bool) -> pd.DataFrame:
 def _code(cap, cfg: DemoConfig, progress: bool) -> pd.DataFrame:
     from coders.report import code_capture
 
-    return code_capture(cap, models=list(cfg.models), coders=list(cfg.coders))
+    return code_capture(cap, models=list(cfg.models), coders=list(cfg.coders), raw_baselines=True)
 
 
 def _rd(cap, cfg: DemoConfig, progress: bool) -> pd.DataFrame:
@@ -166,7 +174,7 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
         bar.update(1)
 
     skipped: dict[str, str] = {}
-    heads, totals = [], []
+    heads, totals, books = [], [], []
     for wl in cfg.workloads:
         unit = root / wl
         bar.set_postfix_str(f"capture {wl}")
@@ -193,7 +201,18 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
             heads.append(headline(fits, bits, cap.summary()).assign(workload=wl))
         if bits is not None:
             totals.append(_totals(bits, cap).assign(workload=wl))
+            books.append(_codebooks(bits).assign(workload=wl))
 
+    inputs = None
+    if cfg.input_methods:
+        bar.set_postfix_str("what the methods compress")
+        try:
+            inputs = _stage(seconds, skipped, "method inputs", method_inputs, cfg.compared[0],
+                            cfg.input_methods, root / "inputs", workers=cfg.workers, steps=cfg.input_steps,
+                            seed=cfg.seed, device=cfg.device)
+            inputs.to_parquet(root / "method_inputs.parquet", index=False)
+        except _Skipped:
+            pass
     summary, times, comps = None, None, []
     for wl in cfg.compared:
         bar.set_postfix_str(f"compare on {wl}")
@@ -221,7 +240,8 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
     bar.close()
     return DemoResult(root, report, pd.concat(heads, ignore_index=True) if heads else pd.DataFrame(),
                       pd.concat(totals, ignore_index=True) if totals else pd.DataFrame(), summary,
-                      seconds, skipped=skipped, step_times=times)
+                      seconds, skipped=skipped, step_times=times,
+                      codebooks=pd.concat(books, ignore_index=True) if books else None, inputs=inputs)
 
 
 def _now():
@@ -243,6 +263,74 @@ def _write_provenance(root: Path, cfg: DemoConfig, seconds: dict, started) -> No
                                               config=settings, started=started))
 
 
+def _codebooks(bits: pd.DataFrame) -> pd.DataFrame:
+    """The last recorded step's codebook headline (`coders.selection.codebook_headline`, ANS) plus the
+    lossless plane codec of the raw bf16 gradients (whole model)."""
+    from coders.report import TOTAL
+    from coders.selection import codebook_headline
+
+    head = codebook_headline(bits, "ans")
+    head = head[head["step"] == head["step"].max()].reset_index(drop=True)
+    raw = bits[(bits["layer"] == TOTAL) & (bits["model"] == "raw-bf16") & (bits["coder"] == "planes-ans")
+               & (bits["step"] == head["step"].iloc[0])]
+    head["lossless_bf16_bits_per_entry"] = float(raw["bits_per_entry"].iloc[0]) if len(raw) else np.nan
+    return head
+
+
+def method_inputs(workload: str, methods: tuple[str, ...], out: Path, *, workers: int, steps: int,
+                  seed: int = 0, device: str = "cpu") -> pd.DataFrame:
+    """What each method compresses (issue 12): train it with `capture=`, then fit and code the recorded
+    compressor input (gossip methods: the neighbour model differences) of the last recorded step.
+
+    One row per method: the bits it sends per entry of the model (uplink), the GenNorm beta of its
+    input, and the bits an entropy-coded version of that input needs (uniform c = 0.5 x RMS quantizer,
+    best parametric codebook and histogram, ANS; and the lossless bf16 plane codec).
+    """
+    from coders.report import TOTAL, code_capture
+    from coders.runtime.capture import open_method_capture
+    from coders.runtime.train import train
+    from gradstats import fit_capture
+
+    rows = []
+    for m in methods:
+        cap_dir = out / m
+        if cap_dir.exists():  # the demo's own output of an earlier run: recorded afresh
+            shutil.rmtree(cap_dir)
+        res = train(workload, m, workers=workers, steps=steps, seed=seed, device=device, capture=cap_dir,
+                    capture_every=max(1, steps // 2), topology="ring" if _needs_topology(m) else None)
+        reader = open_method_capture(cap_dir)
+        kind = "model_diff" if "model_diff" in reader.kinds else "compressor_input"
+        nb = reader.neighbours(0)[0] if kind == "model_diff" else None
+        cap = reader.capture(kind, nb)
+        step = cap.steps[-1]
+        bits = code_capture(cap, models=["histogram", "gennorm", "zi-gennorm"], coders=["ans"], steps=[step],
+                            raw_baselines=True, progress=False)
+        tot = bits[bits["layer"] == TOTAL].set_index("model")
+        # the shape of the continuous part: the zero atom apart, centred at 0 as gradients are
+        fits = fit_capture(cap, families=["zi-gennorm"], steps=[step], goodness=False, progress=False, jobs=1,
+                           loc=0.0)
+        fits = fits[~fits["flags"].astype(str).str.contains("beta_at|too_small", regex=True)]
+        n = sum(int(np.prod(s)) for s in cap.shapes.values())
+        sent = float(res.history["bits_up"].iloc[-5:].mean())
+        rows.append({"method": m, "input": kind if nb is None else f"{kind} (to neighbour {nb})",
+                     "step": step, "entries": n, "sent_bits_per_entry": sent / n,
+                     "gennorm_beta_median": float(fits["beta"].median()) if len(fits) else np.nan,
+                     "coded_parametric_bits_per_entry": float(tot.loc["best-parametric", "bits_per_entry"]),
+                     "parametric": str(tot.loc["best-parametric", "selected"]),
+                     "coded_histogram_bits_per_entry": float(tot.loc["histogram", "bits_per_entry"]),
+                     "lossless_bf16_bits_per_entry": float(bits[(bits["layer"] == TOTAL)
+                                                                & (bits["model"] == "raw-bf16")
+                                                                & (bits["coder"] == "planes-ans")
+                                                                ]["bits_per_entry"].iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def _needs_topology(method: str) -> bool:
+    from coders.algorithms.registry import method_class
+
+    return method_class(method).needs_topology
+
+
 def _totals(bits: pd.DataFrame, cap) -> pd.DataFrame:
     """The whole-model row of the bits table (entries-weighted over layers)."""
     b = bits_table(bits, cap.summary())
@@ -257,14 +345,20 @@ def format_result(res: DemoResult) -> str:
         lines.append(f"== {wl}: best family per layer, GenNorm beta, GenNorm-ANS bits/entry (bf16 = 16)")
         show = h.drop(columns=["workload", *[c for c in h.columns if c.endswith("vs bf16")]])
         lines.append(show.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        tot = res.totals[res.totals["workload"] == wl] if len(res.totals) else res.totals
-        if len(tot):
-            ent = float(tot["entropy"].iloc[0])
-            for col, label in (("gennorm/ans", "GenNorm-ANS"), ("zi-gennorm/ans", "ZI-GenNorm-ANS")):
-                if col in tot.columns:
-                    g = float(tot[col].iloc[0])
-                    lines.append(f"   whole model: {label} {g:.3f} bits/entry vs bf16 {BF16_BITS:g} "
-                                 f"({BF16_BITS / g:.2f}x smaller; empirical entropy {ent:.3f})")
+        cb = res.codebooks[res.codebooks["workload"] == wl] if res.codebooks is not None else None
+        if cb is not None and len(cb):
+            r = cb.iloc[0]
+            lines.append(f"   whole model, step {int(r['step'])}, ANS at c = 0.5 x RMS: best parametric "
+                         f"codebook ({r['parametric']}) {r['parametric_bits_per_entry']:.3f} bits/entry "
+                         f"({r['parametric_ratio_vs_bf16']:.2f}x vs bf16, "
+                         f"{100 * r['parametric_gap_entropy']:+.1f}% vs entropy {r['entropy']:.3f}); "
+                         f"histogram oracle {r['histogram_bits_per_entry']:.3f} "
+                         f"({100 * r['histogram_gap_entropy']:+.1f}%)")
+            raw = r["lossless_bf16_bits_per_entry"]
+            if np.isfinite(raw):
+                lines.append(f"   lossless bf16 (plane codec): {raw:.2f} bits/entry, {BF16_BITS / raw:.2f}x; "
+                             f"quantized at c = 0.5: {r['parametric_total_bits_per_entry']:.2f} bits/entry "
+                             "(quantizer side bits included)")
         lines.append("")
     if res.comparison is not None:
         c = res.comparison
@@ -284,10 +378,21 @@ def format_result(res: DemoResult) -> str:
                                     & res.step_times["bandwidth_gbps"].isin(PRINTED_BANDWIDTHS)]
                 t = 1e3 * st.pivot_table(index="method", columns=["model", "bandwidth_gbps"],
                                          values="iter_overlap_s", sort=False)
-                t.columns = [f"{m} @{b:g}G" for m, b in t.columns]
-                lines.append("   modelled ms per step (codec measured in isolation):")
+                t.columns = [f"{m.split(' (')[0].removesuffix(' projection')}@{b:g}G" for m, b in t.columns]
+                lines.append("   modelled ms per step (codec measured in isolation; every model size and "
+                             "bandwidth in step_time.parquet):")
                 lines.append(t.to_string(float_format=lambda v: f"{v:.4g}"))
             lines.append("")
+    if res.inputs is not None and len(res.inputs):
+        lines.append("== what the methods compress (last recorded step; coded: uniform c = 0.5 x RMS, ANS)")
+        cols = {"method": "method", "input": "input", "gennorm_beta_median": "ZI-GenNorm beta (median)",
+                "sent_bits_per_entry": "sent bits/entry",
+                "coded_parametric_bits_per_entry": "coded parametric",
+                "coded_histogram_bits_per_entry": "coded histogram",
+                "lossless_bf16_bits_per_entry": "lossless bf16"}
+        lines.append(res.inputs[list(cols)].rename(columns=cols).to_string(
+            index=False, float_format=lambda v: f"{v:.3f}"))
+        lines.append("")
     for name, why in res.skipped.items():
         lines.append(f"SKIPPED {name}: {why}")
     lines.append("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in res.seconds.items()))
