@@ -84,7 +84,9 @@ def raw_float_rows(x: Any, dtypes: Sequence[str] = ("bf16", "fp16", "fp32"), *,
     Per format: model `raw-bf16` / `raw-fp16` / `raw-float32`, coder `planes-ans` (this codec), then
     coder `zstd-<level>` per level on the same bytes (the format's little-endian bytes in 4 MiB
     frames, as `coders.entropy.zstd_raw_bits`). `entropy` = sum of the planes' order-0 entropies
-    (the limit of any plane-wise order-0 code), `cross_entropy` = the same with raw planes at their
+    (the limit of a plane-wise order-0 code, except that a trailing run of a plane's first symbol
+    costs constriction's ANS nothing, so a tensor ending in zeros, e.g. dead rows, can code a little
+    below it), `cross_entropy` = the same with raw planes at their
     width (the limit of what was sent); `side_bits` = histograms + blob header, so bits_per_entry is
     the whole blob; mse / snr_db: the format's rounding of x (0 / inf when x is already in it);
     encode/decode_MBps count 4 bytes per entry (the column's definition), *_Meps entries per second;

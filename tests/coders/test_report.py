@@ -26,7 +26,15 @@ def test_bits_per_entry_rows_and_identities(gennorm_x):
     df = bits_per_entry(gennorm_x, q, models=["histogram", "laplace", "gennorm"],
                         coders=["ans", "range", "huffman", "zstd-3"], raw_baselines=True)
     assert set(CONTRACT) <= set(df.columns)
-    assert len(df) == 3 * 3 + 1 + 4
+    # 3 models x 3 coders, zstd on the symbols, zstd-3/19 on raw fp32 and bf16, the plane codec of 3 formats
+    assert len(df) == 3 * 3 + 1 + 4 + 3
+    planes = df[df["coder"] == "planes-ans"].set_index("model")
+    assert set(planes.index) == {"raw-bf16", "raw-fp16", "raw-float32"}
+    from coders.floatcodec import encode_float
+
+    for model, fmt in (("raw-bf16", "bf16"), ("raw-fp16", "fp16"), ("raw-float32", "fp32")):
+        # the row's bits are the blob's: 8 x its bytes
+        assert planes.loc[model, "bits_per_entry"] * gennorm_x.size == 8 * len(encode_float(gennorm_x, fmt))
     s = q.quantize(gennorm_x).symbols
     h = empirical_entropy(s)
     coded = df[df["model"].isin(["histogram", "laplace", "gennorm"])]
@@ -48,7 +56,10 @@ def test_bits_per_entry_rows_and_identities(gennorm_x):
     by = df[df["coder"] == "ans"].set_index("model")["bits_per_entry"]
     assert by["gennorm"] < by["laplace"]
     raw = df[df["model"].str.startswith("raw-")]
-    assert set(raw["coder"]) == {"zstd-3", "zstd-19"} and (raw["bits_per_entry"] > 8).all()
+    assert set(raw["coder"]) == {"zstd-3", "zstd-19", "planes-ans"} and (raw["bits_per_entry"] > 8).all()
+    # the plane codec beats zstd on the same bf16 bytes of dense GenNorm-like values
+    bf16 = raw[raw["model"] == "raw-bf16"].set_index("coder")["bits_per_entry"]
+    assert bf16["planes-ans"] < bf16["zstd-19"]
     assert (df["quantizer_side_bits_per_entry"].iloc[0] * len(s)) == 32
 
 

@@ -67,8 +67,10 @@ def coded_sgd_synthetic(comm, options: dict | list, steps: int = 3) -> dict | li
         return [coded_sgd_synthetic(comm, o, steps) for o in options]
     from coders.algorithms.registry import make_algorithm
 
-    torch.manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(40, 30)), torch.nn.Parameter(torch.randn(30))]
+    # a generator of its own: the simulator's workers are threads, and torch's global RNG is shared
+    init = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(40, 30, generator=init)),
+              torch.nn.Parameter(torch.randn(30, generator=init))]
     algo = make_algorithm("coded-sgd", params, comm, **options)
     g = torch.Generator().manual_seed(1000 + comm.rank)
     out = {"sent": [], "x_hat": [], "decoded": [], "bits_up": []}
