@@ -8,7 +8,6 @@ Name lists are loaded on first use (`Names`), so `gradstats --help` does not imp
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -284,35 +283,25 @@ def kinds(text: str) -> tuple[str, ...]:
 
 
 # --- methods --------------------------------------------------------------------------------------
-def method_option_names(method: str) -> set[str]:
-    """The keyword options one method's constructor accepts, following `**options` up its classes.
-
-    The runtime passes `seed` and `topology` itself; they are not user options.
-    """
-    from functools import partial
-
-    from coders.algorithms.registry import method_class, methods
-
-    factory = methods()[method]
-    names: set[str] = set(factory.keywords) if isinstance(factory, partial) else set()
-    for cls in method_class(method).__mro__:
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters.values()
-        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names - {"self", "params", "comm", "seed", "topology"}
-
-
 def check_method_options(method: str, options: dict[str, Any]) -> None:
-    """CLIError for an `--option` key that `method` does not take, listing the ones it does."""
+    """CLIError for an `--option` key that `method` does not take, listing the ones it does
+    (`coders.algorithms.registry.method_option_names`; seed and topology have their own flags)."""
+    from coders.algorithms.registry import method_option_names
+
     known = method_option_names(method)
     unknown = sorted(set(options) - known)
     if unknown:
         raise CLIError(f"--option {unknown[0]!r} is not an option of method {method!r}; "
                        f"its options: {', '.join(sorted(known)) or 'none'}")
+
+
+def __getattr__(name: str) -> Any:
+    # `method_option_names` lived here; it moved to the registry (imported on use: torch is slow)
+    if name == "method_option_names":
+        from coders.algorithms.registry import method_option_names
+
+        return method_option_names
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def needs_topology(method: str) -> bool:
