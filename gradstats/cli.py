@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gradstats import cli_validate as v
-from gradstats.cli_progress import LineProgress, bar, library_bars
+from gradstats.cli_progress import LineProgress, bar, bars, library_bars
 
 DESCRIPTION = """\
 gradstats: record the gradients of real training, fit their distributions (Normal, Laplace,
@@ -133,20 +133,29 @@ def _write(df: Any, path: Path) -> None:
 
 
 # --- captures -------------------------------------------------------------------------------------
+_UNFINISHED = {"recording": "its writer is still recording",
+               "interrupted": "its writer died before finishing", "aborted": "the recorded run raised"}
+
+
 def _open_checked(args: argparse.Namespace, path: str) -> tuple[Any, list[int]]:
-    """The capture `path` names and its readable steps (rank 0); damaged files fail unless --allow-damaged."""
-    d = v.capture_dir(path)
+    """The capture `path` names and its readable steps (rank 0); damaged files fail unless --allow-damaged.
+
+    Damage is what the store finds in every file's header (`Capture.damaged`, cheap); a tensor whose
+    CRC-32 fails when it is read still ends the command with the file's name.
+    """
     from captures import open_capture
 
-    cap = open_capture(d)
-    bad = v.damaged_files(cap)
-    bad_keys = {(s, r) for s, r, _, _ in bad}
-    readable = [s for s in cap.steps if (s, 0) not in bad_keys]
+    cap = open_capture(v.capture_dir(path))
+    bad = cap.damaged
+    readable = cap.readable_steps(rank=0)
     if bad:
         if not getattr(args, "allow_damaged", False):
             _fail(f"{cap.path}: {v.damage_text(bad)}; pass --allow-damaged to use the "
                   f"{len(readable)} readable step(s)")
         _warn(args, f"{cap.path}: {v.damage_text(bad)}; using the {len(readable)} readable step(s)")
+    elif cap.status in _UNFINISHED:
+        _warn(args, f"{cap.path}: status {cap.status} ({_UNFINISHED[cap.status]}); using the "
+                    f"{len(readable)} step(s) it wrote")
     return cap, readable
 
 
@@ -176,20 +185,18 @@ def _chosen_steps(args: argparse.Namespace, readable: list[int], all_steps: list
 def _cmd_capture(args: argparse.Namespace) -> int:
     import torch
 
+    from captures import is_capture_dir
     from captures.workloads import capture_workload
     from gradstats.cli_tables import number
 
     out = _out_dir(args)
-    holds = out.is_dir() and ((out / "manifest.json").exists() or any(out.glob("manifest.rank*.json"))
-                              or any((out / "steps").glob("*.safetensors")))
-    if holds and not args.overwrite:
+    if is_capture_dir(out) and not args.overwrite:  # before the workload is built
         _fail(f"{out} already holds a capture; pass --overwrite to replace it, or choose another --out")
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    with library_bars(not args.no_progress) as progress:
-        cap = capture_workload(args.workload, out_dir=out, steps=args.steps, every=args.every,
-                               sample=args.sample, what=args.what, summary_only=args.summary_only,
-                               device=args.device, seed=args.seed, layers=args.layers, dtype=dtype,
-                               overwrite=args.overwrite, progress=progress)
+    cap = capture_workload(args.workload, out_dir=out, steps=args.steps, every=args.every,
+                           sample=args.sample, what=args.what, summary_only=args.summary_only,
+                           device=args.device, seed=args.seed, layers=args.layers, dtype=dtype,
+                           overwrite=args.overwrite, progress=bars(not args.no_progress))
     print(cap.describe())
     ev = cap.manifest.get("extra", {}).get("eval", {})
     if ev:
@@ -202,8 +209,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from captures import open_capture
 
     cap = open_capture(v.capture_dir(args.path))
-    print(cap.describe())
-    bad = v.damaged_files(cap)
+    print(cap.describe())  # names the files whose headers do not read
+    if args.verify:
+        files = cap.check(verify=True)
+        print(f"verified the CRC-32 of every tensor in {int((files['role'] == 'step').sum())} step file(s)")
+    bad = cap.damaged
     if bad and not args.allow_damaged:
         _fail(f"{cap.path}: {v.damage_text(bad)} (pass --allow-damaged to accept the capture as it is)")
     return 0
@@ -218,9 +228,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     from gradstats.cli_tables import table
     from gradstats.fitting import fit_capture, summarize_fits
-    with library_bars(not args.no_progress) as progress:
-        fits = fit_capture(cap, families=args.families, steps=steps, layers=args.layers, loc=args.loc,
-                           bootstrap=args.bootstrap, n_jobs=args.jobs, progress=progress)
+
+    fits = fit_capture(cap, families=args.families, steps=steps, layers=args.layers, loc=args.loc,
+                       bootstrap=args.bootstrap, jobs=args.jobs, device=args.device,
+                       progress=bars(not args.no_progress))
     _write(fits, out)
     summary = summarize_fits(fits)
     tails = [c for c in summary.columns if c.startswith("tail_log10_")]
@@ -412,7 +423,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         d = capture_dir(unit)
         if d is None:
             continue
-        bad = v.damaged_files(open_capture(d))
+        bad = open_capture(d).damaged
         if bad and not args.allow_damaged:
             _fail(f"{d}: {v.damage_text(bad)}; pass --allow-damaged to report on the readable steps")
         if bad:
@@ -427,7 +438,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _out_dir(args)
     cfg = DemoConfig.quick(device=args.device) if args.quick else DemoConfig(device=args.device)
-    with library_bars(not args.no_progress) as progress:
+    with library_bars(not args.no_progress) as progress:  # run_demo takes only a bool today
         res = run_demo(args.out, cfg, progress=progress)
     print(format_result(res))
     return 0
@@ -482,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = command("inspect", "print layers, steps, shapes and sizes of a capture; name damaged files", False)
     i.add_argument("path", help="a capture directory or a run directory holding capture/")
+    i.add_argument("--verify", action="store_true",
+                   help="also read every tensor and check its CRC-32 (reads the whole capture)")
     _capture_flags(i)
     i.set_defaults(func=_cmd_inspect)
 
@@ -502,7 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--bootstrap", type=v.nonnegative_int, default=0, metavar="N",
                    help="bootstrap replicates for an interval of beta")
     f.add_argument("--jobs", type=v.positive_int, default=None, metavar="N",
-                   help="parallel threads over records; default: min(4, CPUs)")
+                   help="worker processes over records (1: in this process); default: all CPUs for a "
+                        "capture of 4M+ entries on the CPU, else 1")
+    f.add_argument("--device", type=v.device, default="cpu",
+                   help="where each record's fits run: cpu, cuda or cuda:N")
     f.add_argument("--out", default=None, metavar="DIR",
                    help="directory to write fits.parquet into; default: the run directory")
     f.add_argument("--csv", action="store_true", help="write fits.csv instead of fits.parquet")

@@ -358,31 +358,25 @@ def parse_lrs(text: str | None, compared: list[str]) -> dict[str, float]:
 
 # --- captures -------------------------------------------------------------------------------------
 def capture_dir(path: str) -> Path:
-    """The capture directory that `path` names (a capture or a run directory holding `capture/`)."""
+    """The capture directory that `path` names (a capture or a run directory holding `capture/`:
+    `captures.resolve_capture_dir`), checked with `captures.is_capture_dir`."""
     p = Path(path)
     if not p.exists():
         raise CLIError(f"no capture directory at {path}: it does not exist")
     if not p.is_dir():
         raise CLIError(f"{path} is a file; give a capture directory (the one holding manifest.json) "
                        "or a run directory holding capture/")
-    from captures import resolve_capture_dir
+    from captures import is_capture_dir, resolve_capture_dir
 
     d = resolve_capture_dir(p)
-    if not ((d / "manifest.json").is_file() or any(d.glob("manifest.rank*.json"))):
+    if not is_capture_dir(d):
         raise CLIError(f"{path} holds no capture: no manifest.json in it or in {p / 'capture'}")
     return d
 
 
-def damaged_files(cap: Any) -> list[tuple[int, int, str, str]]:
-    """(step, rank, file, problem) of each unreadable step file of a capture (`Capture.check`)."""
-    table = cap.check()
-    bad = table[~table["ok"].astype(bool)] if len(table) else table
-    return [(int(r.step), int(r.rank), str(r.file), str(r.problem)) for r in bad.itertuples()]
-
-
-def damage_text(bad: list[tuple[int, int, str, str]]) -> str:
-    """One line naming the damaged files of a capture."""
-    first = f"{bad[0][2]} ({bad[0][3]})"
-    more = ", ".join(Path(b[2]).name for b in bad[1:])
-    rest = f" and {len(bad) - 1} more: {more}" if more else ""
-    return f"{len(bad)} damaged step file(s): {first}{rest}"
+def damage_text(damaged: list[tuple[str, str]]) -> str:
+    """One line naming the damaged files of a capture (`Capture.damaged`: (path, reason) pairs)."""
+    first = f"{damaged[0][0]} ({damaged[0][1]})"
+    more = ", ".join(Path(p).name for p, _ in damaged[1:])
+    rest = f" and {len(damaged) - 1} more: {more}" if more else ""
+    return f"{len(damaged)} damaged file(s): {first}{rest}"
