@@ -140,8 +140,8 @@ _UNFINISHED = {"recording": "its writer is still recording",
 def _open_checked(args: argparse.Namespace, path: str) -> tuple[Any, list[int]]:
     """The capture `path` names and its readable steps (rank 0); damaged files fail unless --allow-damaged.
 
-    Damage is what the store finds in every file's header (`Capture.damaged`, cheap); a tensor whose
-    CRC-32 fails when it is read still ends the command with the file's name.
+    Damage is what the store finds in every file's header (`Capture.damaged`, cheap: no tensor data is
+    read); a flipped bit inside a tensor shows only in its CRC-32, which `inspect --verify` checks.
     """
     from captures import open_capture
 
