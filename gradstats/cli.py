@@ -39,6 +39,44 @@ every N optimizer steps; --lr = one learning rate; --out DIR = the directory res
 into. `gradstats <command> --help` lists each command's choices and defaults."""
 
 
+# --- names of the later stages (this facade may import every stage; cli_validate only stage 1) --------
+def _methods() -> list[str]:
+    from coders.algorithms.registry import methods
+
+    return list(methods())
+
+
+def _backends() -> tuple[str, ...]:
+    from coders.runtime.train import BACKENDS as names
+
+    return tuple(names)
+
+
+def _topologies() -> tuple[str, ...]:
+    from coders.runtime.topology import TOPOLOGIES as names
+
+    return tuple(names)
+
+
+def _baselines() -> tuple[str, ...]:
+    from analysis.compare import BASELINES as names
+
+    return tuple(names)
+
+
+METHODS = v.Names(_methods)
+BACKENDS = v.Names(_backends)
+TOPOLOGIES = v.Names(_topologies)
+BASELINES = v.Names(_baselines)
+
+
+def _needs_topology(method: str) -> bool:
+    """True for a decentralized (gossip) method, which runs on a topology."""
+    from coders.algorithms.registry import method_class
+
+    return bool(getattr(method_class(method), "needs_topology", False))
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -72,7 +110,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     """Shows `(default: X)` where a default exists (not for None / False: the help text says what then)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        text = (action.help or "").replace("{METHODS}", str(v.METHODS))  # loaded only when help is shown
+        text = (action.help or "").replace("{METHODS}", str(METHODS))  # loaded only when help is shown
         if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in text:
             return text
         return super()._get_help_string(action)
@@ -327,10 +365,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from gradstats.cli_tables import bits, key_values, table
 
     options = v.parse_options(args.option)
-    v.check_method_options(args.method, options)
-    gossip = v.needs_topology(args.method)
+    from coders.algorithms.registry import method_option_names
+
+    v.check_method_options(args.method, options, method_option_names(args.method))
+    gossip = _needs_topology(args.method)
     if args.topology is not None and not gossip:
-        decentral = ", ".join(m for m in v.METHODS if v.needs_topology(m))
+        decentral = ", ".join(m for m in METHODS if _needs_topology(m))
         _fail(f"--topology {args.topology} does not apply: method {args.method!r} is centralized; "
               f"topologies are for the decentralized methods: {decentral}")
     out = _table_path(args, None, "history")
@@ -565,11 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "torch.distributed)")
     t.add_argument("--workload", default="digits-cnn", choices=v.WORKLOADS, metavar="NAME",
                    help="built-in workload: %(choices)s")
-    t.add_argument("--method", default="bf16", choices=v.METHODS, metavar="NAME", help="method: %(choices)s")
+    t.add_argument("--method", default="bf16", choices=METHODS, metavar="NAME", help="method: %(choices)s")
     t.add_argument("--workers", type=v.positive_int, default=4, metavar="N", help="number of workers")
-    t.add_argument("--topology", default=None, choices=v.TOPOLOGIES, metavar="NAME",
+    t.add_argument("--topology", default=None, choices=TOPOLOGIES, metavar="NAME",
                    help="decentralized methods only: %(choices)s; default: ring")
-    t.add_argument("--backend", default="sim", choices=v.BACKENDS, metavar="NAME",
+    t.add_argument("--backend", default="sim", choices=BACKENDS, metavar="NAME",
                    help="sim (threads in this process), gloo or nccl (torch.distributed): %(choices)s")
     t.add_argument("--steps", type=v.positive_int, default=200, metavar="N", help="optimizer steps to train")
     t.add_argument("--lr", type=v.positive_float, default=None,
@@ -593,18 +633,18 @@ def build_parser() -> argparse.ArgumentParser:
     m = command("compare", "train several methods and compare accuracy, bits and time under a network model")
     m.add_argument("--workload", default="digits-cnn", choices=v.WORKLOADS, metavar="NAME",
                    help="built-in workload: %(choices)s")
-    m.add_argument("--methods", type=v.names_of("method", v.METHODS),
+    m.add_argument("--methods", type=v.names_of("method", METHODS),
                    default="bf16,powersgd,signum-mv,s3gd-mv,mcm,powergossip",
                    help="comma list of methods from: {METHODS}")
     m.add_argument("--workers", type=v.positive_int, default=8, metavar="N", help="number of workers")
-    m.add_argument("--backend", default="sim", choices=v.BACKENDS, metavar="NAME",
+    m.add_argument("--backend", default="sim", choices=BACKENDS, metavar="NAME",
                    help="sim (threads in this process), gloo or nccl (torch.distributed): %(choices)s")
     m.add_argument("--steps", type=v.positive_int, default=200, metavar="N", help="optimizer steps to train")
     m.add_argument("--bandwidth-gbps", type=v.positive_float, default=10.0, metavar="GBPS",
                    help="network bandwidth of the alpha-beta model, Gbit/s")
     m.add_argument("--latency-us", type=v.nonnegative_float, default=5.0, metavar="US",
                    help="network latency of the alpha-beta model, microseconds")
-    m.add_argument("--topology", default="ring", choices=v.TOPOLOGIES, metavar="NAME",
+    m.add_argument("--topology", default="ring", choices=TOPOLOGIES, metavar="NAME",
                    help="topology of the decentralized methods: %(choices)s")
     m.add_argument("--eval-every", type=v.positive_int, default=None, metavar="N",
                    help="evaluate every N steps; default: steps / 10")
@@ -613,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--lrs", default=None, metavar="METHOD=LR,...",
                    help="per-method learning rates, e.g. signum-mv=0.01,mcm=0.02; default: each method's")
     m.add_argument("--lr", dest="lrs", help=argparse.SUPPRESS)  # older name of --lrs
-    m.add_argument("--baseline", default="bf16", choices=v.BASELINES, metavar="NAME",
+    m.add_argument("--baseline", default="bf16", choices=BASELINES, metavar="NAME",
                    help="the 16-bit all-reduce reference, %(choices)s (trained first when not in --methods)")
     m.add_argument("--seed", type=int, default=0, help="random seed")
     m.add_argument("--device", type=v.device, default="cpu", help="cpu, cuda or cuda:N")

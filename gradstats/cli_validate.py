@@ -2,7 +2,9 @@
 
 Every check raises `argparse.ArgumentTypeError` (inside argparse: exit 2, one line naming the flag)
 or `CLIError` (after parsing: exit 1, one line), each naming the bad value and the valid ones.
-Name lists are loaded on first use (`Names`), so `gradstats --help` does not import torch.
+Name lists are loaded on first use (`Names`), so `gradstats --help` does not import torch. This
+module imports stage 1 (`captures`) only: the lists of later stages (methods, backends, topologies,
+baselines) are built in `gradstats.cli`, the facade, and handed to these checks.
 """
 
 from __future__ import annotations
@@ -45,28 +47,10 @@ class Names:
         return ", ".join(self.names)
 
 
-def _methods() -> Iterable[str]:
-    from coders.algorithms.registry import methods
-
-    return methods()
-
-
 def _workloads() -> Iterable[str]:
     from captures import WORKLOADS
 
     return WORKLOADS
-
-
-def _backends() -> Iterable[str]:
-    from coders.runtime.train import BACKENDS
-
-    return BACKENDS
-
-
-def _topologies() -> Iterable[str]:
-    from coders.runtime.topology import TOPOLOGIES
-
-    return TOPOLOGIES
 
 
 def _splits() -> Iterable[str]:
@@ -81,19 +65,9 @@ def _kinds() -> Iterable[str]:
     return KINDS
 
 
-def _baselines() -> Iterable[str]:
-    from analysis.compare import BASELINES
-
-    return BASELINES
-
-
-METHODS = Names(_methods)
 WORKLOADS = Names(_workloads)
-BACKENDS = Names(_backends)
-TOPOLOGIES = Names(_topologies)
 SPLITS = Names(_splits)
 KINDS = Names(_kinds)
-BASELINES = Names(_baselines)
 DTYPES = ("bfloat16", "float16", "float32")
 QUANTIZERS = ("ecsq", "lloyd-max", "uniform")
 HISTOGRAM_MODELS = ("histogram", "empirical")
@@ -283,32 +257,13 @@ def kinds(text: str) -> tuple[str, ...]:
 
 
 # --- methods --------------------------------------------------------------------------------------
-def check_method_options(method: str, options: dict[str, Any]) -> None:
-    """CLIError for an `--option` key that `method` does not take, listing the ones it does
+def check_method_options(method: str, options: dict[str, Any], known: set[str]) -> None:
+    """CLIError for an `--option` key that `method` does not take; `known`: the ones it does
     (`coders.algorithms.registry.method_option_names`; seed and topology have their own flags)."""
-    from coders.algorithms.registry import method_option_names
-
-    known = method_option_names(method)
     unknown = sorted(set(options) - known)
     if unknown:
         raise CLIError(f"--option {unknown[0]!r} is not an option of method {method!r}; "
                        f"its options: {', '.join(sorted(known)) or 'none'}")
-
-
-def __getattr__(name: str) -> Any:
-    # `method_option_names` lived here; it moved to the registry (imported on use: torch is slow)
-    if name == "method_option_names":
-        from coders.algorithms.registry import method_option_names
-
-        return method_option_names
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def needs_topology(method: str) -> bool:
-    """True for a decentralized (gossip) method, which runs on a topology."""
-    from coders.algorithms.registry import method_class
-
-    return bool(getattr(method_class(method), "needs_topology", False))
 
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:
