@@ -85,13 +85,15 @@ def method_class(name: str) -> type:
 def method_option_names(name: str) -> set[str]:
     """The keyword options method `name`'s constructor takes, following `**options` up its classes.
 
-    A preset's bound options (e.g. `error_feedback` of `topk-ef`) count; the runtime's own
-    keywords (`RUNTIME_OPTIONS`: seed, topology) and `params`, `comm` do not.
+    A preset's bound options (e.g. `error_feedback` of `topk-ef`) count, and so do the names a class
+    takes out of `**options` itself and declares in `operator_options` (Choco's `ratio`, ...); the
+    runtime's own keywords (`RUNTIME_OPTIONS`: seed, topology) and `params`, `comm` do not.
     """
     factory = METHODS.get(name)
     if factory is None:
         raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
     names: set[str] = set(factory.keywords) if isinstance(factory, partial) else set()
+    names |= set(getattr(method_class(name), "operator_options", ()))  # taken out of **options in the body
     for cls in method_class(name).__mro__:
         init = cls.__dict__.get("__init__")
         if init is None:

@@ -46,8 +46,11 @@ def test_every_listed_option_is_taken_by_the_constructor(name):
     names = method_option_names(name)
     assert names and not names & ({"self", "params", "comm"} | RUNTIME_OPTIONS)
     defaults = _defaults(name)
-    assert names <= set(defaults), sorted(names - set(defaults))
-    _build(name, **{k: defaults[k] for k in names}, seed=3)  # all at once, plus the runtime's seed
+    ops = set(getattr(method_class(name), "operator_options", ()))  # a gossip variant's operator's own
+    assert names - ops <= set(defaults), sorted(names - ops - set(defaults))
+    given = {k: defaults[k] for k in names - ops}
+    given |= {k: v for k, v in (("ratio", 0.5), ("rank", 1)) if k in ops}
+    _build(name, **given, seed=3)  # all at once, plus the runtime's seed
 
 
 @pytest.mark.parametrize("name", ["powersgd", "topk-ef", "dpsgd", "coded-sgd"])
@@ -66,5 +69,11 @@ def test_known_options_of_some_methods():
     assert {"rank", "warm_start", "error_feedback", "momentum"} <= method_option_names("powersgd")
     assert {"ratio", "k", "error_feedback"} <= method_option_names("topk-ef")  # preset keys count
     assert "gamma" in method_option_names("dpsgd") and "rank" not in method_option_names("dpsgd")
+    assert {"ratio", "k"} <= method_option_names("choco-topk")
+    assert "rank" in method_option_names("choco-lowrank")
+    assert not {"ratio", "k", "rank"} & method_option_names("choco-sign")  # the sign operator takes none
+    assert _build("choco-topk", k=2).compressor.k == 2
+    with pytest.raises(ValueError, match="'choco-sign' has no option 'ratio'"):
+        _build("choco-sign", ratio=0.1)
     with pytest.raises(ValueError, match="unknown method 'nosuch'"):
         method_option_names("nosuch")
