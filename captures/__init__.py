@@ -22,6 +22,7 @@ Each worker's gradient before DDP's all-reduce, around any comm hook::
 Check a capture (the CLI exits non-zero when ``not table.ok.all()``)::
 
     cap = open_capture(path)
+    is_capture_dir(path)  # a manifest is there (resolve_capture_dir(run_dir) finds <run>/capture)
     cap.status          # complete | recording | interrupted | aborted | damaged
     cap.damaged         # [(path, reason), ...] from the file headers
     table = cap.check() # every file, every CRC-32; check(repair=True) removes dead writers' temp files
@@ -40,6 +41,7 @@ from captures.store import (
     CaptureRecord,
     CaptureWriteError,
     CaptureWriter,
+    is_capture_dir,
     open_capture,
     resolve_capture_dir,
     write_capture,
@@ -58,6 +60,7 @@ __all__ = [
     "GradientRecorder",
     "Workload",
     "capture_workload",
+    "is_capture_dir",
     "make_workload",
     "open_capture",
     "recording_comm_hook",

@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ import pandas as pd
 from gradstats.estimation import bootstrap_beta
 from gradstats.families import MIN_SHAPE_N
 from gradstats.tables import PARAM_COLUMNS, fit_all
+
+if TYPE_CHECKING:
+    from captures.progress import Progress
 
 POOL_MIN_ENTRIES = 1 << 22
 """With `jobs=None` a capture holding fewer entries than this (4M) is fitted serially: starting a
@@ -114,7 +117,7 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
                 layers: str | Sequence[str] | None = None, steps: Sequence[int] | None = None,
                 ranks: Sequence[int] | None = (0,), kind: str = "grad", loc: str | float = "fit",
                 goodness: bool = True, max_n: int | None = 200_000, bootstrap: int = 0,
-                jobs: int | None = None, device: str = "cpu", progress: bool = True, seed: int = 0,
+                jobs: int | None = None, device: str = "cpu", progress: Progress = True, seed: int = 0,
                 n_jobs: int | None = None, min_shape_n: int = MIN_SHAPE_N) -> pd.DataFrame:
     """Fit `families` to every (step, layer, rank) record of a capture: one row per family.
 
@@ -125,11 +128,12 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
     jobs: worker processes over records (None: all CPUs, serial below `POOL_MIN_ENTRIES`
     entries or on a device; 1: serial in this process); the table equals the serial one. `n_jobs` is the old
     name of `jobs`. device: 'cpu', or a torch device such as 'cuda' on which each record's fits
-    run (the goodness statistics' subsample is evaluated on the host).
+    run (the goodness statistics' subsample is evaluated on the host). progress: a bar over the
+    records (True: tqdm; or a bar factory, see `captures.progress`).
     Columns: step, layer, rank, kind, family, beta, df, pi, loc, scale, loglik, aic, bic, k, n, ks,
     ad, w1, nll_bits, tail_log10_1e-02/-03/-04, best, flags, seconds, beta_se (see `fit_all`).
     """
-    from tqdm.auto import tqdm
+    from captures.progress import open_bar  # here: importing captures imports torch
 
     if isinstance(capture, (str, os.PathLike)):
         from captures import open_capture, resolve_capture_dir
@@ -156,7 +160,7 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
         jobs = (os.cpu_count() or 1) if big and options.device == "cpu" else 1
     workers = min(jobs, len(tasks))
     path = getattr(capture, "path", None)
-    bar = tqdm(total=len(tasks), desc="fit", unit="record", disable=not progress)
+    bar = open_bar(progress, total=len(tasks), desc="fit", unit="record")
     frames: list[pd.DataFrame] = []
     if workers <= 1 or path is None:
         for t in tasks:

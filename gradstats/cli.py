@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gradstats import cli_validate as v
-from gradstats.cli_progress import LineProgress, bar, library_bars
+from gradstats.cli_progress import LineProgress, bar, bars, library_bars
 
 DESCRIPTION = """\
 gradstats: record the gradients of real training, fit their distributions (Normal, Laplace,
@@ -37,6 +37,44 @@ EPILOG = """\
 Flags mean the same in every sub-command: --steps N = optimizer steps to train; --every N = record
 every N optimizer steps; --lr = one learning rate; --out DIR = the directory results are written
 into. `gradstats <command> --help` lists each command's choices and defaults."""
+
+
+# --- names of the later stages (this facade may import every stage; cli_validate only stage 1) --------
+def _methods() -> list[str]:
+    from coders.algorithms.registry import methods
+
+    return list(methods())
+
+
+def _backends() -> tuple[str, ...]:
+    from coders.runtime.train import BACKENDS as names
+
+    return tuple(names)
+
+
+def _topologies() -> tuple[str, ...]:
+    from coders.runtime.topology import TOPOLOGIES as names
+
+    return tuple(names)
+
+
+def _baselines() -> tuple[str, ...]:
+    from analysis.compare import BASELINES as names
+
+    return tuple(names)
+
+
+METHODS = v.Names(_methods)
+BACKENDS = v.Names(_backends)
+TOPOLOGIES = v.Names(_topologies)
+BASELINES = v.Names(_baselines)
+
+
+def _needs_topology(method: str) -> bool:
+    """True for a decentralized (gossip) method, which runs on a topology."""
+    from coders.algorithms.registry import method_class
+
+    return bool(getattr(method_class(method), "needs_topology", False))
 
 
 def _version() -> str:
@@ -72,7 +110,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     """Shows `(default: X)` where a default exists (not for None / False: the help text says what then)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        text = (action.help or "").replace("{METHODS}", str(v.METHODS))  # loaded only when help is shown
+        text = (action.help or "").replace("{METHODS}", str(METHODS))  # loaded only when help is shown
         if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in text:
             return text
         return super()._get_help_string(action)
@@ -133,20 +171,29 @@ def _write(df: Any, path: Path) -> None:
 
 
 # --- captures -------------------------------------------------------------------------------------
+_UNFINISHED = {"recording": "its writer is still recording",
+               "interrupted": "its writer died before finishing", "aborted": "the recorded run raised"}
+
+
 def _open_checked(args: argparse.Namespace, path: str) -> tuple[Any, list[int]]:
-    """The capture `path` names and its readable steps (rank 0); damaged files fail unless --allow-damaged."""
-    d = v.capture_dir(path)
+    """The capture `path` names and its readable steps (rank 0); damaged files fail unless --allow-damaged.
+
+    Damage is what the store finds in every file's header (`Capture.damaged`, cheap: no tensor data is
+    read); a flipped bit inside a tensor shows only in its CRC-32, which `inspect --verify` checks.
+    """
     from captures import open_capture
 
-    cap = open_capture(d)
-    bad = v.damaged_files(cap)
-    bad_keys = {(s, r) for s, r, _, _ in bad}
-    readable = [s for s in cap.steps if (s, 0) not in bad_keys]
+    cap = open_capture(v.capture_dir(path))
+    bad = cap.damaged
+    readable = cap.readable_steps(rank=0)
     if bad:
         if not getattr(args, "allow_damaged", False):
             _fail(f"{cap.path}: {v.damage_text(bad)}; pass --allow-damaged to use the "
                   f"{len(readable)} readable step(s)")
         _warn(args, f"{cap.path}: {v.damage_text(bad)}; using the {len(readable)} readable step(s)")
+    elif cap.status in _UNFINISHED:
+        _warn(args, f"{cap.path}: status {cap.status} ({_UNFINISHED[cap.status]}); using the "
+                    f"{len(readable)} step(s) it wrote")
     return cap, readable
 
 
@@ -176,20 +223,18 @@ def _chosen_steps(args: argparse.Namespace, readable: list[int], all_steps: list
 def _cmd_capture(args: argparse.Namespace) -> int:
     import torch
 
+    from captures import is_capture_dir
     from captures.workloads import capture_workload
     from gradstats.cli_tables import number
 
     out = _out_dir(args)
-    holds = out.is_dir() and ((out / "manifest.json").exists() or any(out.glob("manifest.rank*.json"))
-                              or any((out / "steps").glob("*.safetensors")))
-    if holds and not args.overwrite:
+    if is_capture_dir(out) and not args.overwrite:  # before the workload is built
         _fail(f"{out} already holds a capture; pass --overwrite to replace it, or choose another --out")
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    with library_bars(not args.no_progress) as progress:
-        cap = capture_workload(args.workload, out_dir=out, steps=args.steps, every=args.every,
-                               sample=args.sample, what=args.what, summary_only=args.summary_only,
-                               device=args.device, seed=args.seed, layers=args.layers, dtype=dtype,
-                               overwrite=args.overwrite, progress=progress)
+    cap = capture_workload(args.workload, out_dir=out, steps=args.steps, every=args.every,
+                           sample=args.sample, what=args.what, summary_only=args.summary_only,
+                           device=args.device, seed=args.seed, layers=args.layers, dtype=dtype,
+                           overwrite=args.overwrite, progress=bars(not args.no_progress))
     print(cap.describe())
     ev = cap.manifest.get("extra", {}).get("eval", {})
     if ev:
@@ -202,8 +247,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from captures import open_capture
 
     cap = open_capture(v.capture_dir(args.path))
-    print(cap.describe())
-    bad = v.damaged_files(cap)
+    print(cap.describe())  # names the files whose headers do not read
+    if args.verify:
+        files = cap.check(verify=True)
+        print(f"verified the CRC-32 of every tensor in {int((files['role'] == 'step').sum())} step file(s)")
+    bad = cap.damaged
     if bad and not args.allow_damaged:
         _fail(f"{cap.path}: {v.damage_text(bad)} (pass --allow-damaged to accept the capture as it is)")
     return 0
@@ -218,9 +266,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     from gradstats.cli_tables import table
     from gradstats.fitting import fit_capture, summarize_fits
-    with library_bars(not args.no_progress) as progress:
-        fits = fit_capture(cap, families=args.families, steps=steps, layers=args.layers, loc=args.loc,
-                           bootstrap=args.bootstrap, n_jobs=args.jobs, progress=progress)
+
+    fits = fit_capture(cap, families=args.families, steps=steps, layers=args.layers, loc=args.loc,
+                       bootstrap=args.bootstrap, jobs=args.jobs, device=args.device,
+                       progress=bars(not args.no_progress))
     _write(fits, out)
     summary = summarize_fits(fits)
     tails = [c for c in summary.columns if c.startswith("tail_log10_")]
@@ -316,10 +365,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from gradstats.cli_tables import bits, key_values, table
 
     options = v.parse_options(args.option)
-    v.check_method_options(args.method, options)
-    gossip = v.needs_topology(args.method)
+    from coders.algorithms.registry import method_option_names
+
+    v.check_method_options(args.method, options, method_option_names(args.method))
+    gossip = _needs_topology(args.method)
     if args.topology is not None and not gossip:
-        decentral = ", ".join(m for m in v.METHODS if v.needs_topology(m))
+        decentral = ", ".join(m for m in METHODS if _needs_topology(m))
         _fail(f"--topology {args.topology} does not apply: method {args.method!r} is centralized; "
               f"topologies are for the decentralized methods: {decentral}")
     out = _table_path(args, None, "history")
@@ -412,7 +463,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         d = capture_dir(unit)
         if d is None:
             continue
-        bad = v.damaged_files(open_capture(d))
+        bad = open_capture(d).damaged
         if bad and not args.allow_damaged:
             _fail(f"{d}: {v.damage_text(bad)}; pass --allow-damaged to report on the readable steps")
         if bad:
@@ -427,7 +478,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _out_dir(args)
     cfg = DemoConfig.quick(device=args.device) if args.quick else DemoConfig(device=args.device)
-    with library_bars(not args.no_progress) as progress:
+    with library_bars(not args.no_progress) as progress:  # run_demo takes only a bool today
         res = run_demo(args.out, cfg, progress=progress)
     print(format_result(res))
     return 0
@@ -482,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = command("inspect", "print layers, steps, shapes and sizes of a capture; name damaged files", False)
     i.add_argument("path", help="a capture directory or a run directory holding capture/")
+    i.add_argument("--verify", action="store_true",
+                   help="also read every tensor and check its CRC-32 (reads the whole capture)")
     _capture_flags(i)
     i.set_defaults(func=_cmd_inspect)
 
@@ -502,7 +555,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--bootstrap", type=v.nonnegative_int, default=0, metavar="N",
                    help="bootstrap replicates for an interval of beta")
     f.add_argument("--jobs", type=v.positive_int, default=None, metavar="N",
-                   help="parallel threads over records; default: min(4, CPUs)")
+                   help="worker processes over records (1: in this process); default: all CPUs for a "
+                        "capture of 4M+ entries on the CPU, else 1")
+    f.add_argument("--device", type=v.device, default="cpu",
+                   help="where each record's fits run: cpu, cuda or cuda:N")
     f.add_argument("--out", default=None, metavar="DIR",
                    help="directory to write fits.parquet into; default: the run directory")
     f.add_argument("--csv", action="store_true", help="write fits.csv instead of fits.parquet")
@@ -549,11 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "torch.distributed)")
     t.add_argument("--workload", default="digits-cnn", choices=v.WORKLOADS, metavar="NAME",
                    help="built-in workload: %(choices)s")
-    t.add_argument("--method", default="bf16", choices=v.METHODS, metavar="NAME", help="method: %(choices)s")
+    t.add_argument("--method", default="bf16", choices=METHODS, metavar="NAME", help="method: %(choices)s")
     t.add_argument("--workers", type=v.positive_int, default=4, metavar="N", help="number of workers")
-    t.add_argument("--topology", default=None, choices=v.TOPOLOGIES, metavar="NAME",
+    t.add_argument("--topology", default=None, choices=TOPOLOGIES, metavar="NAME",
                    help="decentralized methods only: %(choices)s; default: ring")
-    t.add_argument("--backend", default="sim", choices=v.BACKENDS, metavar="NAME",
+    t.add_argument("--backend", default="sim", choices=BACKENDS, metavar="NAME",
                    help="sim (threads in this process), gloo or nccl (torch.distributed): %(choices)s")
     t.add_argument("--steps", type=v.positive_int, default=200, metavar="N", help="optimizer steps to train")
     t.add_argument("--lr", type=v.positive_float, default=None,
@@ -577,18 +633,18 @@ def build_parser() -> argparse.ArgumentParser:
     m = command("compare", "train several methods and compare accuracy, bits and time under a network model")
     m.add_argument("--workload", default="digits-cnn", choices=v.WORKLOADS, metavar="NAME",
                    help="built-in workload: %(choices)s")
-    m.add_argument("--methods", type=v.names_of("method", v.METHODS),
+    m.add_argument("--methods", type=v.names_of("method", METHODS),
                    default="bf16,powersgd,signum-mv,s3gd-mv,mcm,powergossip",
                    help="comma list of methods from: {METHODS}")
     m.add_argument("--workers", type=v.positive_int, default=8, metavar="N", help="number of workers")
-    m.add_argument("--backend", default="sim", choices=v.BACKENDS, metavar="NAME",
+    m.add_argument("--backend", default="sim", choices=BACKENDS, metavar="NAME",
                    help="sim (threads in this process), gloo or nccl (torch.distributed): %(choices)s")
     m.add_argument("--steps", type=v.positive_int, default=200, metavar="N", help="optimizer steps to train")
     m.add_argument("--bandwidth-gbps", type=v.positive_float, default=10.0, metavar="GBPS",
                    help="network bandwidth of the alpha-beta model, Gbit/s")
     m.add_argument("--latency-us", type=v.nonnegative_float, default=5.0, metavar="US",
                    help="network latency of the alpha-beta model, microseconds")
-    m.add_argument("--topology", default="ring", choices=v.TOPOLOGIES, metavar="NAME",
+    m.add_argument("--topology", default="ring", choices=TOPOLOGIES, metavar="NAME",
                    help="topology of the decentralized methods: %(choices)s")
     m.add_argument("--eval-every", type=v.positive_int, default=None, metavar="N",
                    help="evaluate every N steps; default: steps / 10")
@@ -597,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--lrs", default=None, metavar="METHOD=LR,...",
                    help="per-method learning rates, e.g. signum-mv=0.01,mcm=0.02; default: each method's")
     m.add_argument("--lr", dest="lrs", help=argparse.SUPPRESS)  # older name of --lrs
-    m.add_argument("--baseline", default="bf16", choices=v.BASELINES, metavar="NAME",
+    m.add_argument("--baseline", default="bf16", choices=BASELINES, metavar="NAME",
                    help="the 16-bit all-reduce reference, %(choices)s (trained first when not in --methods)")
     m.add_argument("--seed", type=int, default=0, help="random seed")
     m.add_argument("--device", type=v.device, default="cpu", help="cpu, cuda or cuda:N")

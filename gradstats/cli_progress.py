@@ -4,10 +4,11 @@ A tqdm bar redraws itself with carriage returns and, when bars nest, cursor-up e
 log file that is noise. When stderr is not a terminal the CLI uses `LineProgress` instead: one
 plain line when the work starts, one at most every `LINE_INTERVAL_S` seconds, one when it ends.
 
-The stage functions that draw their own bar (`capture_workload`, `fit_capture`, `run_demo`) take
-only `progress: bool` and import `tqdm.auto.tqdm` when called; `library_bars` swaps that name
-for `LineProgress` for the duration of one sub-command so their bars become lines too. (When
-those functions accept a bar factory, this swap goes away.)
+The stage functions that draw their own bar take `progress: bool | factory`
+(`captures.progress`): the CLI hands them `bars(enabled)`, which is tqdm's class on a terminal,
+`LineProgress` in a log, or False. `run_demo` still takes only a bool and imports
+`tqdm.auto.tqdm` when called; for it alone `library_bars` swaps that name for `LineProgress`
+while the sub-command runs (it goes away when `run_demo` takes a factory).
 """
 
 from __future__ import annotations
@@ -120,21 +121,29 @@ class LineProgress:
         print("[progress] " + ", ".join(parts), file=self.file, flush=True)
 
 
-def bar(total: float | None, desc: str, unit: str, enabled: bool) -> Any:
-    """A progress bar for work the CLI drives itself: tqdm on a terminal, `LineProgress` in a log."""
-    if enabled and on_terminal():
+def bars(enabled: bool) -> Any:
+    """The `progress=` argument for the stage functions: tqdm's class on a terminal, `LineProgress`
+    in a log, False when disabled (see `captures.progress`)."""
+    if not enabled:
+        return False
+    if on_terminal():
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=desc, unit=unit)
-    return LineProgress(total=total, desc=desc, unit=unit, disable=not enabled)
+        return tqdm
+    return LineProgress
+
+
+def bar(total: float | None, desc: str, unit: str, enabled: bool) -> Any:
+    """A progress bar for work the CLI drives itself: tqdm on a terminal, `LineProgress` in a log."""
+    if not enabled:
+        return LineProgress(total=total, desc=desc, unit=unit, disable=True)
+    return bars(True)(total=total, desc=desc, unit=unit)
 
 
 @contextlib.contextmanager
 def library_bars(enabled: bool) -> Iterator[bool]:
-    """While active, the stages' own tqdm bars print plain lines when stderr is not a terminal.
-
-    Yields the `progress` flag to hand to the stage functions.
-    """
+    """While active, the tqdm bars of a stage function that takes only `progress: bool` (today:
+    `run_demo`) print plain lines when stderr is not a terminal. Yields the flag to hand to it."""
     if not enabled or on_terminal():
         yield enabled
         return

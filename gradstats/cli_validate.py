@@ -2,13 +2,14 @@
 
 Every check raises `argparse.ArgumentTypeError` (inside argparse: exit 2, one line naming the flag)
 or `CLIError` (after parsing: exit 1, one line), each naming the bad value and the valid ones.
-Name lists are loaded on first use (`Names`), so `gradstats --help` does not import torch.
+Name lists are loaded on first use (`Names`), so `gradstats --help` does not import torch. This
+module imports stage 1 (`captures`) only: the lists of later stages (methods, backends, topologies,
+baselines) are built in `gradstats.cli`, the facade, and handed to these checks.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -46,28 +47,10 @@ class Names:
         return ", ".join(self.names)
 
 
-def _methods() -> Iterable[str]:
-    from coders.algorithms.registry import methods
-
-    return methods()
-
-
 def _workloads() -> Iterable[str]:
     from captures import WORKLOADS
 
     return WORKLOADS
-
-
-def _backends() -> Iterable[str]:
-    from coders.runtime.train import BACKENDS
-
-    return BACKENDS
-
-
-def _topologies() -> Iterable[str]:
-    from coders.runtime.topology import TOPOLOGIES
-
-    return TOPOLOGIES
 
 
 def _splits() -> Iterable[str]:
@@ -82,19 +65,9 @@ def _kinds() -> Iterable[str]:
     return KINDS
 
 
-def _baselines() -> Iterable[str]:
-    from analysis.compare import BASELINES
-
-    return BASELINES
-
-
-METHODS = Names(_methods)
 WORKLOADS = Names(_workloads)
-BACKENDS = Names(_backends)
-TOPOLOGIES = Names(_topologies)
 SPLITS = Names(_splits)
 KINDS = Names(_kinds)
-BASELINES = Names(_baselines)
 DTYPES = ("bfloat16", "float16", "float32")
 QUANTIZERS = ("ecsq", "lloyd-max", "uniform")
 HISTOGRAM_MODELS = ("histogram", "empirical")
@@ -284,42 +257,13 @@ def kinds(text: str) -> tuple[str, ...]:
 
 
 # --- methods --------------------------------------------------------------------------------------
-def method_option_names(method: str) -> set[str]:
-    """The keyword options one method's constructor accepts, following `**options` up its classes.
-
-    The runtime passes `seed` and `topology` itself; they are not user options.
-    """
-    from functools import partial
-
-    from coders.algorithms.registry import method_class, methods
-
-    factory = methods()[method]
-    names: set[str] = set(factory.keywords) if isinstance(factory, partial) else set()
-    for cls in method_class(method).__mro__:
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters.values()
-        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-        if not any(p.kind == p.VAR_KEYWORD for p in params):
-            break
-    return names - {"self", "params", "comm", "seed", "topology"}
-
-
-def check_method_options(method: str, options: dict[str, Any]) -> None:
-    """CLIError for an `--option` key that `method` does not take, listing the ones it does."""
-    known = method_option_names(method)
+def check_method_options(method: str, options: dict[str, Any], known: set[str]) -> None:
+    """CLIError for an `--option` key that `method` does not take; `known`: the ones it does
+    (`coders.algorithms.registry.method_option_names`; seed and topology have their own flags)."""
     unknown = sorted(set(options) - known)
     if unknown:
         raise CLIError(f"--option {unknown[0]!r} is not an option of method {method!r}; "
                        f"its options: {', '.join(sorted(known)) or 'none'}")
-
-
-def needs_topology(method: str) -> bool:
-    """True for a decentralized (gossip) method, which runs on a topology."""
-    from coders.algorithms.registry import method_class
-
-    return bool(getattr(method_class(method), "needs_topology", False))
 
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:
@@ -369,31 +313,25 @@ def parse_lrs(text: str | None, compared: list[str]) -> dict[str, float]:
 
 # --- captures -------------------------------------------------------------------------------------
 def capture_dir(path: str) -> Path:
-    """The capture directory that `path` names (a capture or a run directory holding `capture/`)."""
+    """The capture directory that `path` names (a capture or a run directory holding `capture/`:
+    `captures.resolve_capture_dir`), checked with `captures.is_capture_dir`."""
     p = Path(path)
     if not p.exists():
         raise CLIError(f"no capture directory at {path}: it does not exist")
     if not p.is_dir():
         raise CLIError(f"{path} is a file; give a capture directory (the one holding manifest.json) "
                        "or a run directory holding capture/")
-    from captures import resolve_capture_dir
+    from captures import is_capture_dir, resolve_capture_dir
 
     d = resolve_capture_dir(p)
-    if not ((d / "manifest.json").is_file() or any(d.glob("manifest.rank*.json"))):
+    if not is_capture_dir(d):
         raise CLIError(f"{path} holds no capture: no manifest.json in it or in {p / 'capture'}")
     return d
 
 
-def damaged_files(cap: Any) -> list[tuple[int, int, str, str]]:
-    """(step, rank, file, problem) of each unreadable step file of a capture (`Capture.check`)."""
-    table = cap.check()
-    bad = table[~table["ok"].astype(bool)] if len(table) else table
-    return [(int(r.step), int(r.rank), str(r.file), str(r.problem)) for r in bad.itertuples()]
-
-
-def damage_text(bad: list[tuple[int, int, str, str]]) -> str:
-    """One line naming the damaged files of a capture."""
-    first = f"{bad[0][2]} ({bad[0][3]})"
-    more = ", ".join(Path(b[2]).name for b in bad[1:])
-    rest = f" and {len(bad) - 1} more: {more}" if more else ""
-    return f"{len(bad)} damaged step file(s): {first}{rest}"
+def damage_text(damaged: list[tuple[str, str]]) -> str:
+    """One line naming the damaged files of a capture (`Capture.damaged`: (path, reason) pairs)."""
+    first = f"{damaged[0][0]} ({damaged[0][1]})"
+    more = ", ".join(Path(p).name for p, _ in damaged[1:])
+    rest = f" and {len(damaged) - 1} more: {more}" if more else ""
+    return f"{len(damaged)} damaged file(s): {first}{rest}"

@@ -1,9 +1,18 @@
-"""The real `gradstats` command line, run as a subprocess: every sub-command's error paths end in one
-line naming the bad value and the valid ones (exit 2 for usage errors, 1 otherwise, no traceback);
-help lists choices and defaults; damaged captures are reported; progress is plain lines in a log."""
+"""The `gradstats` command line: every sub-command's error paths end in one line naming the bad value and
+the valid ones (exit 2 for usage errors, 1 otherwise, no traceback); help lists choices and defaults;
+damaged captures are reported; progress is plain lines in a log.
+
+Most cases call `gradstats.cli.main` in this process, as the console script does, and read what
+Python would do with its `SystemExit`: a string is printed as one line on stderr with exit status 1, an
+integer is the exit status. Any other exception escapes and fails the test, so "no traceback" holds for
+them too. A handful of cases run the real `python -m gradstats` in a subprocess (each one imports torch,
+seconds of CPU): a parser error, an error after parsing, a damaged capture, `--debug`, progress in a
+pipe, so the whole path from the console to the exit status is covered once each.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,17 +24,39 @@ import pandas as pd
 import pytest
 
 from captures import write_capture
+from gradstats.cli import main
+from gradstats.cli_progress import LineProgress
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (0, 10, 20)
+TRUNCATED = "000000010.rank0.safetensors"
 
 
-def run(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m gradstats ARGS` with this checkout first on the path, stderr not a terminal."""
     full_env = {k: val for k, val in os.environ.items() if k != "GRADSTATS_DEBUG"}
     full_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
     return subprocess.run([sys.executable, "-m", "gradstats", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=300)
+                          env=full_env, timeout=300)
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """`cli(*args) -> (exit status, stdout, stderr)` of `main(args)`, as a console would see it."""
+    monkeypatch.delenv("GRADSTATS_DEBUG", raising=False)
+
+    def call(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # what the interpreter does with it at the top level
+            code = exc.code
+        out, err = capsys.readouterr()
+        if isinstance(code, str):
+            err, code = err + code + "\n", 1
+        return (0 if code is None else int(code)), out, err
+
+    return call
 
 
 @pytest.fixture(scope="module")
@@ -37,34 +68,37 @@ def runs(tmp_path_factory) -> dict[str, Path]:
                  "fc.bias": rng.normal(0, 1, 40).astype(np.float32)} for s in STEPS}
     write_capture(root / "run" / "capture", grads)
     write_capture(root / "damaged", grads)
-    step_file = root / "damaged" / "steps" / "000000010.rank0.safetensors"
+    step_file = root / "damaged" / "steps" / TRUNCATED
     with open(step_file, "r+b") as fh:
         fh.truncate(step_file.stat().st_size // 2)
     (root / "empty").mkdir()
     return {"root": root, "run": root / "run", "capture": root / "run" / "capture",
             "damaged": root / "damaged", "manifest": root / "run" / "capture" / "manifest.json",
-            "empty": root / "empty", "step_file": step_file}
+            "empty": root / "empty", "step_file": step_file, "grads": grads}
 
 
-def check_errors(cases: list[tuple[list[str], int, list[str]]]) -> None:
-    """Run every case (two at a time) and check: exit code, one line on stderr, the words, no traceback."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(lambda c: run(*c[0]), cases))
-    for (args, code, words), res in zip(cases, results, strict=True):
-        what = f"gradstats {' '.join(args)}"
-        lines = res.stderr.strip().splitlines()
-        assert res.returncode == code, f"{what}: exit {res.returncode}, stderr {res.stderr!r}"
-        assert "Traceback" not in res.stderr, f"{what}: {res.stderr}"
-        assert len(lines) == 1, f"{what}: {len(lines)} lines on stderr: {res.stderr!r}"
-        assert lines[0].startswith(f"gradstats {args[0]}: error: "), f"{what}: {lines[0]!r}"
-        for word in words:
-            assert word in lines[0], f"{what}: {word!r} not in {lines[0]!r}"
-        if args[0] != "inspect":  # inspect describes a damaged capture, then fails
-            assert res.stdout == "", f"{what}: printed {res.stdout!r} before failing"
+def check_error(args: list[str], code: int, words: list[str], result: tuple[int, str, str]) -> None:
+    """Exit code, one line on stderr starting `gradstats <cmd>: error:`, the words, no traceback."""
+    status, out, err = result
+    what = f"gradstats {' '.join(args)}"
+    lines = err.strip().splitlines()
+    assert status == code, f"{what}: exit {status}, stderr {err!r}"
+    assert "Traceback" not in err, f"{what}: {err}"
+    assert len(lines) == 1, f"{what}: {len(lines)} lines on stderr: {err!r}"
+    assert lines[0].startswith(f"gradstats {args[0]}: error: "), f"{what}: {lines[0]!r}"
+    for word in words:
+        assert word in lines[0], f"{what}: {word!r} not in {lines[0]!r}"
+    if args[0] != "inspect":  # inspect describes a damaged capture, then fails
+        assert out == "", f"{what}: printed {out!r} before failing"
 
 
-def test_train_errors():
-    check_errors([
+def check_errors(cli, cases: list[tuple[list[str], int, list[str]]]) -> None:
+    for args, code, words in cases:
+        check_error(args, code, words, cli(*args))
+
+
+def test_train_errors(cli):
+    check_errors(cli, [
         (["train", "--method", "nosuch"], 2, ["--method", "'nosuch'", "powersgd", "topk-ef"]),
         (["train", "--workload", "nosuch"], 2, ["--workload", "'nosuch'", "digits-cnn", "stdlib-lm"]),
         (["train", "--backend", "foo"], 2, ["--backend", "'foo'", "gloo", "nccl", "sim"]),
@@ -78,13 +112,14 @@ def test_train_errors():
                                                                       "powergossip"]),
         (["train", "--method", "powersgd", "--option", "nosuch=3"], 1, ["'nosuch'", "'powersgd'", "rank",
                                                                         "warm_start"]),
+        (["train", "--method", "powersgd", "--option", "seed=3"], 1, ["'seed'", "'powersgd'", "rank"]),
         (["train", "--option", "ratio"], 1, ["--option", "'ratio'", "key=value"]),
         (["train", "--device", "tpu"], 2, ["--device", "'tpu'", "cpu", "cuda"]),
     ])
 
 
-def test_compare_errors_come_before_any_training():
-    check_errors([
+def test_compare_errors_come_before_any_training(cli):
+    check_errors(cli, [
         (["compare", "--methods", "bf16,nosuch"], 2, ["--methods", "'nosuch'", "bf16", "powersgd"]),
         (["compare", "--methods", "bf16,bf16"], 1, ["twice"]),
         (["compare", "--methods", "bf16", "--lrs", "mcm=0.1"], 1, ["--lrs", "mcm", "not compared", "bf16"]),
@@ -94,9 +129,9 @@ def test_compare_errors_come_before_any_training():
     ])
 
 
-def test_capture_errors(runs):
+def test_capture_errors(cli, runs):
     out = str(runs["root"] / "new")
-    check_errors([
+    check_errors(cli, [
         (["capture", "--workload", "nosuch", "--out", out], 2, ["--workload", "'nosuch'", "digits-cnn"]),
         (["capture", "--steps", "0", "--out", out], 2, ["--steps", "'0'", ">= 1"]),
         (["capture", "--every", "0", "--out", out], 2, ["--every", "'0'", ">= 1"]),
@@ -110,15 +145,23 @@ def test_capture_errors(runs):
     ])
 
 
-def test_inspect_fit_and_report_path_errors(runs):
+def test_capture_over_step_files_without_a_manifest_names_the_flag(cli, runs, tmp_path):
+    """The store's own refusal (no manifest for the CLI to see, a step file of rank 0) names --overwrite."""
+    (tmp_path / "steps").mkdir()
+    (tmp_path / "steps" / "000000000.rank0.safetensors").write_bytes(b"x")
+    check_errors(cli, [(["capture", "--workload", "mlp", "--steps", "1", "--out", str(tmp_path),
+                         "--no-progress"], 1, ["already holds a capture", "--overwrite"])])
+
+
+def test_inspect_fit_and_report_path_errors(cli, runs):
     missing = str(runs["root"] / "nonexistent")
-    check_errors([
+    check_errors(cli, [
         (["inspect", missing], 1, [missing, "does not exist"]),
         (["inspect", str(runs["empty"])], 1, [str(runs["empty"]), "no manifest.json"]),
-        (["inspect", str(runs["damaged"])], 1, ["000000010.rank0.safetensors", "--allow-damaged"]),
+        (["inspect", str(runs["damaged"])], 1, [TRUNCATED, "--allow-damaged"]),
         (["fit", missing], 1, [missing, "does not exist"]),
         (["fit", str(runs["manifest"])], 1, ["manifest.json", "is a file", "capture directory"]),
-        (["fit", str(runs["damaged"])], 1, ["000000010.rank0.safetensors", "truncated", "--allow-damaged"]),
+        (["fit", str(runs["damaged"])], 1, [TRUNCATED, "truncated", "--allow-damaged"]),
         (["fit", str(runs["run"]), "--families", "normal,cauchy"], 2, ["--families", "'cauchy'", "gennorm",
                                                                        "zi-<family>"]),
         (["fit", str(runs["run"]), "--loc", "abc"], 2, ["--loc", "'abc'", "'fit'"]),
@@ -131,17 +174,19 @@ def test_inspect_fit_and_report_path_errors(runs):
         (["fit", str(runs["run"]), "--layers", "nosuch*"], 1, ["nosuch*", "fc.weight"]),
         (["fit", str(runs["run"]), "--out", str(runs["root"] / "fits.txt")], 1, ["--out", "fits.txt",
                                                                                 "parquet or .csv"]),
+        (["fit", str(runs["run"]), "--jobs", "0"], 2, ["--jobs", "'0'", ">= 1"]),
+        (["fit", str(runs["run"]), "--device", "tpu"], 2, ["--device", "'tpu'", "cpu", "cuda"]),
         (["report", missing], 1, [missing]),
-        (["report", str(runs["damaged"])], 1, ["000000010.rank0.safetensors", "--allow-damaged"]),
+        (["report", str(runs["damaged"])], 1, [TRUNCATED, "--allow-damaged"]),
     ])
 
 
-def test_code_errors(runs):
+def test_code_errors(cli, runs):
     cap = str(runs["run"])
-    check_errors([
+    check_errors(cli, [
         (["code", str(runs["root"] / "nonexistent")], 1, ["nonexistent", "does not exist"]),
         (["code", str(runs["manifest"])], 1, ["manifest.json", "is a file"]),
-        (["code", str(runs["damaged"])], 1, ["000000010.rank0.safetensors", "--allow-damaged"]),
+        (["code", str(runs["damaged"])], 1, [TRUNCATED, "--allow-damaged"]),
         (["code", cap, "--step-size", "0"], 2, ["--step-size", "'0'", "> 0"]),
         (["code", cap, "--quantizer", "lloyd-max", "--levels", "1"], 1, ["lloyd-max", "levels", ">= 2", "1"]),
         (["code", cap, "--quantizer", "ecsq", "--levels", "8"], 1, ["--levels", "ecsq", "--step-size",
@@ -156,60 +201,126 @@ def test_code_errors(runs):
     ])
 
 
-def test_demo_errors(runs):
-    check_errors([
+def test_demo_errors(cli, runs):
+    check_errors(cli, [
         (["demo", "--device", "tpu", "--out", str(runs["root"] / "d")], 2, ["--device", "'tpu'", "cpu"]),
         (["demo", "--quick", "--out", str(runs["manifest"])], 1, ["--out", "manifest.json", "is a file"]),
         (["compare", "--out", str(runs["manifest"])], 1, ["--out", "manifest.json", "is a file"]),
     ])
 
 
-def test_debug_shows_the_traceback(runs):
+def test_the_real_command_line_fails_in_one_line(runs):
+    """The console path, once per kind of failure: the parser, a check after parsing, the store."""
+    cases = [
+        (["train", "--method", "nosuch"], 2, ["--method", "'nosuch'", "powersgd", "topk-ef"]),
+        (["train", "--method", "powersgd", "--option", "nosuch=3"], 1, ["'nosuch'", "'powersgd'", "rank"]),
+        (["fit", str(runs["damaged"])], 1, [TRUNCATED, "truncated", "--allow-damaged"]),
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda c: run(*c[0]), cases))
+    for (args, code, words), res in zip(cases, results, strict=True):
+        check_error(args, code, words, (res.returncode, res.stdout, res.stderr))
+
+
+def test_debug_shows_the_traceback(cli, runs, monkeypatch):
     missing = str(runs["root"] / "nonexistent")
-    for res in (run("fit", missing, "--debug"), run("fit", missing, env={"GRADSTATS_DEBUG": "1"})):
-        assert res.returncode == 1 and "Traceback" in res.stderr and missing in res.stderr
+    res = run("fit", missing, "--debug")
+    assert res.returncode == 1 and "Traceback" in res.stderr and missing in res.stderr
+    monkeypatch.setenv("GRADSTATS_DEBUG", "1")  # the exception itself escapes main: Python prints it
+    with pytest.raises(ValueError, match="does not exist") as info:
+        main(["fit", missing])
+    assert missing in str(info.value)
 
 
-def test_help_lists_choices_and_defaults():
-    top = run("--help")
-    assert top.returncode == 0
+def test_help_lists_choices_and_defaults(cli):
+    status, top, _ = cli("--help")
+    assert status == 0
     for word in ("capture", "inspect", "fit", "code", "train", "compare", "report", "demo", "--out DIR"):
-        assert word in top.stdout
-    assert run("--version").stdout.startswith("gradstats ")
+        assert word in top
+    status, version, _ = cli("--version")
+    assert status == 0 and version.startswith("gradstats ")
     expected = {
         "train": ["powersgd", "choco-topk", "(default: bf16)", "digits-cnn", "stdlib-lm", "gloo",
                   "(default: sim)", "(default: 200)", "ring", "label-skew"],
         "compare": ["powergossip", "signum-mv", "(default: bf16,powersgd,signum-mv",
                     "(default: runs/compare)", "fp16", "(default: 8)"],
-        "fit": ["zi-<family>", "studentt", "(default: normal,laplace,gennorm,zi-gennorm)", "(default: fit)"],
+        "fit": ["zi-<family>", "studentt", "(default: normal,laplace,gennorm,zi-gennorm)", "(default: fit)",
+                "--jobs N worker processes", "--device DEVICE", "(default: cpu)"],
         "code": ["lloyd-max", "ecsq", "histogram", "zstd-<level", "(default: ans,huffman)",
                  "(default: uniform)", "(default: histogram,normal"],
         "capture": ["digits-cnn", "mlp", "(default: 300)", "(default: 25)", "bfloat16", "--overwrite"],
         "demo": ["--quick", "(default: runs/demo)", "--no-progress"],
+        "inspect": ["--verify", "CRC-32", "--allow-damaged"],
     }
     for command, words in expected.items():
-        res = run(command, "--help")
-        text = " ".join(res.stdout.split())  # help wraps lines
-        assert res.returncode == 0
+        status, out, _ = cli(command, "--help")
+        text = " ".join(out.split())  # help wraps lines
+        assert status == 0
         for word in words:
             assert word in text, f"{command} --help lacks {word!r}"
+    _, fit_help, _ = cli("fit", "--help")
+    assert "thread" not in fit_help
 
 
-def test_fit_reports_a_damaged_capture_and_uses_its_readable_steps(runs, tmp_path):
-    res = run("fit", str(runs["damaged"]), "--allow-damaged", "--families", "laplace",
-              "--out", str(tmp_path))
-    assert res.returncode == 0, res.stderr
-    assert "warning" in res.stderr and "000000010.rank0.safetensors" in res.stderr
+def test_fit_reports_a_damaged_capture_and_uses_its_readable_steps(cli, runs, tmp_path):
+    status, out, err = cli("fit", str(runs["damaged"]), "--allow-damaged", "--families", "laplace",
+                           "--out", str(tmp_path), "--no-progress")
+    assert status == 0, err
+    assert "warning" in err and TRUNCATED in err and "2 readable step(s)" in err
     fits = pd.read_parquet(tmp_path / "fits.parquet")
     assert sorted(fits["step"].unique()) == [0, 20]
     assert not fits["flags"].fillna("").str.contains("no_record").any()
-    assert "fc.weight" in res.stdout and "records" in res.stdout
+    assert "fc.weight" in out and "records" in out
 
 
-def test_inspect_accepts_a_run_directory(runs):
-    res = run("inspect", str(runs["run"]))
-    assert res.returncode == 0, res.stderr
-    assert "fc.weight" in res.stdout and str(runs["capture"]) in res.stdout
+def test_fit_warns_about_an_unfinished_capture(cli, tmp_path):
+    """A capture whose writer died mid-run (status 'recording' in its manifests, no live writer)."""
+    cap = write_capture(tmp_path / "c", {s: {"w": np.linspace(-1, 1, 200, dtype=np.float32)} for s in STEPS})
+    for name in ("manifest.json", "manifest.rank0.json"):
+        m = json.loads((cap.path / name).read_text())
+        (cap.path / name).write_text(json.dumps({**m, "status": "recording"}))
+    status, _, err = cli("fit", str(cap.path), "--families", "laplace", "--no-progress")
+    assert status == 0, err
+    assert "warning" in err and "status interrupted" in err and "3 step(s)" in err
+
+
+def test_inspect_accepts_a_run_directory_and_verify_reads_every_tensor(cli, runs, tmp_path):
+    status, out, err = cli("inspect", str(runs["run"]))
+    assert status == 0, err
+    assert "fc.weight" in out and str(runs["capture"]) in out
+    # a flipped bit in a tensor's bytes: the header reads, only the CRC-32 check sees it
+    cap = write_capture(tmp_path / "c", runs["grads"])
+    path = cap.path / "steps" / "000000020.rank0.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x10
+    path.write_bytes(bytes(data))
+    assert cli("inspect", str(cap.path))[0] == 0
+    status, out, err = cli("inspect", str(cap.path), "--verify")
+    check_error(["inspect"], 1, ["000000020.rank0.safetensors", "--allow-damaged"], (status, out, err))
+    assert "verified the CRC-32" in out
+
+
+def test_fit_hands_jobs_device_and_a_bar_factory_to_fit_capture(cli, runs, tmp_path, monkeypatch):
+    import gradstats.fitting
+
+    seen: list[dict] = []
+    real = gradstats.fitting.fit_capture
+
+    def spy(*args, **kw):
+        seen.append(kw)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(gradstats.fitting, "fit_capture", spy)
+    status, _, err = cli("fit", str(runs["run"]), "--families", "normal", "--jobs", "2", "--device", "cpu",
+                         "--out", str(tmp_path / "a"))
+    assert status == 0, err
+    assert (seen[0]["jobs"], seen[0]["device"], seen[0]["progress"]) == (2, "cpu", LineProgress)
+    assert "[progress] fit: 0/6 records" in err and "6/6 records (100%)" in err
+    assert cli("fit", str(runs["run"]), "--families", "normal", "--out", str(tmp_path / "b"),
+               "--no-progress")[0] == 0
+    assert seen[1]["progress"] is False and seen[1]["jobs"] is None
+    a, b = (pd.read_parquet(tmp_path / d / "fits.parquet") for d in "ab")  # 2 processes = 1 process
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
 
 
 def test_progress_is_plain_lines_in_a_log_and_silenced_by_no_progress(runs, tmp_path):

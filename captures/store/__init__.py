@@ -57,6 +57,7 @@ from captures.store.layout import (
     FORMAT_VERSION,
     KINDS,
     STATUSES,
+    is_capture_dir,
     resolve_capture_dir,
     step_file_name,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "CaptureWriter",
     "LayerSpec",
     "file_mode",
+    "is_capture_dir",
     "open_capture",
     "resolve_capture_dir",
     "step_file_name",

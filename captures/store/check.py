@@ -35,6 +35,11 @@ class CaptureIntegrity:
             self._scan(verify=False)
         return sorted(self._damage.items())
 
+    def readable_steps(self, rank: int = 0) -> list[int]:
+        """The recorded steps of ``rank`` whose step file is not in :attr:`damaged` (headers checked)."""
+        bad = {p for p, _ in self.damaged}
+        return sorted(s for (s, r), path in self._files.items() if r == rank and str(path) not in bad)
+
     def _scan(self, verify: bool) -> list[dict[str, Any]]:
         rows = []
         for r, m in sorted(self.rank_manifests.items()):

@@ -81,15 +81,18 @@ def _stale_temp_files(directory: Path, rank: int | None = None) -> list[Path]:
     return found
 
 
+def is_capture_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds a capture: its ``manifest.json`` or a rank's ``manifest.rank<r>.json``
+    (a link counts: opening it then says why it is refused)."""
+    p = Path(path)
+    return os.path.lexists(p / MANIFEST) or any(p.glob(RANK_MANIFESTS))
+
+
 def resolve_capture_dir(path: str | os.PathLike) -> Path:
     """The capture directory that `path` names: the path itself, or its ``capture/`` sub-directory
     when `path` is a run directory (``runs/x`` holding ``runs/x/capture``)."""
     p = Path(path)
     sub = p / "capture"
-    if _has_manifest(sub) and not _has_manifest(p):
+    if is_capture_dir(sub) and not is_capture_dir(p):
         return sub
     return p
-
-
-def _has_manifest(d: Path) -> bool:
-    return os.path.lexists(d / MANIFEST) or any(d.glob(RANK_MANIFESTS))

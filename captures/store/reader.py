@@ -313,29 +313,32 @@ class Capture(CaptureIntegrity):
 
     # --- tables ---------------------------------------------------------------------------------
     def summary(self) -> pd.DataFrame:
-        """One row per layer: shape, numel, stored entries per record, dtype, sampled, steps, bytes."""
+        """One row per layer: shape, numel, what a record stores, dtype, sampled, steps, bytes.
+
+        A capture of tensors stores ``stored`` entries per record (``numel``, or the sample size); a
+        summary-only capture stores statistics instead of entries: ``moments`` values
+        (:data:`captures.summary.MOMENT_FIELDS`) and ``hist_bins`` histogram counts per record.
+        """
         m = self.manifest
         n_files = len(self._files)
         rows = []
         for layer in self.layers:
             numel = int(np.prod(self.shapes[layer], dtype=np.int64))
+            shape = "x".join(map(str, self.shapes[layer])) or "scalar"
+            row: dict[str, Any] = {"layer": layer, "shape": shape, "numel": numel}
             if self.summary_only:
-                stored = len(MOMENT_FIELDS) + int(m.get("hist_bins", 0))
-                dtype, itemsize = "float64+int64", 8
+                bins = int(m.get("hist_bins", 0))
+                row.update({"moments": len(MOMENT_FIELDS), "hist_bins": bins, "sampled": False,
+                            "dtype": "float64+int64"})
+                per_record = (len(MOMENT_FIELDS) + bins) * 8
             else:
                 stored = int(m.get("stored_numel", {}).get(layer, numel))
                 dtype = m.get("stored_dtypes", {}).get(layer, "float32")
-                itemsize = _torch_dtype(dtype).itemsize
-            rows.append({
-                "layer": layer,
-                "shape": "x".join(map(str, self.shapes[layer])) or "scalar",
-                "numel": numel,
-                "stored": stored,
-                "sampled": bool(m.get("sampled", {}).get(layer, False)),
-                "dtype": dtype,
-                "steps": len(self.steps),
-                "bytes": stored * itemsize * len(self.kinds) * n_files,
-            })
+                row.update({"stored": stored, "sampled": bool(m.get("sampled", {}).get(layer, False)),
+                            "dtype": dtype})
+                per_record = stored * _torch_dtype(dtype).itemsize
+            row.update({"steps": len(self.steps), "bytes": per_record * len(self.kinds) * n_files})
+            rows.append(row)
         return pd.DataFrame(rows)
 
     def describe(self) -> str:

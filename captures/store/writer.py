@@ -98,7 +98,8 @@ class CaptureWriter:
             if own_manifest.exists() or any(steps.glob(rank_step_files(self.rank))):
                 if not overwrite:
                     raise ValueError(f"{self.dir} already holds a capture for rank {self.rank}; "
-                                     "choose a new directory or pass overwrite=True")
+                                     "choose a new directory or pass overwrite=True "
+                                     "(--overwrite on the command line)")
                 self._remove_own_files()
             elif overwrite:
                 self._remove_own_files()  # only dead writers' temp files can be there

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from captures.progress import Progress, open_bar
 from captures.workloads.base import Batch, Workload
 from captures.workloads.digits import DigitsCNN, DigitsMLP
 from captures.workloads.splits import SPLITS, iid_shards, label_skew_shards
@@ -78,15 +79,14 @@ def capture_workload(
     layers: str | None = None,
     dtype: torch.dtype | None = None,
     overwrite: bool = False,
-    progress: bool = True,
+    progress: Progress = True,
     **options: Any,
 ) -> Capture:
     """Train workload ``name`` for ``steps`` optimizer steps recording every ``every``-th; open the capture.
 
-    The final evaluation metrics and the loss curve go into ``manifest["extra"]``.
+    The final evaluation metrics and the loss curve go into ``manifest["extra"]``. ``progress``: a
+    bar over the steps (True: tqdm; or a bar factory, see :mod:`captures.progress`).
     """
-    from tqdm.auto import tqdm
-
     from captures.recorder import GradientRecorder
     from captures.store import open_capture
 
@@ -98,11 +98,15 @@ def capture_workload(
                           dtype=dtype, summary_only=summary_only, seed=seed, optimizer=wl.optimizer,
                           model_name=name, overwrite=overwrite,
                           extra={"workload": name, "options": options}) as rec:
-        bar = tqdm(range(steps), desc=f"capture {name}", unit="step", disable=not progress)
-        for _ in bar:
-            losses.append(wl.step())
-            if len(losses) % 10 == 0:
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar = open_bar(progress, total=steps, desc=f"capture {name}", unit="step")
+        try:
+            for _ in range(steps):
+                losses.append(wl.step())
+                bar.update(1)
+                if len(losses) % 10 == 0:
+                    bar.set_postfix_str(f"loss={losses[-1]:.3f}")
+        finally:
+            bar.close()
         rec.extra.update(
             {"losses": losses, "eval": wl.evaluate(wl.model), "metric_name": wl.metric_name})
     return open_capture(out_dir)

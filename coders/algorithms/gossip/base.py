@@ -151,6 +151,11 @@ class GossipAlgorithm(Algorithm):
         return tensor_bits(flat)
 
 
+OPERATOR_OPTIONS: dict[str, tuple[str, ...]] = {"topk": ("ratio", "k"), "randk": ("ratio", "k"),
+                                                "lowrank": ("rank",)}
+"""The keyword options of each default operator of `make_operator` (the others take none)."""
+
+
 class CompressedGossip(GossipAlgorithm):
     """Shared machinery of Choco-SGD and DeepSqueeze: compress per parameter, one message per neighbour.
 
@@ -159,6 +164,13 @@ class CompressedGossip(GossipAlgorithm):
     """
 
     default_compressor: str = ""
+    operator_options: tuple[str, ...] = ()
+    """What `**options` may hold for the default operator (set per class from `OPERATOR_OPTIONS`); the
+    method registry lists them among the method's options."""
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls.operator_options = OPERATOR_OPTIONS.get(cls.default_compressor, ())
 
     def __init__(
         self,
