@@ -145,12 +145,15 @@ def _ad_sorted(y: np.ndarray, dist: Family, logs: tuple[np.ndarray, np.ndarray] 
     return float(-n - terms.sum() / n)
 
 
-def _outer_integral(dist: Family, x: np.ndarray) -> np.ndarray | None:
+def _outer_integral(dist: Family, x: np.ndarray, cdf: np.ndarray | None = None) -> np.ndarray | None:
     """G(x) = integral of the tail from x outward: int_{-inf}^x F for x <= loc, int_x^inf S above.
 
     G = scale psi(|z|), psi(u) = E[(Z - u)^+] for the standard symmetric Z, in closed form:
     Normal phi(u) - u Phi(-u); Laplace e^-u / 2; GenNorm Gamma(2/b) / (2 Gamma(1/b)) Q(2/b, u^b)
     - u Q(1/b, u^b) / 2 (E[Z; Z > u] by the substitution w = u^b). None for other families.
+    `cdf` = F(x) when already evaluated: it gives Q(1/b, u^b) / 2 = min(F, 1 - F) (one incomplete
+    gamma instead of two; 1 - F loses relative precision deep in the upper tail, where the term
+    u Q / 2 is below 1e-16 u in absolute terms, which is all W1 needs).
     """
     if not isinstance(dist, (Normal, Laplace, GenNorm)):
         return None
@@ -164,20 +167,25 @@ def _outer_integral(dist: Family, x: np.ndarray) -> np.ndarray | None:
         with np.errstate(over="ignore"):
             w = u**b
         k = 0.5 * math.exp(math.lgamma(2.0 / b) - math.lgamma(1.0 / b))
-        psi = k * scipy.special.gammaincc(2.0 / b, w) - 0.5 * u * scipy.special.gammaincc(1.0 / b, w)
+        if cdf is None:
+            half_q = 0.5 * scipy.special.gammaincc(1.0 / b, w)
+        else:
+            half_q = np.where(x < dist.loc, cdf, 1 - cdf)
+        psi = k * scipy.special.gammaincc(2.0 / b, w) - u * half_q
     return dist.scale * np.maximum(psi, 0.0)
 
 
-def _cdf_integral(dist: Family, x: np.ndarray) -> np.ndarray | None:
+def _cdf_integral(dist: Family, x: np.ndarray, cdf: np.ndarray | None = None) -> np.ndarray | None:
     """Phi(x) = int_{-inf}^x F(t) dt = E[(x - X)^+] (closed form; None where `_outer_integral` has none).
 
     Phi = G(x) below loc, (x - loc) + G(x) above (E[(x - X)^+] = x - E X + E[(X - x)^+]); for
-    a zero-inflated model pi max(x, 0) + (1 - pi) Phi_base(x).
+    a zero-inflated model pi max(x, 0) + (1 - pi) Phi_base(x). `cdf`: the continuous family's
+    (the base's) F(x) when already evaluated.
     """
     if isinstance(dist, ZeroInflated):
-        base = _cdf_integral(dist.base, x)
+        base = _cdf_integral(dist.base, x, cdf)
         return None if base is None else dist.pi * np.maximum(x, 0.0) + (1 - dist.pi) * base
-    g = _outer_integral(dist, x)
+    g = _outer_integral(dist, x, cdf)
     if g is None:
         return None
     return g + np.maximum(x - dist.loc, 0.0)
@@ -191,15 +199,20 @@ def _w1_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None) -> fl
     Phi(y_i)), or, where F crosses i / n inside it (at x* = F^-1(i / n), evaluated only there),
     2 [(i / n)(x* - y_i) - (Phi(x*) - Phi(y_i))] - D_i; the ends add Phi(y_1) and E[(X - y_n)^+].
     No quantile is needed at the n sample points (the inverse incomplete gamma was most of the
-    cost of the quantile form). `cdf` = F(y) when already evaluated. A family without a closed
-    form falls back to `_w1_quantiles`.
+    cost of the quantile form). `cdf` = F(y) of a continuous family when already evaluated. A
+    family without a closed form falls back to `_w1_quantiles`.
     """
-    phi = _cdf_integral(dist, y)
-    if phi is None:
+    zi = isinstance(dist, ZeroInflated)
+    if _cdf_integral(dist, y[:1]) is None:
         return _w1_quantiles(y, dist)
+    if zi:  # one base cdf serves F and Phi
+        base_f = dist.base.cdf(y)
+        f = dist.pi * (y >= 0) + (1 - dist.pi) * base_f
+        f_left = f - dist.pi * (y == 0)  # F(y-)
+    else:
+        base_f = f = f_left = dist.cdf(y) if cdf is None else cdf
+    phi = _cdf_integral(dist, y, base_f)
     n = y.size
-    f = dist.cdf(y) if cdf is None else cdf
-    f_left = f - dist.pi * (y == 0) if isinstance(dist, ZeroInflated) else f  # F(y-)
     c = np.arange(1, n) / n  # F_n on [y_i, y_i+1)
     gap = np.diff(y)
     d = c * gap - np.diff(phi)
@@ -280,7 +293,10 @@ def wasserstein1(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0)
     13's round 2 every family used the quantile form: the distance to an n-point discretization of
     the model, off the exact W1 by O(1/n) relative, 0.5-4 % at n = 400.)
     """
-    return _w1_sorted(_sample(x, max_n, seed).sorted, _continuous(dist))
+    d = _continuous(dist)
+    y = _sample(x, max_n, seed).sorted
+    # F as `distances` evaluates it (cdf_logs), so that both give the same number to the last bit
+    return _w1_sorted(y, d, None if isinstance(d, ZeroInflated) else d.cdf_logs(y)[0])
 
 
 def distances(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> dict[str, float]:
