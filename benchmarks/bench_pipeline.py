@@ -11,11 +11,15 @@ One function per stage, so that later stages (e.g. `code_capture`) can be added 
   d_model=512, 4 blocks, d_ff=2048 (12.7M parameters) for ``--steps`` optimizer steps and records
   every one of them in full (`captures.capture_workload`); ``synthetic`` writes the capture of
   issue 13 with `captures.write_capture`: 2 steps x 4 layers x 1M float32 GenNorm(0.8) entries,
-  every other layer with 20 % exact zeros.
+  every other layer with 20 % exact zeros; ``resnet18`` writes ``--steps`` steps of synthetic
+  gradients shaped like torchvision's ResNet-18 (62 tensors, 11.7M parameters; conv / fc weights
+  GenNorm(0.8), fc bias and batch-norm parameters Normal, scales varying by layer), the capture of
+  issue 13's "ResNet-18-sized" goal without training one.
 - `bench_read`: read every record (`Capture.get`) and sum |x|: the unit of every ratio.
 - `bench_fit`: `gradstats.fit_capture` with all goodness columns, each of normal, laplace,
   gennorm, zi-gennorm alone (serial) and the four together, serially (``jobs=1``) and with
   ``--jobs`` worker processes; the parallel table is checked equal to the serial one.
+- `bench_code` (``--code``): `coders.report.code_capture` with its defaults, serially.
 
 Times are wall-clock seconds (best of ``--repeat``) and CPU seconds of the process and its worker
 processes; on a shared machine the CPU figure and the ratios measured in the same run are the ones
@@ -44,6 +48,33 @@ from gradstats import fit_capture  # noqa: E402
 FAMILIES = ("normal", "laplace", "gennorm", "zi-gennorm")
 
 
+def resnet18_shapes(n_classes: int = 1000) -> dict[str, tuple[int, ...]]:
+    """The parameter shapes of torchvision's resnet18 (BasicBlock, [2, 2, 2, 2]), in its order."""
+    shapes: dict[str, tuple[int, ...]] = {"conv1.weight": (64, 3, 7, 7), "bn1.weight": (64,),
+                                          "bn1.bias": (64,)}
+    c_in = 64
+    for i, c in enumerate((64, 128, 256, 512), start=1):
+        for b in range(2):
+            pre = f"layer{i}.{b}"
+            first_in = c_in if b == 0 else c
+            shapes[f"{pre}.conv1.weight"] = (c, first_in, 3, 3)
+            shapes[f"{pre}.bn1.weight"] = shapes[f"{pre}.bn1.bias"] = (c,)
+            shapes[f"{pre}.conv2.weight"] = (c, c, 3, 3)
+            shapes[f"{pre}.bn2.weight"] = shapes[f"{pre}.bn2.bias"] = (c,)
+            if b == 0 and first_in != c:
+                shapes[f"{pre}.downsample.0.weight"] = (c, first_in, 1, 1)
+                shapes[f"{pre}.downsample.1.weight"] = shapes[f"{pre}.downsample.1.bias"] = (c,)
+        c_in = c
+    shapes["fc.weight"], shapes["fc.bias"] = (n_classes, 512), (n_classes,)
+    return shapes
+
+
+def _gennorm_draw(rng: np.random.Generator, beta: float, scale: float, size: int) -> np.ndarray:
+    """GenNorm(beta, 0, scale) entries as float32: |x| = scale G^(1/beta), G ~ Gamma(1/beta)."""
+    a = rng.standard_gamma(1.0 / beta, size) ** (1.0 / beta)
+    return (scale * np.where(rng.random(size) < 0.5, -a, a)).astype(np.float32)
+
+
 def build_capture(kind: str, out: Path, steps: int = 2, d_model: int = 512, layers: int = 4,
                   device: str = "cpu") -> object:
     """The capture the stages run on (see the module docstring)."""
@@ -60,10 +91,24 @@ def build_capture(kind: str, out: Path, steps: int = 2, d_model: int = 512, laye
                     x[rng.random(x.size) < 0.2] = 0.0
                 grads[step][f"layer{i}.weight"] = x
         return write_capture(out, grads)
+    if kind == "resnet18":
+        rng = np.random.default_rng(0)
+        shapes = resnet18_shapes()
+        grads = {}
+        for step in range(steps):
+            grads[step] = {}
+            for j, (name, shape) in enumerate(shapes.items()):
+                size = int(np.prod(shape))
+                scale = 1e-3 * (1.0 + 0.5 * np.sin(j + step))
+                if len(shape) > 1:
+                    grads[step][name] = _gennorm_draw(rng, 0.8, scale, size).reshape(shape)
+                else:
+                    grads[step][name] = (scale * rng.standard_normal(size)).astype(np.float32)
+        return write_capture(out, grads)
     if kind == "workload":
         return capture_workload("stdlib-lm", out, steps=steps, every=1, device=device, progress=False,
                                 d_model=d_model, n_heads=8, n_layers=layers, d_ff=4 * d_model)
-    raise ValueError(f"unknown capture kind {kind!r}; choose workload or synthetic")
+    raise ValueError(f"unknown capture kind {kind!r}; choose workload, synthetic or resnet18")
 
 
 def _timed(fn, repeat: int) -> tuple[float, float, object]:
@@ -124,6 +169,16 @@ def bench_fit(cap, jobs: int, loc: str | float, device: str, single: bool, repea
     return rows
 
 
+def bench_code(cap, repeat: int = 1) -> list[dict]:
+    """code_capture with its defaults (models histogram, normal, laplace, gennorm; coders ans,
+    huffman; every blob decoded and checked), serially."""
+    from coders.report import code_capture
+
+    wall, cpu, df = _timed(lambda: code_capture(cap), repeat)
+    return [{"stage": "code_capture defaults", "jobs": 1, "records": int(df["layer"].ne("TOTAL").sum()),
+             "wall_s": wall, "cpu_s": cpu}]
+
+
 def _markdown(df: pd.DataFrame) -> str:
     def cell(v: object) -> str:
         if isinstance(v, float):
@@ -137,7 +192,7 @@ def _markdown(df: pd.DataFrame) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--capture", default="workload", choices=["workload", "synthetic"])
+    p.add_argument("--capture", default="workload", choices=["workload", "synthetic", "resnet18"])
     p.add_argument("--steps", type=int, default=2, help="recorded optimizer steps of the workload")
     p.add_argument("--d-model", type=int, default=512)
     p.add_argument("--layers", type=int, default=4)
@@ -147,6 +202,8 @@ def main() -> None:
     p.add_argument("--max-n", type=int, default=200_000, help="subsample of the sorting statistics")
     p.add_argument("--repeat", type=int, default=1, help="runs per fit figure (best wall time)")
     p.add_argument("--skip-single", action="store_true", help="only the four families together")
+    p.add_argument("--code", action="store_true", help="also time code_capture (its defaults)")
+    p.add_argument("--no-fit", action="store_true", help="skip the fit_capture figures")
     p.add_argument("--out", default=None, help="capture directory (default: a temporary one)")
     args = p.parse_args()
     loc = "fit" if args.loc == "fit" else float(args.loc)
@@ -158,8 +215,11 @@ def main() -> None:
         built = time.perf_counter() - t0
         n_params = sum(int(np.prod(s)) for s in cap.shapes.values())
         read = bench_read(cap)
-        rows = [read, *bench_fit(cap, args.jobs, loc, args.device, not args.skip_single, args.repeat,
-                                  args.max_n)]
+        rows = [read]
+        if not args.no_fit:
+            rows += bench_fit(cap, args.jobs, loc, args.device, not args.skip_single, args.repeat, args.max_n)
+        if args.code:
+            rows += bench_code(cap, args.repeat)
     df = pd.DataFrame(rows)
     df["x_read_wall"] = df["wall_s"] / read["wall_s"]
     df["x_read_cpu"] = df["cpu_s"] / read["cpu_s"]

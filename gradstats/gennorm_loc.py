@@ -50,8 +50,21 @@ def loc_objective(x: Any, mu: float, beta: float, c: float, exact: bool = True) 
 
 
 def neighbours(x: Any, mu: float) -> list[float]:
-    """The data points just below and just above mu (one pass)."""
+    """The data points just below and just above mu (one pass).
+
+    A float32 numpy vector is compared in its own precision against m, the largest float32 <= mu
+    (x <= mu exactly when x <= m), with no float64 copy; the answer is formed as mu + (x - mu)
+    in float64 as for other inputs, so both paths give the same numbers.
+    """
     lo, hi = -math.inf, math.inf
+    if not is_torch(x) and x.dtype == np.float32 and math.isfinite(mu):
+        m = np.float32(mu)
+        if float(m) > mu:
+            m = np.nextafter(m, np.float32(-np.inf))
+        at_or_below = x <= m
+        lo_x = float(x.max(where=at_or_below, initial=-np.inf))
+        hi_x = float(x.min(where=~at_or_below, initial=np.inf))
+        return [mu + (v - mu) for v in (lo_x, hi_x) if math.isfinite(v)]
     for ch in f64_chunks(x):
         d = ch - mu
         below, above = d[d <= 0], d[d > 0]

@@ -28,3 +28,17 @@ def test_loc_polish_with_an_empty_window_and_entries_at_the_loc_is_clean():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         assert loc_polish(x, 0.7, 0.0, 0.0, 1.0) == 0.0
+
+
+def test_neighbours_of_float32_equal_the_float64_pass():
+    from gradstats.gennorm_loc import neighbours
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        x = (rng.standard_normal(int(rng.integers(1, 40))) * 10 ** rng.uniform(-8, 2)).astype(np.float32)
+        for mu in (float(x[0]), float(x[0]) * (1 + 1e-12), float(rng.standard_normal() * np.abs(x).max())):
+            d = x.astype(np.float64) - mu
+            ref = [mu + v for v in (d[d <= 0].max(initial=-np.inf), d[d > 0].min(initial=np.inf))
+                   if np.isfinite(v)]
+            assert neighbours(x, mu) == ref
+            assert neighbours(x.astype(np.float64), mu) == ref

@@ -72,11 +72,13 @@ def test_gennorm_cdf_logs_are_its_cdf_logcdf_logsf_to_the_last_bit(beta):
 
 @pytest.mark.parametrize("dist", [Normal(0, 1e-3), Laplace(1e-4, 1e-3), GenNorm(0.7, 0, 1e-3),
                                   ZeroInflated(GenNorm(0.7, 0, 1e-3), 0.2)])
-def test_one_sorted_sample_gives_scipys_ks_and_w1_exactly(dist):
+def test_one_sorted_sample_gives_scipys_ks_exactly_and_w1_near_the_quantile_form(dist):
     x = _sample(50_000, 0.2, seed=6)  # float32: many ties, and exact zeros
     y = np.sort(x.astype(np.float64))
     d = distances(Sample(x, None), dist, None)
-    assert d["w1"] == st.wasserstein_distance(y, dist.ppf((np.arange(y.size) + 0.5) / y.size))
+    # exact W1 (test_goodness checks it against quadrature) vs the n-point quantile form
+    assert d["w1"] == pytest.approx(st.wasserstein_distance(y, dist.ppf((np.arange(y.size) + 0.5) / y.size)),
+                                    rel=0.02)
     if not isinstance(dist, ZeroInflated):
         assert d["ks"] == st.kstest(y, dist.cdf).statistic
     assert d == {"ks": ks_statistic(x, dist, None), "ad": anderson_darling(x, dist, None),
