@@ -28,6 +28,11 @@ RD_COMPRESSORS: tuple[tuple[str, str, dict], ...] = (
 RD_STEP_MULTS: tuple[float, ...] = (2.0, 1.0, 0.5, 0.25, 0.1, 0.03)
 # zi-gennorm: real layers hold exact zeros (dead ReLUs, zero pixels) that a continuous GenNorm wastes bits on
 RD_MODELS: tuple[str, ...] = ("zi-gennorm", "gennorm", "laplace", "normal")
+# coded-sgd's message (coders.compressors.entropy_coded, the bytes the method sends), one point per step c
+RD_CODED_STEP_MULTS: tuple[float, ...] = (1.0, 0.5, 0.25)
+CODED_BLOCK = 4096  # the method's default block of bf16 scales
+# lossless codes of the raw floats (coders.floatcodec): fp32 at distortion 0, bf16 at its rounding error
+RD_LOSSLESS_FORMATS: tuple[str, ...] = ("bf16", "fp32")
 
 
 def _rel_error(x, xhat) -> tuple[float, float]:
@@ -40,7 +45,8 @@ def _rel_error(x, xhat) -> tuple[float, float]:
 
 
 def rate_distortion(tensors: dict, compressors=RD_COMPRESSORS, step_mults=RD_STEP_MULTS,
-                    models=RD_MODELS, coder: str = "ans") -> pd.DataFrame:
+                    models=RD_MODELS, coder: str = "ans", coded_step_mults=RD_CODED_STEP_MULTS,
+                    lossless=RD_LOSSLESS_FORMATS) -> pd.DataFrame:
     """Bits per entry and relative error of each compressor and quantizer + codebook on the same tensors.
 
     `tensors` maps a layer name to its gradient (full shape, so low-rank operators see the
@@ -48,11 +54,16 @@ def rate_distortion(tensors: dict, compressors=RD_COMPRESSORS, step_mults=RD_STE
     decompress(compress(x)). Quantizer rows: a uniform quantizer with step c * RMS(x) coded by
     `coder` under each probability model (`coders.bits_per_entry`, side information included).
     One row per (layer, name, param) with `bits`, `n`, `sq_err`, `sq_norm`, `bits_per_entry`,
-    `rel_error` = ||x - x_hat|| / ||x||; `aggregate_rd` pools the layers.
+    `rel_error` = ||x - x_hat|| / ||x||; `aggregate_rd` pools the layers. Kind "coded": the
+    message `coded-sgd` sends (quantizer c * RMS, fitted ZI-GenNorm, ANS; 8 x its bytes, model
+    included). Kind "lossless": the plane codec of the raw floats in each format of `lossless`
+    (8 x blob bytes; error = the format's rounding, 0 for fp32).
     """
     import torch
 
     from coders.compressors import make_compressor
+    from coders.compressors.entropy_coded import EntropyCodec
+    from coders.floatcodec import decode_float, encode_float
     from coders.quantizers import UniformQuantizer
     from coders.report import bits_per_entry
 
@@ -80,6 +91,18 @@ def rate_distortion(tensors: dict, compressors=RD_COMPRESSORS, step_mults=RD_STE
                 rows.append({"layer": layer, "kind": "quantizer", "name": f"uniform + {r['model']}/{coder}",
                              "param": mult, "n": n, "bits": float(r[col]) * n, "sq_err": err,
                              "sq_norm": norm})
+        for mult in coded_step_mults:
+            codec = EntropyCodec("uniform", scale_mult=mult, block_size=CODED_BLOCK, model="zi-gennorm",
+                                 coder=coder)
+            msg, xhat, _ = codec.encode(t.reshape(-1), codec.sender(0))
+            err, norm = _rel_error(t, xhat)
+            rows.append({"layer": layer, "kind": "coded", "name": "coded-sgd (zi-gennorm/ans)", "param": mult,
+                         "n": n, "bits": 8.0 * msg.numel(), "sq_err": err, "sq_norm": norm})
+        for fmt in lossless:
+            blob = encode_float(t, fmt)
+            err, norm = _rel_error(t, decode_float(blob).float())
+            rows.append({"layer": layer, "kind": "lossless", "name": f"lossless {fmt} (planes-ans)",
+                         "param": np.nan, "n": n, "bits": 8.0 * len(blob), "sq_err": err, "sq_norm": norm})
     df = pd.DataFrame(rows)
     if df.empty:
         raise ValueError("rate_distortion: every tensor was empty or all zero")

@@ -20,6 +20,7 @@ from analysis.plots.style import (
     coder_marker,
     finish,
     legend_below,
+    method_color,
     model_color,
     paper_style,
     require,
@@ -242,13 +243,16 @@ def plot_rate_distortion(rd: pd.DataFrame, path: str | Path | None = None) -> Fi
     """Rate-distortion: bits per entry vs relative error ||x - x_hat|| / ||x|| on the same gradients.
 
     Rows of kind "quantizer" are joined into one curve per `name` (a quantizer + codebook over its
-    settings `param`, e.g. step sizes); rows of kind "compressor" are one marker per `name`. Rows
-    for several layers or steps are averaged per (name, param).
+    settings `param`, e.g. step sizes); rows of kind "compressor" are one marker per `name`; kind
+    "coded" (the bytes coded-sgd sends) a dashed curve; kind "lossless" (raw floats coded without
+    loss) a marker at the format's rounding error, or a vertical line where the error is 0 (fp32).
+    Rows for several layers or steps are averaged per (name, param).
     """
     require(rd, ("name", "kind", "param", "bits_per_entry", "rel_error"), "rate-distortion")
-    bad = set(rd["kind"]) - {"quantizer", "compressor"}
+    kinds = {"quantizer", "compressor", "coded", "lossless"}
+    bad = set(rd["kind"]) - kinds
     if bad:
-        raise ValueError(f"rate-distortion kind must be 'quantizer' or 'compressor', got {sorted(bad)}")
+        raise ValueError(f"rate-distortion kind must be one of {sorted(kinds)}, got {sorted(bad)}")
     with paper_style():
         fig = Figure(figsize=(HALF_WIDTH_IN + 1.0, 5.0))
         ax = fig.add_subplot()
@@ -264,6 +268,18 @@ def plot_rate_distortion(rd: pd.DataFrame, path: str | Path | None = None) -> Fi
         for i, (name, r) in enumerate(c.iterrows()):
             ax.plot([r["bits_per_entry"]], [r["rel_error"]], markers[i % len(markers)], ms=8,
                     mec="black", label=str(name))
+        k = rd[rd["kind"] == "coded"].groupby(["name", "param"], sort=False)[
+            ["bits_per_entry", "rel_error"]].mean().reset_index().sort_values(["name", "bits_per_entry"])
+        for name, g in k.groupby("name", sort=False):
+            ax.plot(g["bits_per_entry"], g["rel_error"], "--D", ms=5, lw=1.5,
+                    color=method_color(str(name).split(" ")[0]), label=f"{name}: bytes sent")
+        lossless = rd[rd["kind"] == "lossless"].groupby("name", sort=False)[
+            ["bits_per_entry", "rel_error"]].mean()
+        for name, r in lossless.iterrows():
+            if r["rel_error"] > 0:
+                ax.plot([r["bits_per_entry"]], [r["rel_error"]], "*", ms=12, mec="black", label=str(name))
+            else:
+                ax.axvline(r["bits_per_entry"], ls=":", color="0.3", label=f"{name}: error 0")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("bits per entry (log$_2$ scale)")

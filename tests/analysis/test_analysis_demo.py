@@ -41,7 +41,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         width = raw["model"].map({"raw-bf16": 16, "raw-fp16": 16, "raw-float32": 32})
         assert (raw["bits_per_entry"] <= width + 8 * 19 / raw["n"]).all()
         rd = pd.read_parquet(unit / "rd.parquet")
-        assert {"compressor", "quantizer"} == set(rd["kind"])
+        assert {"compressor", "quantizer", "coded", "lossless"} == set(rd["kind"])
         bf16 = rd[rd["name"] == "bf16"]
         assert (bf16["bits_per_entry"] == 16).all() and (bf16["rel_error"] < 1e-2).all()
         assert "uniform + zi-gennorm/ans" in set(rd["name"])  # exact zeros priced by default

@@ -65,10 +65,40 @@ def test_rate_distortion_prices_exact_zeros_with_zi_gennorm():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(64, 64, generator=g) * 1e-3
     x[torch.rand(64, 64, generator=g) < 0.4] = 0.0  # dead units
-    rd = rate_distortion({"w": x}, compressors=(), step_mults=(0.5,))
+    rd = rate_distortion({"w": x}, compressors=(), step_mults=(0.5,), coded_step_mults=(), lossless=())
     bpe = rd.set_index("name")["bits_per_entry"]
     assert set(bpe.index) == {f"uniform + {m}/ans" for m in RD_MODELS}
     # the zero atom costs a continuous model bits; the zero-inflated one codes it at its frequency.
     # (The code-length fit of plain GenNorm already bends its peak toward the atom: the gap is ~0.098
     # bits here, where the continuous MLE's was larger.)
     assert bpe["uniform + zi-gennorm/ans"] < bpe["uniform + gennorm/ans"] - 0.05
+
+
+def test_rate_distortion_has_coded_sgd_bytes_and_lossless_floats():
+    import torch
+
+    from analysis.rate_distortion import rate_distortion
+    from coders.compressors.entropy_coded import EntropyCodec
+    from coders.floatcodec import encode_float
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(128, 96, generator=g) * 1e-3
+    x[torch.rand(128, 96, generator=g) < 0.3] = 0.0
+    rd = rate_distortion({"w": x}, compressors=(), step_mults=(0.5,), models=("zi-gennorm",),
+                         coded_step_mults=(0.5,))
+    coded = rd[rd["kind"] == "coded"].iloc[0]
+    codec = EntropyCodec("uniform", scale_mult=0.5, block_size=4096, model="zi-gennorm", coder="ans")
+    msg, xhat, _ = codec.encode(x.reshape(-1), codec.sender(0))
+    assert coded["bits"] == 8 * msg.numel()  # the bytes the method puts on the wire
+    d = x.reshape(-1).double() - xhat.double()
+    assert coded["rel_error"] == pytest.approx(float(d.norm() / x.double().norm()), rel=1e-9)
+    # the coded message costs within a few percent of the same quantizer's codebook row
+    quant = rd[rd["kind"] == "quantizer"].iloc[0]
+    assert abs(coded["bits_per_entry"] / quant["bits_per_entry"] - 1) < 0.05
+    lossless = rd[rd["kind"] == "lossless"].set_index("name")
+    fp32, bf16 = lossless.loc["lossless fp32 (planes-ans)"], lossless.loc["lossless bf16 (planes-ans)"]
+    assert fp32["rel_error"] == 0.0 and fp32["bits"] == 8 * len(encode_float(x, "fp32"))
+    rounded = x.to(torch.bfloat16).double()
+    want = float((x.double() - rounded).norm() / x.double().norm())
+    assert bf16["rel_error"] == pytest.approx(want, rel=1e-9)
+    assert bf16["bits_per_entry"] < 16
