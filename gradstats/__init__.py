@@ -24,6 +24,7 @@ _EXPORTS = {
     "fit_all": "gradstats.tables",
     "fit_capture": "gradstats.capture_fits",
     "summarize_fits": "gradstats.capture_fits",
+    "rank_spread": "gradstats.capture_fits",
     "bootstrap_beta": "gradstats.estimation",
     "ks_statistic": "gradstats.goodness",
     "anderson_darling": "gradstats.goodness",

@@ -203,5 +203,35 @@ def summarize_fits(fits: pd.DataFrame) -> pd.DataFrame:
                "beta": float(gn["beta"].median()) if len(gn) else math.nan}
         bg = g[g["family"] == best] if best else g.iloc[:0]
         row.update({c: float(bg[c].median()) if len(bg) else math.nan for c in tail_cols})
+        ranks = gn.groupby("rank")["beta"].median() if len(gn) else pd.Series(dtype=float)
+        if len(ranks) > 1:  # several workers recorded: how far their shapes lie apart
+            row.update(ranks=len(ranks), beta_rank_min=float(ranks.min()), beta_rank_max=float(ranks.max()))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def rank_spread(fits: pd.DataFrame, columns: Sequence[str] = ("beta", "scale", "pi")) -> pd.DataFrame:
+    """Per (layer, family, kind): each rank's median of `columns` over steps, and their spread across
+    ranks (min, max, relative std = std / |mean| over ranks), from a `fit_capture(..., ranks=None)` table.
+
+    The question it answers: does every worker see the same distribution, i.e. can one model agreed
+    by all serve each worker's codebook?
+    """
+    cols = [c for c in columns if c in fits.columns]
+    if not cols:
+        raise ValueError(f"rank_spread: the fits have none of the columns {list(columns)}")
+    ok = fits[~fits["flags"].astype(str).str.startswith("no_record")]
+    keys = ["layer", "family"] + (["kind"] if "kind" in ok.columns else [])
+    per_rank = ok.groupby([*keys, "rank"], sort=False)[cols].median().reset_index()
+    rows = []
+    for key, g in per_rank.groupby(keys, sort=False):
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True), ranks=len(g))
+        for c in cols:
+            v = g[c].dropna()
+            mean = float(v.mean()) if len(v) else math.nan
+            row.update({f"{c}_min": float(v.min()) if len(v) else math.nan,
+                        f"{c}_max": float(v.max()) if len(v) else math.nan,
+                        f"{c}_rel_std": (float(v.std(ddof=0) / abs(mean)) if len(v) > 1 and mean
+                                         else math.nan)})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -13,7 +13,7 @@ Where the work is done:
 from __future__ import annotations
 
 from gradstats.arrays import CHUNK, SUBSAMPLE, prepare
-from gradstats.capture_fits import fit_capture, fit_record, summarize_fits
+from gradstats.capture_fits import fit_capture, fit_record, rank_spread, summarize_fits
 from gradstats.estimation import SMALL_N, Fit, bootstrap_beta, fit
 from gradstats.gennorm_solver import (
            BETA_BOUNDS,
@@ -26,4 +26,4 @@ from gradstats.tables import PARAM_COLUMNS, fit_all
 
 __all__ = ["BETA_BOUNDS", "CHUNK", "DF_BOUNDS", "JOINT_MIN_BETA", "PARAM_COLUMNS", "SMALL_N", "SUBSAMPLE",
            "Fit", "bootstrap_beta", "fit", "fit_all", "fit_capture", "fit_record", "gennorm_beta_from_ratio",
-           "gennorm_moment_ratio", "prepare", "summarize_fits"]
+           "gennorm_moment_ratio", "prepare", "rank_spread", "summarize_fits"]
