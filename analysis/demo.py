@@ -308,13 +308,16 @@ def method_inputs(workload: str, methods: tuple[str, ...], out: Path, *, workers
         tot = bits[bits["layer"] == TOTAL].set_index("model")
         # the shape of the continuous part: the zero atom apart, centred at 0 as gradients are
         fits = fit_capture(cap, families=["zi-gennorm"], steps=[step], goodness=False, progress=False, jobs=1,
-                           loc=0.0)
+                           loc=0.0, ranks=None)
         fits = fits[~fits["flags"].astype(str).str.contains("beta_at|too_small", regex=True)]
+        per_rank = fits.groupby("rank")["beta"].median()  # does every worker compress the same shape?
         n = sum(int(np.prod(s)) for s in cap.shapes.values())
         sent = float(res.history["bits_up"].iloc[-5:].mean())
         rows.append({"method": m, "input": kind if nb is None else f"{kind} (to neighbour {nb})",
                      "step": step, "entries": n, "sent_bits_per_entry": sent / n,
                      "gennorm_beta_median": float(fits["beta"].median()) if len(fits) else np.nan,
+                     "beta_rank_min": float(per_rank.min()) if len(per_rank) else np.nan,
+                     "beta_rank_max": float(per_rank.max()) if len(per_rank) else np.nan,
                      "coded_parametric_bits_per_entry": float(tot.loc["best-parametric", "bits_per_entry"]),
                      "parametric": str(tot.loc["best-parametric", "selected"]),
                      "coded_histogram_bits_per_entry": float(tot.loc["histogram", "bits_per_entry"]),
@@ -386,6 +389,7 @@ def format_result(res: DemoResult) -> str:
     if res.inputs is not None and len(res.inputs):
         lines.append("== what the methods compress (last recorded step; coded: uniform c = 0.5 x RMS, ANS)")
         cols = {"method": "method", "input": "input", "gennorm_beta_median": "ZI-GenNorm beta (median)",
+                "beta_rank_min": "beta min over workers", "beta_rank_max": "max",
                 "sent_bits_per_entry": "sent bits/entry",
                 "coded_parametric_bits_per_entry": "coded parametric",
                 "coded_histogram_bits_per_entry": "coded histogram",
