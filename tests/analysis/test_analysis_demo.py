@@ -137,7 +137,7 @@ def test_missing_stage_is_skipped_and_the_others_still_run(tmp_path, monkeypatch
     monkeypatch.setattr(demo, "_code", no_coders)
     cfg = DemoConfig.quick(workloads=("mlp",), capture_steps=4, every=2, families=("normal", "zi-gennorm"),
                            rd_max_layers=1, compare_workloads=("mlp",), methods=("bf16",), compare_steps=2,
-                           eval_every=1, seeds=(0,), codec_shapes=((8, 8),))
+                           eval_every=1, seeds=(0,), codec_shapes=((8, 8),), input_methods=())
     res = run_demo(tmp_path, cfg, progress=False)
     assert set(res.skipped) == {"code"} and "coders.report" in res.skipped["code"]
     unit = tmp_path / "mlp"
