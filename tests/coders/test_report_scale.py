@@ -149,3 +149,63 @@ def test_a_nan_record_is_skipped_and_the_others_coded(tmp_path, jobs):
     assert (tot0["n"] == 1000).all()
     clean = code_capture(tmp_path / "cap", models=["histogram", "laplace"], coders=["ans"], steps=[1])
     assert clean.attrs["errors"] == []
+
+
+def _pack_bits_before_fusing(values, lengths):
+    """pack_bits as it was before the neighbour fusion (commit 17ac66a): the reference bytes."""
+    values = np.asarray(values, dtype=np.uint64)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if values.size == 0:
+        return np.zeros(0, dtype=np.uint8), 0
+    ends = np.cumsum(lengths)
+    total = int(ends[-1])
+    starts = ends - lengths
+    w = starts >> 6
+    sh = 64 - (starts & 63) - lengths
+    ul = np.minimum(lengths, 63).astype(np.uint64)
+    mask = np.where(lengths >= 64, np.uint64(0xFFFFFFFFFFFFFFFF), (np.uint64(1) << ul) - np.uint64(1))
+    vals = values & mask
+    fits = sh >= 0
+    contrib = np.where(fits, vals << np.maximum(sh, 0).astype(np.uint64),
+                       vals >> np.maximum(-sh, 0).astype(np.uint64))
+    words = np.zeros((total + 63) // 64 + 1, dtype=np.uint64)
+    firsts = np.concatenate([[0], np.flatnonzero(np.diff(w)) + 1])
+    words[w[firsts]] = np.add.reduceat(contrib, firsts)
+    sp = np.flatnonzero(~fits)
+    if sp.size:
+        words[w[sp] + 1] |= vals[sp] << (64 + sh[sp]).astype(np.uint64)
+    return words.astype(">u8").view(np.uint8)[: (total + 7) // 8], total
+
+
+@pytest.mark.parametrize("max_len", [1, 3, 8, 20, 32, 33, 64])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 1000, 4097])
+def test_pack_bits_bytes_equal_the_unfused_packing(max_len, n):
+    from coders.entropy.bitpack import pack_bits, unpack_bits
+
+    rng = np.random.default_rng(max_len * 10_000 + n)
+    for lo in (0, max_len):  # mixed lengths (zeros included), and every field of the same length
+        lengths = rng.integers(min(lo, max_len), max_len + 1, size=n)
+        # odd values with bits above each length: the mask must drop them
+        values = rng.integers(0, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        got, bits = pack_bits(values, lengths)
+        ref, ref_bits = _pack_bits_before_fusing(values, lengths)
+        assert bits == ref_bits == int(lengths.sum())
+        assert got.tobytes() == ref.tobytes()
+    if max_len <= 32:  # and it reads back: fixed width fields
+        vals = rng.integers(0, 2**max_len, size=n, dtype=np.uint64)
+        packed, _ = pack_bits(vals, np.full(n, max_len))
+        np.testing.assert_array_equal(unpack_bits(packed, max_len, n), vals)
+
+
+def test_huffman_blob_equals_the_unfused_packing(monkeypatch):
+    import coders.entropy.huffman as huffman
+    from coders import histogram_model
+    from coders.entropy import decode, encode
+
+    rng = np.random.default_rng(2)
+    s = np.round(rng.laplace(size=50_000) * 3).astype(np.int64)
+    model = histogram_model(s)
+    blob = encode(s, model, "huffman")
+    monkeypatch.setattr(huffman, "pack_bits", _pack_bits_before_fusing)
+    assert encode(s, model, "huffman") == blob
+    np.testing.assert_array_equal(decode(blob, model, s.size, "huffman"), s)
