@@ -310,7 +310,7 @@ def code_capture(
     layer_list = [name for name in capture.layers if _match(name, layers)]
     if not layer_list:
         raise ValueError(f"code_capture: no layer matches {layers!r}")
-    step_list = sorted(steps) if steps is not None else list(capture.steps)
+    step_list = sorted(steps) if steps is not None else list(getattr(capture, "steps", []))
     keys = [(step, layer) for step in step_list for layer in layer_list]  # the serial order
     options = dict(quantizer=quantizer, models=models, coders=coders, raw_baselines=raw_baselines,
                    fit_sample=fit_sample, fit=fit, loc=loc, select=select, verify=verify)
