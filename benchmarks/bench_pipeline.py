@@ -19,7 +19,8 @@ One function per stage, so that later stages (e.g. `code_capture`) can be added 
 - `bench_fit`: `gradstats.fit_capture` with all goodness columns, each of normal, laplace,
   gennorm, zi-gennorm alone (serial) and the four together, serially (``jobs=1``) and with
   ``--jobs`` worker processes; the parallel table is checked equal to the serial one.
-- `bench_code` (``--code``): `coders.report.code_capture` with its defaults, serially.
+- `bench_code` (``--code``): `coders.report.code_capture` with its defaults: ``verify=True``
+  and ``verify="sample"`` serially, ``verify="sample"`` with ``--jobs`` processes.
 
 Times are wall-clock seconds (best of ``--repeat``) and CPU seconds of the process and its worker
 processes; on a shared machine the CPU figure and the ratios measured in the same run are the ones
@@ -169,14 +170,23 @@ def bench_fit(cap, jobs: int, loc: str | float, device: str, single: bool, repea
     return rows
 
 
-def bench_code(cap, repeat: int = 1) -> list[dict]:
+def bench_code(cap, jobs: int = 2, repeat: int = 1) -> list[dict]:
     """code_capture with its defaults (models histogram, normal, laplace, gennorm; coders ans,
-    huffman; every blob decoded and checked), serially."""
+    huffman): every blob decoded (``verify=True``, the old default) and the default
+    ``verify="sample"``, serially, then ``verify="sample"`` with ``jobs`` worker processes (its
+    table checked equal to the serial one, timing columns aside)."""
     from coders.report import code_capture
 
-    wall, cpu, df = _timed(lambda: code_capture(cap), repeat)
-    return [{"stage": "code_capture defaults", "jobs": 1, "records": int(df["layer"].ne("TOTAL").sum()),
-             "wall_s": wall, "cpu_s": cpu}]
+    timing = ["encode_MBps", "decode_MBps", "encode_Meps", "decode_Meps", "quantize_s", "model_s"]
+    rows, tables = [], {}
+    for verify, j in ((True, 1), ("sample", 1), ("sample", jobs)):
+        wall, cpu, df = _timed(lambda verify=verify, j=j: code_capture(cap, verify=verify, jobs=j), repeat)
+        tables[(verify, j)] = df.drop(columns=timing)
+        rows.append({"stage": f"code_capture defaults, verify={verify}", "jobs": j,
+                     "records": int(df["layer"].ne("TOTAL").sum()), "wall_s": wall, "cpu_s": cpu})
+    rows[-1]["equal_to_serial"] = tables[("sample", 1)].equals(tables[("sample", jobs)])
+    rows[1]["bits_equal_to_verify_true"] = tables[("sample", 1)].equals(tables[(True, 1)])
+    return rows
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -219,7 +229,7 @@ def main() -> None:
         if not args.no_fit:
             rows += bench_fit(cap, args.jobs, loc, args.device, not args.skip_single, args.repeat, args.max_n)
         if args.code:
-            rows += bench_code(cap, args.repeat)
+            rows += bench_code(cap, args.jobs, args.repeat)
     df = pd.DataFrame(rows)
     df["x_read_wall"] = df["wall_s"] / read["wall_s"]
     df["x_read_cpu"] = df["cpu_s"] / read["cpu_s"]
