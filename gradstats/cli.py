@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gradstats import cli_validate as v
-from gradstats.cli_progress import LineProgress, bar, bars, library_bars
+from gradstats.cli_progress import bar, bars, library_bars
 
 DESCRIPTION = """\
 gradstats: record the gradients of real training, fit their distributions (Normal, Laplace,
@@ -375,13 +375,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"topologies are for the decentralized methods: {decentral}")
     out = _table_path(args, None, "history")
     rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
-    started = LineProgress(desc=f"train {args.method} on {args.workload}: {args.workers} workers x "
-                                f"{args.steps} steps ({args.backend})", disable=args.no_progress or not rank0)
+    # a bar over rank 0's steps: from its thread in the simulator, from the launcher's poll under gloo
     result = train(args.workload, args.method, args.workers, args.steps, backend=args.backend,
                    topology=args.topology, seed=args.seed, lr=args.lr, options=options,
                    eval_every=args.eval_every, split=args.split, batch_size=args.batch_size,
-                   device=args.device)
-    started.close()
+                   device=args.device, progress=bars(not args.no_progress and rank0))
     if not rank0:
         return 0
     h = result.history
