@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gradstats import cli_validate as v
-from gradstats.cli_progress import bar, bars, library_bars
+from gradstats.cli_progress import bar, bars
 
 DESCRIPTION = """\
 gradstats: record the gradients of real training, fit their distributions (Normal, Laplace,
@@ -466,7 +466,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             _fail(f"{d}: {v.damage_text(bad)}; pass --allow-damaged to report on the readable steps")
         if bad:
             _warn(args, f"{d}: {v.damage_text(bad)}; the figures of that capture use the readable steps")
-    path = write_report(root, figures=not args.no_figures)
+    path = write_report(root, figures=not args.no_figures, progress=bars(not args.no_progress))
     print(f"report written to {path}")
     return 0
 
@@ -476,8 +476,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _out_dir(args)
     cfg = DemoConfig.quick(device=args.device) if args.quick else DemoConfig(device=args.device)
-    with library_bars(not args.no_progress) as progress:  # run_demo takes only a bool today
-        res = run_demo(args.out, cfg, progress=progress)
+    res = run_demo(args.out, cfg, progress=bars(not args.no_progress))
     print(format_result(res))
     return 0
 

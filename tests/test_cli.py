@@ -334,3 +334,40 @@ def test_progress_is_plain_lines_in_a_log_and_silenced_by_no_progress(runs, tmp_
     # the written table and the printed summary say the same: 3 records per layer, no NaN shown raw
     fits = pd.read_parquet(tmp_path / "b" / "fits.parquet")
     assert len(fits) == 2 * len(STEPS) and "NaN" not in quiet.stdout
+
+
+@pytest.mark.parametrize("command, module, name", [
+    (["demo", "--quick"], "analysis.demo", "run_demo"),
+    (["train", "--steps", "2"], "coders.runtime.train", "train"),
+    (["report"], "analysis.report", "write_report"),
+])
+def test_long_commands_hand_the_bar_factory_to_the_stage(cli, runs, tmp_path, monkeypatch, command, module,
+                                                         name):
+    import importlib
+
+    seen: list = []
+
+    def spy(*args, **kw):
+        seen.append(kw["progress"])
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(importlib.import_module(module), name, spy)
+    extra = [str(runs["run"])] if command == ["report"] else (["--out", str(tmp_path / "d")]
+                                                              if command[0] == "demo" else [])
+    for flags in ([], ["--no-progress"]):
+        check_error(command, 1, ["stopped by the test"], cli(*command, *extra, *flags))
+    assert seen == [LineProgress, False]  # stderr is not a terminal here: plain lines, then none
+
+
+def test_train_and_report_show_plain_progress_lines(cli, runs, tmp_path):
+    import shutil
+
+    status, out, err = cli("train", "--workers", "2", "--steps", "3")
+    assert status == 0, err
+    assert "[progress] train bf16: 0/3 steps" in err and "3/3 steps (100%)" in err and "\r" not in err
+    assert cli("train", "--workers", "2", "--steps", "1", "--no-progress")[2] == ""
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs["run"], run_dir)
+    status, out, err = cli("report", str(run_dir))
+    assert status == 0, err
+    assert "[progress] report figures: 0/1 units" in err and "1/1 units (100%)" in err
