@@ -24,6 +24,7 @@ from analysis.compare import Comparison, Network, compare
 from analysis.rate_distortion import aggregate_rd, rate_distortion
 from analysis.report import write_report
 from analysis.tables import WHOLE_MODEL, bits_table, compare_table, headline
+from captures.progress import Progress, open_bar
 from coders.wire import BF16_BITS
 
 # the comparison columns `gradstats demo` prints (the report and compare.csv have them all)
@@ -130,19 +131,19 @@ def _stage(seconds: dict, skipped: dict, name: str, fn: Callable, *args, **kw):
     return out
 
 
-def _fit(cap, cfg: DemoConfig, progress: bool) -> pd.DataFrame:
+def _fit(cap, cfg: DemoConfig, progress: Progress) -> pd.DataFrame:
     from gradstats import fit_capture
 
     return fit_capture(cap, families=list(cfg.families), progress=progress)
 
 
-def _code(cap, cfg: DemoConfig, progress: bool) -> pd.DataFrame:
+def _code(cap, cfg: DemoConfig, progress: Progress) -> pd.DataFrame:
     from coders.report import code_capture
 
     return code_capture(cap, models=list(cfg.models), coders=list(cfg.coders), raw_baselines=True)
 
 
-def _rd(cap, cfg: DemoConfig, progress: bool) -> pd.DataFrame:
+def _rd(cap, cfg: DemoConfig, progress: Progress) -> pd.DataFrame:
     layers = list(cap.layers)
     if cfg.rd_max_layers is not None:
         size = {layer: int(np.prod(cap.shapes[layer])) for layer in layers}
@@ -154,11 +155,13 @@ def _rd(cap, cfg: DemoConfig, progress: bool) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, progress: bool = True,
+def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, progress: Progress = True,
              ) -> DemoResult:
-    """Run every stage into `out` and return where the report is and the headline numbers."""
-    from tqdm.auto import tqdm
+    """Run every stage into `out` and return where the report is and the headline numbers.
 
+    `progress` (`captures.progress`): a bar over the stages, and the same factory handed to the
+    stages that draw their own (capture, fit, report).
+    """
     from captures.workloads import capture_workload
 
     cfg = config or DemoConfig()
@@ -167,7 +170,7 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
     root.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     n_stages = 4 * len(cfg.workloads) + len(cfg.compared) + 1
-    bar = tqdm(total=n_stages, desc="gradstats demo", unit="stage", disable=not progress)
+    bar = open_bar(progress, total=n_stages, desc="gradstats demo", unit="stage")
 
     def tick(what: str) -> None:
         bar.set_postfix_str(what)
@@ -234,7 +237,7 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
     # written before the report so that the report shows it; the report's own time is added after
     _write_provenance(root, cfg, seconds, started)
     report = _stage(seconds, skipped, "report", write_report, root, figure_layers=cfg.figure_layers,
-                    figure_steps=cfg.figure_steps)
+                    figure_steps=cfg.figure_steps, progress=progress)
     _write_provenance(root, cfg, seconds, started)
     tick("report written")
     bar.close()

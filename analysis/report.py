@@ -60,6 +60,7 @@ from analysis.tables import (  # noqa: F401  (re-exported)
     speedup_table,
     winner,
 )
+from captures.progress import Progress, open_bar
 from coders.wire import BF16_BITS
 
 SECTIONS = ("summary", "provenance", "capture", "fits", "figures", "bits", "rate-distortion", "compare")
@@ -386,11 +387,13 @@ def write_report(
     title: str | None = None,
     figure_layers: int = 3,
     figure_steps: int = 2,
+    progress: Progress = False,
 ) -> Path:
     """Write `run_dir/report.html` from what the run directory holds and return its path.
 
     figures=True draws the figures the data supports first (into each unit's `figures/`), with the
     per-layer figures for the `figure_layers` largest layers at up to `figure_steps` steps.
+    `progress` (`captures.progress`): a bar over the units whose figures are drawn.
     """
     root = Path(run_dir)
     units = find_units(root)
@@ -398,13 +401,19 @@ def write_report(
     if not units and not has_compare:
         raise ValueError(f"{root} holds no capture/, fits, bits or compare results to report on")
     if figures:
+        bar = open_bar(progress, total=len(units) + int(has_compare), desc="report figures", unit="unit")
         for u in units:
+            bar.set_postfix_str(u.name)
             try:
                 write_figures(u, max_layers=figure_layers, max_steps=figure_steps)
             except (ValueError, KeyError) as exc:  # report what is there even if one figure cannot be drawn
                 warnings.warn(f"figures for {u}: {exc}", stacklevel=2)
+            bar.update(1)
         if has_compare:
+            bar.set_postfix_str("compare")
             write_compare_figures(root)
+            bar.update(1)
+        bar.close()
 
     sections = [_headline_section(root, units), _provenance_section(root)]
     unit_sections = {u: _unit_sections(u, u.name if u != root else root.name) for u in units}

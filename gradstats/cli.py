@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gradstats import cli_validate as v
-from gradstats.cli_progress import LineProgress, bar, bars, library_bars
+from gradstats.cli_progress import bar, bars
 
 DESCRIPTION = """\
 gradstats: record the gradients of real training, fit their distributions (Normal, Laplace,
@@ -63,6 +63,25 @@ def _baselines() -> tuple[str, ...]:
 
     return tuple(names)
 
+
+def _model_params(text: str) -> list[int]:
+    """argparse type of `compare --model-params`: a comma list of sizes such as 124M,1.5B."""
+    from analysis.step_time import parse_params
+
+    items = v.csv(text)
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma list of sizes such as 124M,1.5B, got {text!r}")
+    try:
+        return [parse_params(t) for t in items]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+CODE_FITS = ("codelength", "values")
+"""`code --fit` choices: `coders.report.code_capture(fit=)` (as in `bits_per_entry`)."""
+
+TRAIN_TIMEOUT_S = 600.0
+"""`train --timeout` default: `coders.runtime.train.DEFAULT_TIMEOUT` (not imported: help stays fast)."""
 
 METHODS = v.Names(_methods)
 BACKENDS = v.Names(_backends)
@@ -331,7 +350,7 @@ def _cmd_code(args: argparse.Namespace) -> int:
     progress = bar(len(steps), "code", "step", not args.no_progress)
     for step in steps:
         frames.append(code_capture(cap, quant, models=args.models, coders=args.coders, steps=[step],
-                                   layers=args.layers, raw_baselines=args.raw))
+                                   layers=args.layers, raw_baselines=args.raw, loc=args.loc, fit=args.fit))
         progress.update(1)
     progress.close()
     df = pd.concat(frames, ignore_index=True)
@@ -373,15 +392,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
         decentral = ", ".join(m for m in METHODS if _needs_topology(m))
         _fail(f"--topology {args.topology} does not apply: method {args.method!r} is centralized; "
               f"topologies are for the decentralized methods: {decentral}")
+    if args.capture is None:
+        for flag in ("capture_every", "capture_sample"):
+            if getattr(args, flag) is not None:
+                _fail(f"--{flag.replace('_', '-')} applies only with --capture DIR")
+    elif Path(args.capture).exists() and not Path(args.capture).is_dir():
+        _fail(f"--capture {args.capture} is a file; give a directory to record into")
     out = _table_path(args, None, "history")
     rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 reports
-    started = LineProgress(desc=f"train {args.method} on {args.workload}: {args.workers} workers x "
-                                f"{args.steps} steps ({args.backend})", disable=args.no_progress or not rank0)
+    # a bar over rank 0's steps: from its thread in the simulator, from the launcher's poll under gloo
     result = train(args.workload, args.method, args.workers, args.steps, backend=args.backend,
                    topology=args.topology, seed=args.seed, lr=args.lr, options=options,
                    eval_every=args.eval_every, split=args.split, batch_size=args.batch_size,
-                   device=args.device)
-    started.close()
+                   device=args.device, timeout=args.timeout, capture=args.capture,
+                   capture_every=1 if args.capture_every is None else args.capture_every,
+                   capture_sample=args.capture_sample, progress=bars(not args.no_progress and rank0))
     if not rank0:
         return 0
     h = result.history
@@ -403,6 +428,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if out is not None:
         _write(h, out)
         print(f"history written to {out}")
+    if args.capture is not None:
+        print(f"what each worker compresses recorded in {args.capture}")
     return 0
 
 
@@ -430,7 +457,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     comp = compare(args.workload, methods, workers=args.workers, steps=args.steps, backend=args.backend,
                    net=net, topology=args.topology, seed=args.seed, target=args.target,
                    eval_every=args.eval_every, lrs=lrs, device=args.device, baseline=args.baseline,
-                   progress=started)
+                   progress=started, seeds=args.seeds, model_params=args.model_params or ())
     progress.update(1)
     progress.set_postfix_str("")
     progress.close()
@@ -468,7 +495,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             _fail(f"{d}: {v.damage_text(bad)}; pass --allow-damaged to report on the readable steps")
         if bad:
             _warn(args, f"{d}: {v.damage_text(bad)}; the figures of that capture use the readable steps")
-    path = write_report(root, figures=not args.no_figures)
+    path = write_report(root, figures=not args.no_figures, progress=bars(not args.no_progress))
     print(f"report written to {path}")
     return 0
 
@@ -478,8 +505,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _out_dir(args)
     cfg = DemoConfig.quick(device=args.device) if args.quick else DemoConfig(device=args.device)
-    with library_bars(not args.no_progress) as progress:  # run_demo takes only a bool today
-        res = run_demo(args.out, cfg, progress=progress)
+    res = run_demo(args.out, cfg, progress=bars(not args.no_progress))
     print(format_result(res))
     return 0
 
@@ -594,6 +620,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list of recorded steps to code (e.g. 0,100); default: all")
     k.add_argument("--steps", action=_Renamed, new="--record-steps",
                    why="--steps is the number of optimizer steps to train")
+    k.add_argument("--loc", type=v.location, default="fit",
+                   help="location of the parametric models: 'fit' to estimate it, or a number such as 0 to "
+                        "hold it fixed")
+    k.add_argument("--fit", default="codelength", choices=CODE_FITS, metavar="HOW",
+                   help="how the parametric models are fitted: %(choices)s (codelength: minimum code length "
+                        "of the quantized symbols; values: maximum likelihood on the float values)")
     k.add_argument("--raw", action="store_true", help="add zstd on the raw float32 / bf16 values")
     k.add_argument("--out", default=None, metavar="DIR",
                    help="directory to write bits.parquet into; default: the run directory")
@@ -625,6 +657,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cpu, cuda or cuda:N; default: cuda for nccl, else cpu")
     t.add_argument("--option", action="append", default=None, metavar="KEY=VALUE",
                    help="a method option, repeatable (e.g. --option rank=2 --option ratio=0.01)")
+    t.add_argument("--timeout", type=v.positive_float, default=TRAIN_TIMEOUT_S, metavar="SECONDS",
+                   help="deadline of the whole run; a stuck or failed worker is named when it passes")
+    t.add_argument("--capture", default=None, metavar="DIR",
+                   help="record each worker's gradient, update and compressor inputs into DIR; "
+                        "default: none")
+    t.add_argument("--capture-every", type=v.positive_int, default=None, metavar="N",
+                   help="with --capture: record every N optimizer steps; default: 1")
+    t.add_argument("--capture-sample", type=v.sample, default=None, metavar="S",
+                   help="with --capture: entries recorded per layer, a count (100000, 1e5) or a fraction "
+                        "(0.01); default: full tensors")
     t.add_argument("--out", default=None, metavar="DIR",
                    help="directory to write history.parquet into; default: not written")
     t.add_argument("--csv", action="store_true", help="write history.csv instead of history.parquet")
@@ -656,6 +698,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--baseline", default="bf16", choices=BASELINES, metavar="NAME",
                    help="the 16-bit all-reduce reference, %(choices)s (trained first when not in --methods)")
     m.add_argument("--seed", type=int, default=0, help="random seed")
+    m.add_argument("--seeds", type=v.int_list, default=None, metavar="LIST",
+                   help="comma list of seeds (e.g. 0,1,2): every method trains once per seed and the table "
+                        "shows means; default: --seed alone")
+    m.add_argument("--model-params", type=_model_params, default=None, metavar="SIZES",
+                   help="comma list of model sizes (e.g. 124M,1.5B) to project the modelled step time to; "
+                        "default: none")
     m.add_argument("--device", type=v.device, default="cpu", help="cpu, cuda or cuda:N")
     m.add_argument("--out", default="runs/compare", metavar="DIR",
                    help="directory to write compare.parquet, compare.csv, the history and figures into")

@@ -6,14 +6,11 @@ plain line when the work starts, one at most every `LINE_INTERVAL_S` seconds, on
 
 The stage functions that draw their own bar take `progress: bool | factory`
 (`captures.progress`): the CLI hands them `bars(enabled)`, which is tqdm's class on a terminal,
-`LineProgress` in a log, or False. `run_demo` still takes only a bool and imports
-`tqdm.auto.tqdm` when called; for it alone `library_bars` swaps that name for `LineProgress`
-while the sub-command runs (it goes away when `run_demo` takes a factory).
+`LineProgress` in a log, or False.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -138,20 +135,3 @@ def bar(total: float | None, desc: str, unit: str, enabled: bool) -> Any:
     if not enabled:
         return LineProgress(total=total, desc=desc, unit=unit, disable=True)
     return bars(True)(total=total, desc=desc, unit=unit)
-
-
-@contextlib.contextmanager
-def library_bars(enabled: bool) -> Iterator[bool]:
-    """While active, the tqdm bars of a stage function that takes only `progress: bool` (today:
-    `run_demo`) print plain lines when stderr is not a terminal. Yields the flag to hand to it."""
-    if not enabled or on_terminal():
-        yield enabled
-        return
-    import tqdm.auto
-
-    saved = tqdm.auto.tqdm
-    tqdm.auto.tqdm = LineProgress  # type: ignore[misc, assignment]
-    try:
-        yield True
-    finally:
-        tqdm.auto.tqdm = saved  # type: ignore[misc]

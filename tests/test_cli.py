@@ -334,3 +334,107 @@ def test_progress_is_plain_lines_in_a_log_and_silenced_by_no_progress(runs, tmp_
     # the written table and the printed summary say the same: 3 records per layer, no NaN shown raw
     fits = pd.read_parquet(tmp_path / "b" / "fits.parquet")
     assert len(fits) == 2 * len(STEPS) and "NaN" not in quiet.stdout
+
+
+@pytest.mark.parametrize("command, module, name", [
+    (["demo", "--quick"], "analysis.demo", "run_demo"),
+    (["train", "--steps", "2"], "coders.runtime.train", "train"),
+    (["report"], "analysis.report", "write_report"),
+])
+def test_long_commands_hand_the_bar_factory_to_the_stage(cli, runs, tmp_path, monkeypatch, command, module,
+                                                         name):
+    import importlib
+
+    seen: list = []
+
+    def spy(*args, **kw):
+        seen.append(kw["progress"])
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(importlib.import_module(module), name, spy)
+    extra = [str(runs["run"])] if command == ["report"] else (["--out", str(tmp_path / "d")]
+                                                              if command[0] == "demo" else [])
+    for flags in ([], ["--no-progress"]):
+        check_error(command, 1, ["stopped by the test"], cli(*command, *extra, *flags))
+    assert seen == [LineProgress, False]  # stderr is not a terminal here: plain lines, then none
+
+
+def test_train_and_report_show_plain_progress_lines(cli, runs, tmp_path):
+    import shutil
+
+    status, out, err = cli("train", "--workers", "2", "--steps", "3")
+    assert status == 0, err
+    assert "[progress] train bf16: 0/3 steps" in err and "3/3 steps (100%)" in err and "\r" not in err
+    assert cli("train", "--workers", "2", "--steps", "1", "--no-progress")[2] == ""
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs["run"], run_dir)
+    status, out, err = cli("report", str(run_dir))
+    assert status == 0, err
+    assert "[progress] report figures: 0/1 units" in err and "1/1 units (100%)" in err
+
+
+def test_new_flags_fail_up_front_in_one_line(cli, runs, tmp_path):
+    check_errors(cli, [
+        (["compare", "--model-params", "124M,lots"], 2, ["--model-params", "'lots'", "124M, 1.5B"]),
+        (["compare", "--model-params", "0"], 2, ["--model-params", "positive count", "'0'"]),
+        (["compare", "--seeds", "0,x"], 2, ["--seeds", "'0,x'", "comma list of integers"]),
+        (["train", "--timeout", "0"], 2, ["--timeout", "'0'", "> 0"]),
+        (["train", "--capture", str(tmp_path / "c"), "--capture-every", "0"], 2, ["--capture-every", "'0'",
+                                                                                 ">= 1"]),
+        (["train", "--capture", str(tmp_path / "c"), "--capture-sample", "-2"], 2, ["--capture-sample",
+                                                                                   "'-2'", "fraction"]),
+        (["train", "--capture-every", "5"], 1, ["--capture-every", "only with --capture"]),
+        (["train", "--capture-sample", "0.1"], 1, ["--capture-sample", "only with --capture"]),
+        (["train", "--capture", str(runs["manifest"])], 1, ["--capture", "manifest.json", "is a file"]),
+        (["code", str(runs["run"]), "--loc", "abc"], 2, ["--loc", "'abc'", "'fit'"]),
+        (["code", str(runs["run"]), "--fit", "mle"], 2, ["--fit", "'mle'", "codelength", "values"]),
+    ])
+
+
+def test_new_flags_reach_the_library(cli, runs, tmp_path, monkeypatch):
+    import analysis.compare
+    import coders.report
+    import coders.runtime.train
+
+    seen: dict = {}
+
+    def spy(key):
+        def call(*args, **kw):
+            seen[key] = kw
+            raise ValueError("stopped by the test")
+        return call
+
+    monkeypatch.setattr(analysis.compare, "compare", spy("compare"))
+    monkeypatch.setattr(coders.runtime.train, "train", spy("train"))
+    monkeypatch.setattr(coders.report, "code_capture", spy("code"))
+    assert cli("compare", "--model-params", "124M,1.5B", "--seeds", "0,1,2", "--out", str(tmp_path))[0] == 1
+    assert (seen["compare"]["model_params"], seen["compare"]["seeds"]) == ([124_000_000, 1_500_000_000],
+                                                                           [0, 1, 2])
+    assert cli("compare", "--out", str(tmp_path))[0] == 1
+    assert (seen["compare"]["model_params"], seen["compare"]["seeds"]) == ((), None)
+    cap = str(tmp_path / "cap")
+    assert cli("train", "--capture", cap, "--capture-every", "5", "--capture-sample", "0.01",
+               "--timeout", "30")[0] == 1
+    t = seen["train"]
+    assert (t["capture"], t["capture_every"], t["capture_sample"], t["timeout"]) == (cap, 5, 0.01, 30.0)
+    assert cli("train", "--capture", cap, "--capture-sample", "1e5")[0] == 1
+    assert (seen["train"]["capture_every"], seen["train"]["capture_sample"]) == (1, 100000)
+    assert cli("code", str(runs["run"]), "--loc", "0", "--fit", "values", "--no-progress")[0] == 1
+    assert (seen["code"]["loc"], seen["code"]["fit"]) == (0.0, "values")
+    assert cli("code", str(runs["run"]), "--no-progress")[0] == 1
+    assert (seen["code"]["loc"], seen["code"]["fit"]) == ("fit", "codelength")
+
+
+def test_help_of_the_new_flags_shows_defaults(cli):
+    from coders.runtime.train import DEFAULT_TIMEOUT
+
+    _, train_help, _ = cli("train", "--help")
+    for text in ("--capture DIR", "--capture-every N", "default: 1", "--capture-sample S",
+                 "--timeout SECONDS", f"(default: {DEFAULT_TIMEOUT})"):
+        assert text in " ".join(train_help.split()), text
+    _, compare_help, _ = cli("compare", "--help")
+    for text in ("--model-params SIZES", "124M,1.5B", "--seeds LIST", "default: --seed alone"):
+        assert text in " ".join(compare_help.split()), text
+    _, code_help, _ = cli("code", "--help")
+    for text in ("--loc LOC", "(default: fit)", "--fit HOW", "codelength, values", "(default: codelength)"):
+        assert text in " ".join(code_help.split()), text

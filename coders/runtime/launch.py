@@ -51,7 +51,8 @@ DEFAULT_TIMEOUT = 600.0
 
 _OPS = ("computing", "all_reduce", "all_gather", "broadcast", "exchange", "barrier")
 _STARTING, _DONE, _FAILED = -1.0, -2.0, -3.0
-_FIELDS = 4  # per rank: state (op index or a code above), collectives entered, noted step, time of change
+_FIELDS = 5  # per rank: state (op index or a code above), collectives entered, noted step, time of change,
+# steps noted in all (over the several runs of one launch: what a progress bar counts)
 _FOLLOW_ON = ("connection closed", "connection reset", "broken pipe", "timed out", "timeout",
               "connection refused", "socket", "gloo")
 
@@ -84,6 +85,7 @@ class WatchedComm:
         self.world_size = inner.world_size
         self._entered = 0
         self._step = 0
+        self._noted = 0
         self._set(0.0)
 
     def __getattr__(self, name: str) -> Any:  # device, backend, dist, group ... of the wrapped comm
@@ -91,11 +93,13 @@ class WatchedComm:
 
     def _set(self, state: float) -> None:
         row = self.rank * _FIELDS
-        self._board[row: row + _FIELDS] = [state, float(self._entered), float(self._step), time.time()]
+        self._board[row: row + _FIELDS] = [state, float(self._entered), float(self._step), time.time(),
+                                           float(self._noted)]
 
     def note_step(self, step: int) -> None:
         """Record the training step this rank is in (shown when it is stuck)."""
         self._step = int(step)
+        self._noted += 1
         self._set(self._board[self.rank * _FIELDS])
 
     def _call(self, op: str, *args: Any, **kwargs: Any) -> Any:
@@ -143,7 +147,7 @@ def _entry(rank: int, world_size: int, backend: str, init_file: str, log_dir: st
            board: Any, fn: Callable[..., Any], args: tuple) -> None:
     import torch.distributed as dist
 
-    board[rank * _FIELDS: (rank + 1) * _FIELDS] = [_STARTING, 0.0, 0.0, time.time()]
+    board[rank * _FIELDS: (rank + 1) * _FIELDS] = [_STARTING, 0.0, 0.0, time.time(), 0.0]
     stack = open(os.path.join(log_dir, f"rank{rank}.stack.txt"), "w")  # noqa: SIM115 - open for the process
     faulthandler.register(signal.SIGUSR1, file=stack, all_threads=True)
     torch.set_num_threads(min(intra_op_threads(world_size), torch.get_num_threads()))
@@ -187,7 +191,7 @@ def _stop(procs: list) -> None:
 def _board_rows(board: Any, world_size: int) -> list[tuple[float, int, int, float]]:
     rows = []
     for r in range(world_size):
-        state, entered, step, when = board[r * _FIELDS: (r + 1) * _FIELDS]
+        state, entered, step, when = board[r * _FIELDS: r * _FIELDS + 4]
         rows.append((state, int(entered), int(step), when))
     return rows
 
@@ -217,12 +221,15 @@ def _describe(r: int, row: tuple[float, int, int, float], now: float) -> str:
 
 
 def launch(world_size: int, fn: Callable[..., Any], *args: Any, backend: str = "gloo",
-           timeout: float = DEFAULT_TIMEOUT, log_dir: str | None = None) -> list:
+           timeout: float = DEFAULT_TIMEOUT, log_dir: str | None = None,
+           on_steps: Callable[[int], None] | None = None) -> list:
     """Run `fn(comm, *args)` in `world_size` processes under one deadline; results by rank.
 
     `fn` and `args` must be picklable (a module-level function). Raises `RankFailedError` (the
     first rank that failed, its one-line traceback and the file with the full one) or
-    `RankTimeoutError` (the stuck rank, after `timeout` seconds in all).
+    `RankTimeoutError` (the stuck rank, after `timeout` seconds in all). `on_steps(n)`, when
+    given, is called in this process while it polls, with the number of steps rank 0 has
+    started in all (`comm.note_step` calls): what a progress bar shows.
     """
     import torch.multiprocessing as mp
 
@@ -249,7 +256,7 @@ def launch(world_size: int, fn: Callable[..., Any], *args: Any, backend: str = "
     for p in procs:
         p.start()
     try:
-        failure = _wait(procs, board, log, start, timeout)
+        failure = _wait(procs, board, log, start, timeout, on_steps)
     except BaseException:
         _stop(procs)
         raise
@@ -273,10 +280,13 @@ def _record(log: str, r: int) -> dict | None:
         return None
 
 
-def _wait(procs: list, board: Any, log: str, start: float, timeout: float) -> RankFailedError | None:
+def _wait(procs: list, board: Any, log: str, start: float, timeout: float,
+          on_steps: Callable[[int], None] | None = None) -> RankFailedError | None:
     """Poll the ranks until all succeeded (None), one failed, or the deadline passed (the error)."""
     w = len(procs)
     while True:
+        if on_steps is not None:
+            on_steps(int(board[4]))  # rank 0's steps noted in all
         exited = [p.exitcode is not None for p in procs]
         failed = [r for r in range(w) if exited[r] and procs[r].exitcode != 0]
         if failed:

@@ -45,14 +45,16 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pandas as pd
 import torch
 
+from captures.progress import Progress, open_bar
 from coders.algorithms.gossip import consensus
-from coders.algorithms.registry import make_algorithm, method_class
+from coders.algorithms.registry import check_method_options, make_algorithm, method_class
 from coders.communication.comm import Comm, DistComm, run_threads
 from coders.communication.packing import flatten, unflatten
 from coders.communication.topology import Topology, make_topology
@@ -162,8 +164,9 @@ def _default_lr(spec: TrainSpec, workload: Any) -> float:
     return float(getattr(cls, "default_lr", None) or workload.lr)
 
 
-def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any = None) -> dict[str, Any]:
-    """One worker's training loop (a `run_threads` / `run_processes` target)."""
+def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any = None,
+                 on_step: Callable[[], None] | None = None) -> dict[str, Any]:
+    """One worker's training loop (a `run_threads` / `run_processes` target); `on_step()` after each step."""
     from captures import make_workload
 
     if workload is None:
@@ -187,7 +190,7 @@ def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any =
                                 sample=spec.capture_sample, seed=spec.seed, model=spec.workload)
         algo.attach_recorder(capture)
     try:
-        out = _train_loop(comm, spec, workload, model, params, algo, lr, capture)
+        out = _train_loop(comm, spec, workload, model, params, algo, lr, capture, on_step)
     except BaseException as e:
         if capture is not None:
             capture.abort(f"{type(e).__name__}: {e}")
@@ -198,7 +201,7 @@ def train_worker(comm: Comm, spec: TrainSpec, workload: Any = None, model: Any =
 
 
 def _train_loop(comm: Comm, spec: TrainSpec, workload: Any, model: Any, params: list, algo: Any, lr: float,
-                capture: Any) -> dict[str, Any]:
+                capture: Any, on_step: Callable[[], None] | None = None) -> dict[str, Any]:
     p2p = algo.pattern == "p2p"
     batches = workload.batches(comm.rank, comm.world_size, spec.batch_size, spec.split, spec.seed)
     eval_every = spec.eval_every or max(1, spec.steps // 10)
@@ -263,6 +266,8 @@ def _train_loop(comm: Comm, spec: TrainSpec, workload: Any, model: Any, params: 
         if step % eval_every == 0 or step == spec.steps:
             evaluated = evaluate(row)
         rows.append(row)
+        if on_step is not None:
+            on_step()
     return {
         "rows": rows if comm.rank == 0 else [],
         "params": _flat(params).cpu(),
@@ -304,13 +309,16 @@ def _check_spec(spec: TrainSpec, backend: str) -> None:
         raise ValueError(f"fault rank {spec.fault.rank} is not a rank of {spec.workers} workers")
 
 
-def _train_specs(comm: Comm, specs: list[TrainSpec]) -> list[dict[str, Any]]:
+def _train_specs(comm: Comm, specs: list[TrainSpec],
+                 on_step: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """One worker's part of several runs, one after the other (a `run_processes` target)."""
-    return [train_worker(comm, spec) for spec in specs]
+    return [train_worker(comm, spec, on_step=on_step) for spec in specs]
 
 
-def _train_sim_worker(comm: Comm, spec: TrainSpec, workload: Any, models: list) -> dict[str, Any]:
-    return train_worker(comm, spec, workload, models[comm.rank])
+def _train_sim_worker(comm: Comm, spec: TrainSpec, workload: Any, models: list,
+                      on_step: Callable[[], None] | None = None) -> dict[str, Any]:
+    # the bar follows rank 0's thread only: one update per step, from one thread
+    return train_worker(comm, spec, workload, models[comm.rank], on_step if comm.rank == 0 else None)
 
 
 def _result(spec: TrainSpec, per_rank: list[dict[str, Any]], seconds: float) -> TrainResult:
@@ -323,9 +331,12 @@ def _result(spec: TrainSpec, per_rank: list[dict[str, Any]], seconds: float) -> 
 
 
 def train_many(specs: list[TrainSpec], backend: str = "sim",
-               timeout: float = DEFAULT_TIMEOUT) -> list[TrainResult]:
+               timeout: float = DEFAULT_TIMEOUT, progress: Progress = False) -> list[TrainResult]:
     """Train every spec; under "gloo" / "nccl" all of them in one launch of `specs[0].workers` processes.
 
+    `progress` (`captures.progress`): one bar over the steps of all specs, counting rank 0's
+    steps (in the simulator from rank 0's thread, under a launch from the launcher's poll of
+    rank 0, under torchrun on rank 0 only).
     `timeout`: seconds for the whole launch (see module docstring). The specs must share the
     number of workers; specs with `capture` need distinct directories. Each result is what
     `train` gives for that spec; `seconds` is the launch's wall time divided by the number of
@@ -339,18 +350,31 @@ def train_many(specs: list[TrainSpec], backend: str = "sim",
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
     for spec in specs:
         _check_spec(spec, backend)
+        check_method_options(spec.method, spec.options)  # a typo fails here, not inside every worker
     dirs = [os.path.abspath(s.capture) for s in specs if s.capture is not None]
     if len(set(dirs)) != len(dirs):
         raise ValueError(f"train_many: two specs capture into the same directory: {sorted(dirs)}")
+    methods = list(dict.fromkeys(s.method for s in specs))
+    bar = open_bar(progress, total=sum(s.steps for s in specs), unit="step",
+                   desc=f"train {methods[0]}" if len(methods) == 1 else "train")
+    try:
+        return _train_many(specs, backend, timeout, bar)
+    finally:
+        bar.close()
+
+
+def _train_many(specs: list[TrainSpec], backend: str, timeout: float, bar: Any) -> list[TrainResult]:
     if backend == "sim":
         from captures import make_workload
 
         results = []
         for spec in specs:
             tic = time.perf_counter()
+            if len(specs) > 1:
+                bar.set_postfix_str(spec.method)
             wl = make_workload(spec.workload, seed=spec.seed, device=spec.device)
             models = [wl.make_model() for _ in range(spec.workers)]
-            out = run_threads(spec.workers, _train_sim_worker, spec, wl, models, timeout=timeout)
+            out = run_threads(spec.workers, _train_sim_worker, spec, wl, models, bar.update, timeout=timeout)
             results.append(_result(spec, out, time.perf_counter() - tic))
         return results
     tic = time.perf_counter()
@@ -366,9 +390,17 @@ def train_many(specs: list[TrainSpec], backend: str = "sim",
         comm = DistComm.from_env(backend)
         if comm.world_size != specs[0].workers:
             raise ValueError(f"torchrun started {comm.world_size} processes but workers={specs[0].workers}")
-        out = [_train_specs(comm, specs)]  # this rank only
+        out = [_train_specs(comm, specs, bar.update if comm.rank == 0 else None)]  # this rank only
     else:
-        out = launch(specs[0].workers, _train_specs, specs, backend=backend, timeout=timeout)
+        shown = [0]
+
+        def on_steps(n: int) -> None:  # rank 0's steps in all, read from the launcher's board
+            if n > shown[0]:
+                bar.update(n - shown[0])
+                shown[0] = n
+
+        out = launch(specs[0].workers, _train_specs, specs, backend=backend, timeout=timeout,
+                     on_steps=on_steps)
     seconds = (time.perf_counter() - tic) / len(specs)
     return [_result(spec, [o[i] for o in out], seconds) for i, spec in enumerate(specs)]
 
@@ -378,13 +410,15 @@ def train(workload: str, method: str, workers: int, steps: int, backend: str = "
           options: dict[str, Any] | None = None, eval_every: int | None = None, split: str = "iid",
           batch_size: int | None = None, device: str | None = None, timeout: float = DEFAULT_TIMEOUT,
           capture: str | os.PathLike | None = None, capture_every: int = 1,
-          capture_sample: int | float | None = None, fault: Fault | None = None) -> TrainResult:
+          capture_sample: int | float | None = None, fault: Fault | None = None,
+          progress: Progress = False) -> TrainResult:
     """Train `workload` with `method` on `workers` workers for `steps` steps; see module docstring.
 
     `topology` (decentralized methods only): a name, a `Topology`, an adjacency or gossip
     matrix, or a networkx graph. `timeout`: seconds for the whole run (600). `capture`: a
     directory for what each worker compresses, every `capture_every` steps, `capture_sample`
-    entries per layer (None: full tensors). `fault`: test hook (`Fault`).
+    entries per layer (None: full tensors). `fault`: test hook (`Fault`). `progress`: a bar over
+    rank 0's steps (`captures.progress`; default none).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -395,7 +429,7 @@ def train(workload: str, method: str, workers: int, steps: int, backend: str = "
     spec = TrainSpec(workload, method, workers, steps, lr, seed, topology, dict(options or {}), eval_every,
                      split, batch_size, device, None if capture is None else os.fspath(capture),
                      capture_every, capture_sample, fault)
-    return train_many([spec], backend, timeout=timeout)[0]
+    return train_many([spec], backend, timeout=timeout, progress=progress)[0]
 
 
 def spec_dict(result: TrainResult) -> dict[str, Any]:

@@ -138,3 +138,63 @@ def test_ideal_and_coded_bits_are_means_over_workers(monkeypatch):
     h = train("digits-cnn", "uneven", 3, 2, seed=0, eval_every=2).history
     assert (h["bits_up"] == 20.0).all()
     assert (h["bits_up_coded"] == 6.0).all() and (h["bits_up_ideal"] == 1.0).all()
+
+
+class _RecordingBar:
+    """A progress factory's bar that records what the trainer asked of it."""
+
+    def __init__(self, opened: list, **kw):
+        self.kw, self.n, self.closed = kw, 0, False
+        opened.append(self)
+
+    def update(self, n: float = 1) -> None:
+        self.n += n
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _factory(opened: list):
+    return lambda **kw: _RecordingBar(opened, **kw)
+
+
+def test_progress_counts_rank0_steps_of_every_spec():
+    from coders.runtime.train import train_many as train_specs
+
+    opened: list = []
+    train("digits-cnn", "fp32", 3, 4, progress=_factory(opened))
+    assert len(opened) == 1 and opened[0].kw == {"total": 4, "desc": "train fp32", "unit": "step"}
+    assert opened[0].n == 4 and opened[0].closed  # one update per step of rank 0, not one per worker
+    specs = [TrainSpec("digits-cnn", "fp32", 2, 2), TrainSpec("digits-cnn", "bf16", 2, 3)]
+    train_specs(specs, progress=_factory(opened))
+    assert opened[1].kw["total"] == 5 and opened[1].kw["desc"] == "train" and opened[1].n == 5
+
+
+def test_unknown_option_fails_before_any_worker_starts(monkeypatch):
+    import coders.runtime.train as t
+
+    def no_workers(*a, **k):
+        raise AssertionError("a worker started")
+
+    monkeypatch.setattr(t, "run_threads", no_workers)
+    monkeypatch.setattr(t, "launch", no_workers)
+    opened: list = []
+    for backend in ("sim", "gloo"):
+        with pytest.raises(ValueError, match=r"'topk-ef' has no option 'nosuch'; its options: .*ratio"):
+            train("digits-cnn", "topk-ef", 2, 1, backend=backend, options={"nosuch": 3},
+                  progress=_factory(opened))
+    assert opened == []  # nor a bar
+
+
+@pytest.mark.distributed
+@pytest.mark.slow
+def test_progress_under_gloo_follows_rank0_through_the_launcher():
+    from coders.runtime.train import train_many as train_specs
+
+    opened: list = []
+    specs = [TrainSpec("digits-cnn", "fp32", 2, 3), TrainSpec("digits-cnn", "bf16", 2, 2)]
+    train_specs(specs, backend="gloo", progress=_factory(opened))
+    assert opened[0].kw["total"] == 5 and opened[0].n == 5 and opened[0].closed
