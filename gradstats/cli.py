@@ -345,16 +345,20 @@ def _cmd_code(args: argparse.Namespace) -> int:
     from coders.report import TOTAL, code_capture, family_comparison
     from gradstats.cli_tables import table
 
-    frames = []
+    frames, skipped = [], []
     # one call per recorded step so that the CLI can show progress (code_capture has no callback)
     progress = bar(len(steps), "code", "step", not args.no_progress)
     for step in steps:
-        frames.append(code_capture(cap, quant, models=args.models, coders=args.coders, steps=[step],
-                                   layers=args.layers, raw_baselines=args.raw, loc=args.loc, fit=args.fit))
+        part = code_capture(cap, quant, models=args.models, coders=args.coders, steps=[step],
+                            layers=args.layers, raw_baselines=args.raw, loc=args.loc, fit=args.fit)
+        skipped += part.attrs.get("errors", [])
+        frames.append(part)
         progress.update(1)
     progress.close()
     df = pd.concat(frames, ignore_index=True)
     _write(df, out)
+    for step, layer, message in skipped:  # non-finite records: the others are coded, these are named
+        print(f"gradstats code: warning: step {step}, layer {layer} not coded: {message}", file=sys.stderr)
     tot = df[df["layer"] == TOTAL]
     print(f"quantizer: {quant.name}")
     print("whole model per step (total_bits_per_entry includes all side information; gap_entropy = "

@@ -438,3 +438,21 @@ def test_help_of_the_new_flags_shows_defaults(cli):
     _, code_help, _ = cli("code", "--help")
     for text in ("--loc LOC", "(default: fit)", "--fit HOW", "codelength, values", "(default: codelength)"):
         assert text in " ".join(code_help.split()), text
+
+
+def test_code_codes_the_finite_records_and_names_the_rest(cli, tmp_path):
+    import pandas as pd
+
+    from captures import write_capture
+
+    a = np.random.default_rng(0).laplace(size=5000).astype(np.float32)
+    b = a.copy()
+    b[3] = np.nan
+    write_capture(tmp_path / "cap", {0: {"w": a, "v": b}, 1: {"w": a, "v": a}})
+    code, _, err = cli("code", str(tmp_path / "cap"), "--out", str(tmp_path / "out"), "--models",
+                       "histogram,gennorm", "--coders", "ans", "--no-progress")
+    assert code == 0
+    assert "step 0, layer v not coded: skipped: 1 NaN of 5000 entries" in err
+    bits = pd.read_parquet(tmp_path / "out" / "bits.parquet")
+    coded = bits[bits["layer"] != "TOTAL"].groupby("step")["layer"].unique()
+    assert list(coded[0]) == ["w"] and sorted(coded[1]) == ["v", "w"]
