@@ -63,7 +63,8 @@ from analysis.tables import (  # noqa: F401  (re-exported)
 from captures.progress import Progress, open_bar
 from coders.wire import BF16_BITS
 
-SECTIONS = ("summary", "provenance", "capture", "fits", "figures", "bits", "rate-distortion", "compare")
+SECTIONS = ("summary", "provenance", "capture", "fits", "figures", "bits", "rate-distortion", "compare",
+            "inputs")
 
 CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 1.2em auto;
@@ -331,6 +332,27 @@ def _compare_setup(summ: pd.DataFrame) -> str:
     )
 
 
+def _inputs_section(root: Path) -> tuple[str, str, str]:
+    """What PowerSGD / Signum-MV / PowerGossip put through their compressors (`method_inputs.parquet`)."""
+    df = read_table(root / "method_inputs.parquet")
+    cols = {"method": "method", "input": "what it compresses", "step": "step", "entries": "entries",
+            "sent_bits_per_entry": "sent (bits/entry)", "gennorm_beta_median": "ZI-GenNorm beta (median)",
+            "beta_rank_min": "beta min over workers", "beta_rank_max": "beta max over workers",
+            "coded_parametric_bits_per_entry": "coded, best parametric", "parametric": "codebook",
+            "coded_histogram_bits_per_entry": "coded, histogram",
+            "lossless_bf16_bits_per_entry": "lossless bf16"}
+    show = df[[c for c in cols if c in df.columns]].rename(columns=cols)
+    body = ("<p>Recorded during training with <code>train(..., capture=)</code>, one capture rank per "
+            "worker: the compressor input (PowerSGD's matrix M with its error feedback, Signum's momentum "
+            "before the sign) or, for gossip, the model difference x<sub>i</sub> - x<sub>j</sub> sent to a "
+            "neighbour. <i>sent</i> is what the method puts on the wire per entry of the model; the coded "
+            "columns are what an entropy-coded version of the same input would need (uniform quantizer at "
+            "c = 0.5 x RMS, ANS, side information included) and the lossless plane codec of its bf16 "
+            "values. Compare them knowing the two are not the same reconstruction: the method's own "
+            "error is in the comparison section.</p>" + _table(show))
+    return _section("inputs", "", "What the methods compress", body)
+
+
 def _compare_section(root: Path) -> tuple[str, str, str]:
     summ = read_table(root / "compare.parquet")
     times = read_table(root / "step_time.parquet")
@@ -421,6 +443,9 @@ def write_report(
         sections += parts
     if has_compare:
         sections.append(_compare_section(root))
+    has_inputs = (root / "method_inputs.parquet").exists()
+    if has_inputs:
+        sections.append(_inputs_section(root))
 
     head = title or f"gradstats report: {root.name}"
     link = lambda sid, text: f'<a href="#{sid}">{html.escape(text)}</a>'  # noqa: E731
@@ -432,6 +457,8 @@ def write_report(
         )
     if has_compare:
         nav.append(link("compare", "compressor comparison"))
+    if has_inputs:
+        nav.append(link("inputs", "what the methods compress"))
     page = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -5,6 +5,11 @@ checked against the names the stages expose (`gradstats.cli_validate`) before an
 bad value, a missing path or a library error ends in one line `gradstats <cmd>: error: ...`
 (exit status 2 for a usage error found by the parser, 1 otherwise; `--debug` or
 GRADSTATS_DEBUG=1 shows the traceback instead).
+
+Why one file of ~750 lines: it is nine sub-commands, each a parser block and a thin `_cmd_*`
+function, and a reader checks a flag's meaning across sub-commands (one meaning per name) by
+reading them side by side; the checks, tables and progress live in `cli_validate.py`,
+`cli_tables.py` and `cli_progress.py`.
 """
 
 from __future__ import annotations

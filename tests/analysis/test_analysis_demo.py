@@ -112,6 +112,8 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert inputs.loc["powergossip", "input"].startswith("model_diff")
     assert (inputs["coded_histogram_bits_per_entry"] > 0).all() and (inputs["sent_bits_per_entry"] > 0).all()
     assert "what the methods compress" in printed
+    inputs_html = page.split('id="inputs"')[1].split("</section>")[0]
+    assert "powergossip" in inputs_html and "sent (bits/entry)" in inputs_html
 
 
 def test_format_result_names_skipped_stages(tmp_path):
