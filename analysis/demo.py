@@ -169,7 +169,7 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    n_stages = 4 * len(cfg.workloads) + len(cfg.compared) + 1
+    n_stages = 4 * len(cfg.workloads) + len(cfg.compared) + 1 + bool(cfg.input_methods)
     bar = open_bar(progress, total=n_stages, desc="gradstats demo", unit="stage")
 
     def tick(what: str) -> None:
@@ -216,6 +216,7 @@ def run_demo(out: str | Path = "runs/demo", config: DemoConfig | None = None, pr
             inputs.to_parquet(root / "method_inputs.parquet", index=False)
         except _Skipped:
             pass
+        tick("recorded what the methods compress")
     summary, times, comps = None, None, []
     for wl in cfg.compared:
         bar.set_postfix_str(f"compare on {wl}")
