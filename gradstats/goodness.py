@@ -73,6 +73,7 @@ class Sample:
         self.seed = seed
         self._sorted: np.ndarray | None = None
         self._upper: dict[tuple[float, int], np.ndarray] = {}
+        self._pool: tuple[float, float, np.ndarray] | None = None
         self._distances: dict[tuple, dict[str, float]] = {}
 
     @property
@@ -97,10 +98,38 @@ class Sample:
                 a = (w - loc).abs()
                 self._upper[key] = np.sort(a.topk(k).values.double().cpu().numpy())
             else:
-                w = v if v.dtype in (np.float32, np.float64) else v.astype(np.float32)
-                a = np.abs(w - w.dtype.type(loc))
-                self._upper[key] = np.sort(np.partition(a, a.size - k)[a.size - k :]).astype(np.float64)
+                self._upper[key] = np.sort(self._top_abs(float(loc), int(k))).astype(np.float64)
         return self._upper[key]
+
+    def _top_abs(self, loc: float, k: int) -> np.ndarray:
+        """The k largest |x - loc| (unsorted) in the sample's precision, from one shared pool.
+
+        The first call partitions |x - loc0| once and keeps the entries at or above its kk-th
+        largest value t (kk = 2k + 64). For another loc, |x - loc| <= |x - loc0| + |loc - loc0|
+        < t + |loc - loc0| for every entry outside the pool, so when the pool's own k-th largest
+        |x - loc| is at least that bound its top k are the sample's: the same values, computed the
+        same way, as a partition of every entry. Otherwise every entry is partitioned again.
+        """
+        v = self.values
+        w = v if v.dtype in (np.float32, np.float64) else v.astype(np.float32)
+        kk = 2 * k + 64
+        if self._pool is None and kk < w.size:
+            a = np.abs(w - w.dtype.type(loc))
+            part = np.partition(a, a.size - kk)[a.size - kk :]
+            t = part.min()
+            self._pool = (loc, float(t), w[a >= t])
+            return np.partition(part, kk - k)[kk - k :]
+        if self._pool is not None:
+            loc0, t, pool = self._pool
+            a = np.abs(pool - w.dtype.type(loc))
+            if k <= a.size:
+                top = np.partition(a, a.size - k)[a.size - k :]
+                # float32 rounding of |x - loc| is below 1 ulp of t: leave a margin of 4 ulps
+                bound = t + abs(loc - loc0)
+                if float(top.min()) > bound + 4 * float(np.spacing(w.dtype.type(bound))):
+                    return top
+        a = np.abs(w - w.dtype.type(loc))
+        return np.partition(a, a.size - k)[a.size - k :]
 
 
 def _sample(x: Any, max_n: int | None, seed: int) -> Sample:

@@ -94,3 +94,17 @@ def test_zero_inflated_quantiles_only_evaluate_the_base_where_needed():
     ref = np.where(q <= below, lower, np.where(q <= below + 0.3, 0.0, upper))
     ref = np.where((q < 0) | (q > 1) | np.isnan(q), np.nan, ref)
     np.testing.assert_array_equal(z.ppf(q), ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tail_order_statistics_from_the_shared_pool_equal_a_full_partition(dtype):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_t(3, 300_000) * 1e-3).astype(dtype)
+    x[:5000] = 0.0  # ties
+    s = Sample(x, None)
+    k = 3002
+    for loc in (0.0, 1e-6, -3e-5, 2e-4, 0.5):  # the last one is far: a full partition again
+        a = np.abs(x - x.dtype.type(loc))
+        want = np.sort(np.partition(a, a.size - k)[a.size - k :]).astype(np.float64)
+        np.testing.assert_array_equal(s.upper_abs(loc, k), want)
+    assert s._pool is not None and s._pool[2].size < x.size // 10  # one shared pool served them
