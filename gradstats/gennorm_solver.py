@@ -282,7 +282,7 @@ def _gennorm_newton(x: Any, beta: float, mu: float, c: float, fit_loc: bool, sca
 
 
 
-BINNED_MIN_N = 1 << 19
+BINNED_MIN_N = 1 << 18
 """From this many entries a free loc at beta < 1 is searched on `CentreBins` (one compressing pass)
 instead of by ~20-30 passes over every entry."""
 
@@ -456,7 +456,7 @@ def fit_gennorm(x: Any, loc: float | None, method: str) -> tuple[dict[str, float
     fit_loc = loc is None
     # Large inputs: start (median, moment ratio, normalizer, warm Newton) on a random subsample,
     # then polish on all entries: about two passes over the data for a fixed loc.
-    xs = subsample(x, SUBSAMPLE, seed=1) if n > 4 * SUBSAMPLE and method == "mle" else None
+    xs = subsample(x, SUBSAMPLE, seed=1) if n >= 4 * SUBSAMPLE and method == "mle" else None
     start = x if xs is None else xs
     center = median(start) if fit_loc else float(loc)
     mom = central_moments(start, center)
