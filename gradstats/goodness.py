@@ -145,7 +145,8 @@ def _continuous(dist: Family) -> Family:
 
 
 def _ks_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None) -> float:
-    """KS distance of the sorted sample y; `cdf` = F(y) when already evaluated."""
+    """KS distance of the sorted sample y; `cdf` = F(y) when already evaluated (for a zero-inflated
+    model, the base's F(y))."""
     if not isinstance(dist, ZeroInflated):
         f = dist.cdf(y) if cdf is None else cdf
         n = y.size
@@ -156,17 +157,25 @@ def _ks_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None) -> fl
     u, counts = np.unique(y, return_counts=True)
     fn_right = np.cumsum(counts) / y.size
     fn_left = fn_right - counts / y.size
-    f_right = dist.cdf(u)
+    if cdf is None:
+        f_right = dist.cdf(u)
+    else:  # `cdf` = the base's F(y): take it at the first of each run of ties
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        f_right = dist.pi * (u >= 0) + (1 - dist.pi) * cdf[first]
     f_left = f_right - dist.pi * (u == 0)
     return float(max(np.abs(fn_right - f_right).max(), np.abs(f_left - fn_left).max()))
 
 
 def _ad_sorted(y: np.ndarray, dist: Family, logs: tuple[np.ndarray, np.ndarray] | None = None) -> float:
-    """AD statistic of the sorted sample y; `logs` = (log F(y), log S(y)) when already evaluated."""
+    """AD statistic of the sorted sample y; `logs` = (log F(y), log S(y)) when already evaluated
+    (for a zero-inflated model, the base's at every point of y)."""
     if isinstance(dist, ZeroInflated):
-        y, dist = y[y != 0], dist.base
+        keep = y != 0
+        y, dist = y[keep], dist.base
         if y.size == 0:
             return math.nan
+        if logs is not None:  # the base's logs at every point of the sample
+            logs = (logs[0][keep], logs[1][keep])
     log_f, log_s = dist.cdf_logs(y)[1:] if logs is None else logs
     n = y.size
     i = np.arange(1, n + 1)
@@ -228,14 +237,15 @@ def _w1_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None) -> fl
     Phi(y_i)), or, where F crosses i / n inside it (at x* = F^-1(i / n), evaluated only there),
     2 [(i / n)(x* - y_i) - (Phi(x*) - Phi(y_i))] - D_i; the ends add Phi(y_1) and E[(X - y_n)^+].
     No quantile is needed at the n sample points (the inverse incomplete gamma was most of the
-    cost of the quantile form). `cdf` = F(y) of a continuous family when already evaluated. A
+    cost of the quantile form). `cdf` = F(y) of a continuous family (of a zero-inflated model's base)
+    when already evaluated. A
     family without a closed form falls back to `_w1_quantiles`.
     """
     zi = isinstance(dist, ZeroInflated)
     if _cdf_integral(dist, y[:1]) is None:
         return _w1_quantiles(y, dist)
     if zi:  # one base cdf serves F and Phi
-        base_f = dist.base.cdf(y)
+        base_f = dist.base.cdf(y) if cdf is None else cdf
         f = dist.pi * (y >= 0) + (1 - dist.pi) * base_f
         f_left = f - dist.pi * (y == 0)  # F(y-)
     else:
@@ -337,8 +347,10 @@ def distances(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) ->
     key = (d.name, tuple(d.params.items()))  # kept on the sample: a model met twice is measured once
     if key not in s._distances:
         y = s.sorted
-        if isinstance(d, ZeroInflated):
-            s._distances[key] = {"ks": _ks_sorted(y, d), "ad": _ad_sorted(y, d), "w1": _w1_sorted(y, d)}
+        if isinstance(d, ZeroInflated):  # one evaluation of the base at every point serves all three
+            f, log_f, log_s = d.base.cdf_logs(y)
+            s._distances[key] = {"ks": _ks_sorted(y, d, f), "ad": _ad_sorted(y, d, (log_f, log_s)),
+                                 "w1": _w1_sorted(y, d, f)}
         else:
             f, log_f, log_s = d.cdf_logs(y)
             s._distances[key] = {"ks": _ks_sorted(y, d, f), "ad": _ad_sorted(y, d, (log_f, log_s)),
