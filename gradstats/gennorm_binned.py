@@ -5,8 +5,9 @@ every entry (a bounded Brent search, the data-point polish, the shape updates be
 m it visits lies within a bracket [m0 - h, m0 + h] known from a subsample, so one pass can compress
 the entries once (`CentreBins`) and every later evaluation costs O(bins):
 
-- entries with |x - m0| >= R (R = 1.25 h) go to geometric bins in |x - m0|, `PER_OCTAVE` per
-  octave and per sign, holding their count, mean and sum of squared deviations from the mean;
+- entries with |x - m0| >= R (R = 1.25 h) go to bins in |x - m0| 0.4 % wide at most (256 per
+  octave, from the float32 bit pattern) and per sign, holding their count, mean and sum of
+  squared deviations from the mean;
 - the entries of the core |x - m0| < R are kept exactly, sorted, and grouped in linear bins of
   width h / `CORE_PER_H` with the same three statistics.
 
@@ -14,7 +15,7 @@ A bin of n entries with mean u (relative to the evaluation point) and squared de
 n g(u) + V g''(u) / 2 to sum g(x_i - m) (Taylor to second order around its mean; the first order
 vanishes), where g(u) = |u|^beta (log |u|)^j for T_j. The residual is of fourth order in the bin
 width over |u| (the third is the bin's skewness, nearly zero): below 1e-9 relative for the far
-bins, whose width is 0.27 % of |x - m0|. Core bins within `WINDOW` bin widths of m are summed
+bins, whose width is at most 0.4 % of |x - m0|. Core bins within `WINDOW` bin widths of m are summed
 entry by entry, so the cusps of Q at the data points near m, where the maximum of the likelihood
 sits, are exact. The solver (`gradstats.gennorm_solver`) runs its loc search and shape updates on
 these sums and then recomputes beta, the scale and the reported log-likelihood at the loc found
@@ -28,8 +29,6 @@ import numpy as np
 
 from gradstats.arrays import CHUNK, TINY
 
-PER_OCTAVE = 256
-"""Geometric bins per octave of |x - m0| outside the core (bin width 0.27 % of |x - m0|)."""
 CORE_RADIUS = 1.25
 """Core radius R in units of the bracket half-width h: for |x - m0| >= R and |m - m0| <= h a far
 bin's width is below 1.4 % of its distance |x - m| to the evaluation point."""
@@ -52,28 +51,28 @@ class CentreBins:
         self.h = h / c
         self.radius = CORE_RADIUS * self.h
         r = self.radius
-        per = PER_OCTAVE
         counts = sums = squares = None
         core_parts = []
-        log_r = math.log2(r)
+        # the bin of an entry only has to be narrow, not exact (its statistics are): the index is
+        # the float32 bit pattern of |x - m0| shifted right by 15 (exponent and the top 8 mantissa
+        # bits, 256 bins per octave, each at most 0.4 % wide), counted from that of R; the count,
+        # mean and squares come from the exact float64 offsets
+        r32 = np.float32(r * c)
+        base = int(np.array(r32).view(np.int32)) >> 15
+        m32 = np.float32(m0)
         for i in range(0, len(x), CHUNK):
-            d = x[i : i + CHUNK].astype(np.float64)
+            xc = x[i : i + CHUNK].astype(np.float32, copy=False)
+            a32 = np.abs(xc - m32)
+            core = a32 < r32
+            d = xc.astype(np.float64)
             d -= m0
-            d *= 1.0 / c
-            # the bin of an entry only has to be narrow, not exact (its statistics are): the
-            # index is formed in float32, the count, mean and squares from the float64 offsets
-            a = np.abs(d.astype(np.float32))
-            far = a >= np.float32(r)
-            core_parts.append(d[~far])
-            d, a = d[far], a[far]
-            # bin k of |d| in [r 2^(k/per), r 2^((k+1)/per)), odd indices for negative d
-            np.log2(a, out=a)
-            a -= np.float32(log_r)
-            a *= np.float32(2 * per)
-            k = a.astype(np.int64)
-            k &= ~1
-            k += d < 0
-            m = int(k.max()) + 1 if len(k) else 0
+            core_parts.append(d[core])
+            k = a32.view(np.int32) >> 15
+            k -= base - 1
+            k <<= 1
+            k += xc < m32  # odd bins: below m0
+            k[core] = 0  # bins 0 and 1 are dropped below
+            m = int(k.max()) + 1
             cnt = np.bincount(k, minlength=m)
             s1 = np.bincount(k, weights=d, minlength=m)
             d *= d
@@ -87,12 +86,15 @@ class CentreBins:
             sums[:m] += s1
             squares[:m] += s2
         if counts is None:
-            counts = sums = squares = np.zeros(0)
+            counts = sums = squares = np.zeros(2)
+        counts[:2] = 0
         keep = counts > 0
         n_far, s1, s2 = counts[keep], sums[keep], squares[keep]
         mean = s1 / n_far
-        self.far = (n_far, mean, np.maximum(s2 - s1 * mean, 0.0))
-        self.core = np.sort(np.concatenate(core_parts)) if core_parts else np.zeros(0)
+        s2 = (s2 - s1 * mean) / (c * c)
+        mean /= c
+        self.far = (n_far, mean, np.maximum(s2, 0.0))
+        self.core = np.sort(np.concatenate(core_parts)) / c if core_parts else np.zeros(0)
         # linear core bins; V about each bin's mean from the entries themselves (no cancellation)
         w = self.h / CORE_PER_H
         n_bins = int(math.ceil(2 * r / w))
