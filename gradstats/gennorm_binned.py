@@ -94,20 +94,33 @@ class CentreBins:
         s2 = (s2 - s1 * mean) / (c * c)
         mean /= c
         self.far = (n_far, mean, np.maximum(s2, 0.0))
-        self.core = np.sort(np.concatenate(core_parts)) / c if core_parts else np.zeros(0)
+        core = np.concatenate(core_parts) if core_parts else np.zeros(0)
+        del core_parts
+        core.sort()
+        core /= c
         # linear core bins; V about each bin's mean from the entries themselves (no cancellation)
         w = self.h / CORE_PER_H
         n_bins = int(math.ceil(2 * r / w))
         edges = -r + w * np.arange(n_bins + 1)
-        bounds = np.searchsorted(self.core, edges)
-        bounds[0], bounds[-1] = 0, len(self.core)
+        bounds = np.searchsorted(core, edges)
+        bounds[0], bounds[-1] = 0, len(core)
         cnt = np.diff(bounds).astype(np.float64)
-        cs = np.concatenate([[0.0], np.cumsum(self.core)])
+        cs = np.concatenate([[0.0], np.cumsum(core)])
         with np.errstate(invalid="ignore", divide="ignore"):
             cmean = (cs[bounds[1:]] - cs[bounds[:-1]]) / cnt
-        dev = self.core - np.repeat(np.nan_to_num(cmean), cnt.astype(np.int64))
-        cs2 = np.concatenate([[0.0], np.cumsum(dev * dev)])
+        del cs
+        dev = np.repeat(np.nan_to_num(cmean), cnt.astype(np.int64))
+        np.subtract(core, dev, out=dev)
+        dev *= dev
+        cs2 = np.concatenate([[0.0], np.cumsum(dev)])
+        del dev
         self.bin_width, self.edges, self.bounds = w, edges, bounds
+        # the distinct core values (offsets / c) and their multiplicities: ties (the exact zeros of
+        # a sparse layer sitting on the loc) are summed once per value in the windows
+        first = np.flatnonzero(np.r_[True, core[1:] != core[:-1]])
+        self.values = core[first]
+        self.ties = np.diff(np.r_[first, len(core)]).astype(np.float64)
+        self.value_bounds = np.searchsorted(first, bounds)
         self.core_bins = (cnt, cmean, cs2[bounds[1:]] - cs2[bounds[:-1]])
 
     def _window(self, e: float, extra: float = 0.0) -> tuple[int, int]:
@@ -137,10 +150,10 @@ class CentreBins:
         p2 = p / (u * u) * 0.5 * v  # V |u|^(b - 2) / 2
         bb = beta * (beta - 1.0)
         out = [float(n @ p + bb * p2.sum())]
-        exact = self.core[self.bounds[lo] : self.bounds[hi]] - e
-        a = np.maximum(np.abs(exact), TINY)
+        va, vb = self.value_bounds[lo], self.value_bounds[hi]
+        a = np.maximum(np.abs(self.values[va:vb] - e), TINY)
         la = np.log(a)
-        pa = np.exp(beta * la)
+        pa = np.exp(beta * la) * self.ties[va:vb]
         out[0] += float(pa.sum())
         if order >= 2:
             out.append(float((n * p) @ lg + p2 @ (bb * lg + 2 * beta - 1.0)) + float(pa @ la))
@@ -155,8 +168,8 @@ class CentreBins:
         the shift is at most w, below 1 / WINDOW of their distance), the window entry by entry.
         """
         lo, hi = self._window(e, extra=w)
-        a, b = np.searchsorted(self.core, [e - w, e + w], side="left")
-        cand = np.unique(np.concatenate([[e], self.core[a:b]]))
+        a, b = np.searchsorted(self.values, [e - w, e + w], side="left")
+        cand = np.unique(np.concatenate([[e], self.values[a:b]]))
         n, mean, v = self._binned(lo, hi)
         u = mean - e
         au = np.maximum(np.abs(u), TINY)
@@ -167,8 +180,9 @@ class CentreBins:
         coef = [float(n @ deriv[j] + 0.5 * (v @ deriv[j + 2])) / math.factorial(j) for j in range(5)]
         delta = cand - e
         q = sum(cj * (-delta) ** j for j, cj in enumerate(coef))
-        exact = self.core[self.bounds[lo] : self.bounds[hi]]
-        step = max(1, (1 << 19) // max(exact.size, 1))
+        va, vb = self.value_bounds[lo], self.value_bounds[hi]
+        exact, ties = self.values[va:vb], self.ties[va:vb]
+        step = max(1, (1 << 16) // max(exact.size, 1))  # 512 KiB of float64 at a time
         for i in range(0, cand.size, step):
-            q[i : i + step] += (np.abs(exact[None, :] - cand[i : i + step, None]) ** beta).sum(axis=1)
+            q[i : i + step] += (np.abs(exact[None, :] - cand[i : i + step, None]) ** beta) @ ties
         return cand, q

@@ -476,6 +476,8 @@ def fit_gennorm(x: Any, loc: float | None, method: str) -> tuple[dict[str, float
     mu0 = mom.center
     half_width = None
     if xs is not None:
+        # (the subsample's own loc search centres the binned one: centred on the median instead,
+        # the search ended on a lower local maximum on 5 of 34 real records, by up to 36 nats)
         warm = _gennorm_solve(xs, beta0, mu0, c, fit_loc, scale_ref, tol=1e-6)
         beta0, mu0 = warm.beta, warm.mu
         if fit_loc and warm.beta < 1:
