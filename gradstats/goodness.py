@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
+from gradstats import goodness_torch
 from gradstats.arrays import is_torch
 from gradstats.families import Family, GenNorm, Laplace, Normal, ZeroInflated
 
@@ -44,8 +45,9 @@ def _finite_vector(x: Any) -> Any:
     return v
 
 
-def _draw(v: Any, max_n: int | None, seed: int) -> np.ndarray:
-    """At most max_n entries of the vector v (uniform without replacement) as float64 numpy on the host."""
+def _draw(v: Any, max_n: int | None, seed: int) -> Any:
+    """At most max_n entries of the vector v (uniform without replacement) as float64: numpy on the
+    host, or a torch tensor on v's device (the statistics then run there, `goodness_torch`)."""
     n = len(v)
     if max_n is not None and n > max_n:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=int(max_n), replace=False))
@@ -53,7 +55,7 @@ def _draw(v: Any, max_n: int | None, seed: int) -> np.ndarray:
             idx = sys.modules["torch"].as_tensor(idx, device=v.device)
         v = v[idx]
     if is_torch(v):
-        return v.double().cpu().numpy()
+        return v.double()
     return np.asarray(v, dtype=np.float64)
 
 
@@ -77,11 +79,18 @@ class Sample:
         self._distances: dict[tuple, dict[str, float]] = {}
 
     @property
-    def sorted(self) -> np.ndarray:
-        """The subsample, ascending (np.sort of the draw)."""
+    def sorted(self) -> Any:
+        """The subsample, ascending (np.sort of the draw; torch.sort on the device for a tensor)."""
         if self._sorted is None:
-            self._sorted = np.sort(_draw(self.values, self.max_n, self.seed))
+            y = _draw(self.values, self.max_n, self.seed)
+            self._sorted = sys.modules["torch"].sort(y).values if is_torch(y) else np.sort(y)
         return self._sorted
+
+    @property
+    def sorted_host(self) -> np.ndarray:
+        """`sorted` as float64 numpy on the host."""
+        y = self.sorted
+        return y.cpu().numpy() if is_torch(y) else y
 
     def upper_abs(self, loc: float, k: int) -> np.ndarray:
         """The k largest |x - loc| over every entry, ascending, float64 on the host.
@@ -305,7 +314,10 @@ def ks_statistic(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0)
     both one-sided limits at each distinct sample value: max(F_n(u) - F(u), F(u-) - F_n(u-)) and
     their negatives.
     """
-    return _ks_sorted(_sample(x, max_n, seed).sorted, _continuous(dist))
+    s = _sample(x, max_n, seed)
+    if is_torch(s.sorted):
+        return distances(s, dist, max_n, seed)["ks"]
+    return _ks_sorted(s.sorted, _continuous(dist))
 
 
 def anderson_darling(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> float:
@@ -319,7 +331,10 @@ def anderson_darling(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int 
     statistic is that of the non-zero entries against the continuous component, since A^2 is
     defined for continuous F.
     """
-    return _ad_sorted(_sample(x, max_n, seed).sorted, dist)
+    s = _sample(x, max_n, seed)
+    if is_torch(s.sorted):
+        return distances(s, dist, max_n, seed)["ad"]
+    return _ad_sorted(s.sorted, dist)
 
 
 def wasserstein1(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> float:
@@ -333,7 +348,10 @@ def wasserstein1(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0)
     the model, off the exact W1 by O(1/n) relative, 0.5-4 % at n = 400.)
     """
     d = _continuous(dist)
-    y = _sample(x, max_n, seed).sorted
+    s = _sample(x, max_n, seed)
+    if is_torch(s.sorted):
+        return distances(s, dist, max_n, seed)["w1"]
+    y = s.sorted
     # F as `distances` evaluates it (cdf_logs), so that both give the same number to the last bit
     return _w1_sorted(y, d, None if isinstance(d, ZeroInflated) else d.cdf_logs(y)[0])
 
@@ -345,8 +363,10 @@ def distances(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) ->
     s = _sample(x, max_n, seed)
     d = _continuous(dist)
     key = (d.name, tuple(d.params.items()))  # kept on the sample: a model met twice is measured once
+    if key not in s._distances and is_torch(s.sorted) and goodness_torch.supports(d):
+        s._distances[key] = goodness_torch.device_distances(s.sorted, d)
     if key not in s._distances:
-        y = s.sorted
+        y = s.sorted_host
         if isinstance(d, ZeroInflated):  # one evaluation of the base at every point serves all three
             f, log_f, log_s = d.base.cdf_logs(y)
             s._distances[key] = {"ks": _ks_sorted(y, d, f), "ad": _ad_sorted(y, d, (log_f, log_s)),
@@ -429,7 +449,7 @@ def qq_data(x: Any, dist: Family, n_points: int = 200, max_n: int | None = None,
     The probabilities are spaced evenly in log-odds from 1/(n+1) to n/(n+1), so both tails get
     as many points as the bulk.
     """
-    y = _sample(x, max_n, seed).sorted
+    y = _sample(x, max_n, seed).sorted_host
     n = y.size
     lim = math.log(n) if n > 1 else 1.0
     p = 1.0 / (1.0 + np.exp(-np.linspace(-lim, lim, n_points)))
