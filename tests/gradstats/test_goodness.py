@@ -217,3 +217,19 @@ def test_goodness_of_a_tensor_runs_as_torch_ops_and_equals_the_numpy_statistics(
     tab = fit_all(torch.from_numpy(x), closed, max_n=50_000).set_index("family")
     for col in ("ks", "ad", "w1", "tail_log10_1e-03"):
         np.testing.assert_allclose(tab[col], ref.loc[closed, col], rtol=1e-4, err_msg=col)
+
+
+@pytest.mark.cuda
+def test_goodness_on_a_cuda_tensor_stays_there_and_equals_the_host_statistics():
+    from gradstats.goodness import Sample, distances
+
+    rng = np.random.default_rng(12)
+    x = (rng.standard_t(4, 300_000) * 1e-3).astype(np.float32)
+    x[rng.random(x.size) < 0.2] = 0.0
+    s = Sample(torch.from_numpy(x).cuda(), 100_000)
+    assert s.sorted.is_cuda
+    for fam in ("normal", "laplace", "gennorm", "zi-gennorm"):
+        d = fit(x, fam).dist
+        got, want = distances(s, d, 100_000), distances(Sample(x, 100_000), d, 100_000)
+        for k in ("ks", "ad", "w1"):
+            assert got[k] == pytest.approx(want[k], rel=1e-9), (fam, k)
