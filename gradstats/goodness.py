@@ -364,7 +364,7 @@ def distances(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) ->
     d = _continuous(dist)
     key = (d.name, tuple(d.params.items()))  # kept on the sample: a model met twice is measured once
     if key not in s._distances and is_torch(s.sorted) and goodness_torch.supports(d):
-        s._distances[key] = goodness_torch.device_distances(s.sorted, d)
+        s._distances[key] = goodness_torch.device_distances(s.sorted, d, _cdf_integral)
     if key not in s._distances:
         y = s.sorted_host
         if isinstance(d, ZeroInflated):  # one evaluation of the base at every point serves all three

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -110,8 +111,12 @@ def _ad(y: Any, dist: Family, log_f: Any, log_s: Any) -> float:
     return float(-n - terms.sum() / n)
 
 
-def _w1(y: Any, dist: Family, base_f: Any) -> float:
-    """`goodness._w1_sorted` as torch ops; the model quantile at the crossing gaps on the host."""
+HostPhi = Callable[[Family, np.ndarray], np.ndarray]
+
+
+def _w1(y: Any, dist: Family, base_f: Any, host_cdf_integral: HostPhi) -> float:
+    """`goodness._w1_sorted` as torch ops; the model quantile at the crossing gaps on the host
+    (`host_cdf_integral`: the numpy Phi of `goodness`, passed in to keep the import one-way)."""
     torch = _torch()
     zi = isinstance(dist, ZeroInflated)
     if zi:
@@ -127,8 +132,6 @@ def _w1(y: Any, dist: Family, base_f: Any) -> float:
     total = d.abs()
     cross = torch.nonzero((f[:-1] < c) & (f_left[1:] > c) & (gap > 0)).reshape(-1)
     if cross.numel():
-        from gradstats.goodness import _cdf_integral as host_cdf_integral
-
         ch, lo, hi = (t[cross].cpu().numpy() for t in (c, y[:-1], y[1:]))
         with np.errstate(invalid="ignore"):
             xs = np.clip(dist.ppf(ch), lo, hi)
@@ -140,9 +143,9 @@ def _w1(y: Any, dist: Family, base_f: Any) -> float:
     return float(phi[0] + total.sum()) + max(right, 0.0)
 
 
-def device_distances(y: Any, dist: Family) -> dict[str, float]:
+def device_distances(y: Any, dist: Family, host_cdf_integral: HostPhi) -> dict[str, float]:
     """ks, ad and w1 of the sorted float64 tensor y against dist (`supports(dist)` must hold):
     one evaluation of the continuous part's F, log F and log S at y serves all three."""
     base = dist.base if isinstance(dist, ZeroInflated) else dist
     f, log_f, log_s = cdf_logs(base, y)
-    return {"ks": _ks(y, dist, f), "ad": _ad(y, dist, log_f, log_s), "w1": _w1(y, dist, f)}
+    return {"ks": _ks(y, dist, f), "ad": _ad(y, dist, log_f, log_s), "w1": _w1(y, dist, f, host_cdf_integral)}
