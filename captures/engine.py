@@ -1,0 +1,319 @@
+"""One function over every record of a capture, serially, in a process pool or on Dask (`map_records`).
+
+The whole-capture stages (`gradstats.fit_capture`, `coders.report.code_capture`) do independent,
+deterministic work per record (one tensor), so the records can run anywhere and the results,
+returned in task order, equal the serial ones to the last bit. Engines:
+
+- ``"process"`` (default): ``jobs`` worker processes on this machine. Fork where the platform has it
+  (a worker starts in milliseconds and inherits the imported modules); spawn when a CUDA device is
+  used (a CUDA context does not survive a fork). As torch's DataLoader workers do, each worker runs
+  one thread (torch and the BLAS pools), so ``jobs`` is the number of cores used; the serial run
+  (``jobs=1``) is held to one thread as well, so that ``jobs=N`` is compared with one core.
+- ``"dask"``: the same function as tasks of a `dask.distributed` cluster (``pip install
+  'gradstats[dask]'``): ``scheduler`` is its address (``tcp://host:8786``) or a ``Client``; None
+  starts a ``LocalCluster`` of ``jobs`` single-threaded worker processes for the call. Every worker
+  must read the capture at the same absolute path (a shared filesystem).
+
+Each worker opens the capture once from its path; only the tasks and the results travel.
+Scheduling is largest-first (longest-processing-time first, Graham 1969): tasks sorted by their
+record sizes, cut into chunks that shrink as the work left shrinks (guided self-scheduling,
+Polychronopoulos & Kuck 1987) so that the last chunks even the load out and no chunk is so small
+that sending it costs more than running it. Each pooled run logs an `EngineRun` (worker CPU
+seconds, critical path) at DEBUG level on the ``captures.engine`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from captures.progress import Progress, open_bar
+
+ENGINES = ("process", "dask")
+"""The engines `map_records` runs on."""
+
+TASK_COST_ENTRIES = 1 << 14
+"""A record's fixed cost (opening it, Python per call, the result's transfer) in entries of work."""
+
+MIN_CHUNK_ENTRIES = 1 << 16
+"""No chunk holds less work than this (in entries), so that its round trip (~1 ms) stays a few %."""
+
+CHUNKS_PER_WORKER = 4
+"""Guided self-scheduling: each chunk takes 1 / (CHUNKS_PER_WORKER * workers) of the work left."""
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineRun:
+    """What one pooled `map_records` call cost: per worker CPU seconds and the parent's.
+
+    ``critical_path_s`` is the wall time an idle machine of ``workers`` cores would need at these CPU
+    costs: max(busiest worker, (all workers + parent) / workers).
+    """
+
+    engine: str
+    workers: int
+    tasks: int
+    chunks: int
+    wall_s: float = 0.0
+    parent_cpu_s: float = 0.0
+    worker_cpu_s: dict[int, float] = field(default_factory=dict)
+    worker_tasks: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def critical_path_s(self) -> float:
+        busy = list(self.worker_cpu_s.values()) or [0.0]
+        return max(max(busy), (sum(busy) + self.parent_cpu_s) / max(self.workers, 1))
+
+
+def _cost(size: int | None) -> int:
+    return max(int(size or 0), 0) + TASK_COST_ENTRIES
+
+
+def plan_chunks(sizes: Sequence[int | None], workers: int) -> list[list[int]]:
+    """Task indices in chunks, largest tasks first, each chunk >= 1 / (4 workers) of the work left.
+
+    Every index appears once; ties keep the task order. With ``workers`` == 1 nothing is gained
+    by chunking finely, so a chunk is at least `MIN_CHUNK_ENTRIES` of work either way.
+    """
+    cost = [_cost(s) for s in sizes]
+    order = sorted(range(len(cost)), key=lambda i: -cost[i])
+    left = sum(cost)
+    chunks: list[list[int]] = []
+    chunk: list[int] = []
+    got = 0
+    target = 0.0
+    for i in order:
+        if not chunk:
+            target = max(left / (CHUNKS_PER_WORKER * max(workers, 1)), MIN_CHUNK_ENTRIES)
+        chunk.append(i)
+        got += cost[i]
+        if got >= target:
+            chunks.append(chunk)
+            left -= got
+            chunk, got = [], 0
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op pool and the BLAS / OpenMP pools held to one thread, restored afterwards.
+
+    Why: a stage's numpy / torch calls on a 1M-entry record would otherwise start threads that,
+    on a busy machine, spin for more CPU than they save, and make `jobs` count cores wrongly.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    limits = None
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(1)
+    except ImportError:  # threadpoolctl comes with scikit-learn; without it only torch is held
+        pass
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        if limits is not None:
+            limits.restore_original_limits()
+
+
+def _check(engine: str, jobs: int | None) -> None:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs must be an int >= 1 (or None for all CPUs), got {jobs!r}")
+
+
+def map_records(fn: Callable[[Any, Any], Any], tasks: Sequence[Any], *, capture: Any, jobs: int | None = 1,
+                engine: str = "process", scheduler: Any = None, sizes: Sequence[int | None] | None = None,
+                device: str = "cpu", progress: Progress = False, desc: str = "records",
+                unit: str = "record", on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
+    """``[fn(capture, task) for task in tasks]``, computed serially, in a process pool or on Dask.
+
+    fn: a module-level function (or a `functools.partial` of one) taking the opened capture and one
+    task; in a pool it runs in the workers, each holding its own capture opened from
+    ``capture.path`` (with ``capture.verify``). capture: a `Capture` (or anything with ``get`` /
+    ``records``; one without a ``path`` runs serially). jobs: worker processes (None: all CPUs);
+    1 with the process engine runs in this process. engine / scheduler: see the module doc.
+    sizes: each task's entries, for the largest-first order (None: all alike). device: 'cpu' or
+    the torch device ``fn`` uses (not 'cpu': the pool spawns). progress: a bar over the tasks
+    (`captures.progress`). on_result(index, result): called here as each result arrives.
+    Returns the results in task order; the first error of a task is raised here.
+    """
+    _check(engine, jobs)
+    tasks = list(tasks)
+    sizes = list(sizes) if sizes is not None else [None] * len(tasks)
+    if len(sizes) != len(tasks):
+        raise ValueError(f"sizes has {len(sizes)} entries for {len(tasks)} tasks")
+    workers = (os.cpu_count() or 1) if jobs is None else jobs
+    path = getattr(capture, "path", None)
+    bar = open_bar(progress, total=len(tasks), desc=desc, unit=unit)
+    results: list[Any] = [None] * len(tasks)
+
+    def done(index: int, result: Any) -> None:
+        results[index] = result
+        if on_result is not None:
+            on_result(index, result)
+        bar.update()
+
+    try:
+        if engine == "dask":
+            if path is None:
+                raise ValueError("engine 'dask' needs a capture opened from a path its workers can read")
+            _dask_map(fn, tasks, sizes, Path(path).resolve(), bool(getattr(capture, "verify", False)),
+                      scheduler, jobs, done)
+        elif min(workers, len(tasks)) <= 1 or path is None:
+            with one_thread():
+                for i, task in enumerate(tasks):
+                    done(i, fn(capture, task))
+        else:
+            _pool_map(fn, tasks, sizes, Path(path).resolve(), bool(getattr(capture, "verify", False)),
+                      min(workers, len(tasks)), device, done)
+    finally:
+        bar.close()
+    return results
+
+
+# --- the process engine ---------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(fn: Callable[[Any, Any], Any], path: str, verify: bool) -> None:
+    """Pool initializer: one thread, one capture handle and the function, once per worker process."""
+    import torch
+
+    from captures.store import open_capture
+
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    _WORKER.update(fn=fn, capture=open_capture(path, verify=verify), start_cpu=time.process_time())
+
+
+def _run_chunk(chunk: list[tuple[int, Any]]) -> tuple[int, float, list[tuple[int, Any]]]:
+    """(pid, the worker's CPU seconds so far, [(index, result)]) of one chunk of tasks."""
+    fn, capture = _WORKER["fn"], _WORKER["capture"]
+    out = [(i, fn(capture, task)) for i, task in chunk]
+    return os.getpid(), time.process_time(), out
+
+
+def _pool_map(fn: Callable[[Any, Any], Any], tasks: list[Any], sizes: list[int | None], path: Path,
+              verify: bool, workers: int, device: str, done: Callable[[int, Any], None]) -> None:
+    chunks = plan_chunks(sizes, workers)
+    run = EngineRun("process", workers, len(tasks), len(chunks))
+    wall, cpu = time.perf_counter(), time.process_time()
+    fork = device == "cpu" and "fork" in multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if fork else "spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
+                               initargs=(fn, str(path), verify))
+    try:
+        # submitted largest first: the pool's queue hands chunks out in this order
+        pending = {pool.submit(_run_chunk, [(i, tasks[i]) for i in chunk]) for chunk in chunks}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for fut in finished:
+                pid, worker_cpu, out = fut.result()
+                run.worker_cpu_s[pid] = max(run.worker_cpu_s.get(pid, 0.0), worker_cpu)
+                run.worker_tasks[pid] = run.worker_tasks.get(pid, 0) + len(out)
+                for i, result in out:
+                    done(i, result)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    run.wall_s, run.parent_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
+    log.debug("process pool: %d workers, %d tasks in %d chunks, %.3f s wall, critical path %.3f s",
+              workers, len(tasks), len(chunks), run.wall_s, run.critical_path_s, extra={"engine_run": run})
+
+
+# --- the Dask engine ------------------------------------------------------------------------------
+DASK_MISSING = "engine 'dask' needs dask.distributed: pip install 'gradstats[dask]'"
+
+_DASK_CAPTURES: dict[tuple[str, bool], Any] = {}
+_DASK_LOCK = threading.Lock()
+
+
+@contextmanager
+def dask_client(scheduler: Any = None, jobs: int | None = None) -> Iterator[Any]:
+    """A `distributed.Client`: ``scheduler`` itself if it is one, connected to it if it is an address,
+    else on a fresh ``LocalCluster`` of ``jobs`` (None: all CPUs) one-thread worker processes, closed
+    on exit (a client or a cluster this did not start is left running)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ImportError(DASK_MISSING) from None
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _dask_capture(path: str, verify: bool) -> Any:
+    """The capture of this Dask worker process, opened on its first task."""
+    with _DASK_LOCK:
+        if (path, verify) not in _DASK_CAPTURES:
+            from captures.store import open_capture
+
+            _DASK_CAPTURES[(path, verify)] = open_capture(path, verify=verify)
+        return _DASK_CAPTURES[(path, verify)]
+
+
+def _run_dask_chunk(fn: Callable[[Any, Any], Any], path: str, verify: bool,
+                    chunk: list[tuple[int, Any]]) -> tuple[int, float, list[tuple[int, Any]]]:
+    """(pid, CPU seconds of the chunk, [(index, result)]) on a Dask worker."""
+    cpu = time.process_time()
+    capture = _dask_capture(path, verify)
+    out = [(i, fn(capture, task)) for i, task in chunk]
+    return os.getpid(), time.process_time() - cpu, out
+
+
+def _dask_map(fn: Callable[[Any, Any], Any], tasks: list[Any], sizes: list[int | None], path: Path,
+              verify: bool, scheduler: Any, jobs: int | None, done: Callable[[int, Any], None]) -> None:
+    wall, cpu = time.perf_counter(), time.process_time()
+    with dask_client(scheduler, jobs) as client:
+        from distributed import as_completed
+
+        workers = max(len(client.scheduler_info().get("workers", {})), 1)
+        chunks = plan_chunks(sizes, workers)
+        run = EngineRun("dask", workers, len(tasks), len(chunks))
+        futures = [client.submit(_run_dask_chunk, fn, str(path), verify, [(i, tasks[i]) for i in chunk],
+                                 priority=len(chunks) - k, pure=False)  # largest first
+                   for k, chunk in enumerate(chunks)]
+        try:
+            for fut in as_completed(futures):
+                pid, chunk_cpu, out = fut.result()
+                run.worker_cpu_s[pid] = run.worker_cpu_s.get(pid, 0.0) + chunk_cpu
+                run.worker_tasks[pid] = run.worker_tasks.get(pid, 0) + len(out)
+                for i, result in out:
+                    done(i, result)
+        finally:
+            client.cancel([f for f in futures if not f.done()])
+    run.wall_s, run.parent_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
+    log.debug("dask: %d workers, %d tasks in %d chunks, %.3f s wall", workers, len(tasks), len(chunks),
+              run.wall_s, extra={"engine_run": run})
