@@ -12,7 +12,9 @@ returned in task order, equal the serial ones to the last bit. Engines:
 - ``"dask"``: the same function as tasks of a `dask.distributed` cluster (``pip install
   'gradstats[dask]'``): ``scheduler`` is its address (``tcp://host:8786``) or a ``Client``; None
   starts a ``LocalCluster`` of ``jobs`` single-threaded worker processes for the call. Every worker
-  must read the capture at the same absolute path (a shared filesystem).
+  must read the capture at the same absolute path (a shared filesystem). Worker processes give the
+  serial table to the last bit; an in-process cluster (``processes=False``) may not (see
+  `_run_dask_chunk`).
 
 Each worker opens the capture once from its path; only the tasks and the results travel.
 Scheduling is largest-first (longest-processing-time first, Graham 1969): tasks sorted by their
@@ -107,30 +109,43 @@ def plan_chunks(sizes: Sequence[int | None], workers: int) -> list[list[int]]:
     return chunks
 
 
+_HELD = {"count": 0, "torch": 1, "limits": None}
+_HELD_LOCK = threading.Lock()
+
+
 @contextmanager
 def one_thread() -> Iterator[None]:
     """torch's intra-op pool and the BLAS / OpenMP pools held to one thread, restored afterwards.
 
-    Why: a stage's numpy / torch calls on a 1M-entry record would otherwise start threads that,
-    on a busy machine, spin for more CPU than they save, and make `jobs` count cores wrongly.
+    Why: results must not depend on where a record runs, and a parallel reduction (OpenBLAS's
+    ``ddot`` behind ``np.dot``, torch's sums) adds in an order that depends on the thread count, so
+    the last bits would; and on a busy machine those threads spin for more CPU than they save
+    (``code_capture`` serial: 4.7 s CPU with OpenBLAS's 2 threads, 3.8 s with one, same wall).
+    Re-entrant and thread-safe (the threads of an in-process Dask worker share it): the first
+    entry sets the limits, the last exit restores them.
     """
     import torch
 
-    before = torch.get_num_threads()
-    limits = None
-    try:
-        from threadpoolctl import threadpool_limits
+    with _HELD_LOCK:
+        if _HELD["count"] == 0:
+            _HELD["torch"] = torch.get_num_threads()
+            try:
+                from threadpoolctl import threadpool_limits
 
-        limits = threadpool_limits(1)
-    except ImportError:  # threadpoolctl comes with scikit-learn; without it only torch is held
-        pass
-    torch.set_num_threads(1)
+                _HELD["limits"] = threadpool_limits(1)
+            except ImportError:  # threadpoolctl comes with scikit-learn; without it only torch is held
+                _HELD["limits"] = None
+            torch.set_num_threads(1)
+        _HELD["count"] += 1
     try:
         yield
     finally:
-        torch.set_num_threads(before)
-        if limits is not None:
-            limits.restore_original_limits()
+        with _HELD_LOCK:
+            _HELD["count"] -= 1
+            if _HELD["count"] == 0:
+                torch.set_num_threads(_HELD["torch"])
+                if _HELD["limits"] is not None:
+                    _HELD["limits"].restore_original_limits()
 
 
 def _check(engine: str, jobs: int | None) -> None:
@@ -270,7 +285,7 @@ def dask_client(scheduler: Any = None, jobs: int | None = None) -> Iterator[Any]
             yield client
         return
     with LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
 
 
@@ -289,7 +304,12 @@ def _run_dask_chunk(fn: Callable[[Any, Any], Any], path: str, verify: bool,
     """(pid, CPU seconds of the chunk, [(index, result)]) on a Dask worker."""
     cpu = time.process_time()
     capture = _dask_capture(path, verify)
-    out = [(i, fn(capture, task)) for i, task in chunk]
+    # the serial run's thread count, hence its last bits. A worker process of a Dask nanny starts with
+    # OMP / OPENBLAS / MKL_NUM_THREADS=1 (distributed.nanny.pre-spawn-environ); in an in-process
+    # cluster (processes=False) OpenBLAS ignores a limit set from the worker's thread, so there a
+    # large record's np.dot may differ from the serial run in its last bits
+    with one_thread():
+        out = [(i, fn(capture, task)) for i, task in chunk]
     return os.getpid(), time.process_time() - cpu, out
 
 
