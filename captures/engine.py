@@ -26,13 +26,14 @@ seconds, critical path) at DEBUG level on the ``captures.engine`` logger.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,30 +83,76 @@ def _cost(size: int | None) -> int:
     return max(int(size or 0), 0) + TASK_COST_ENTRIES
 
 
-def plan_chunks(sizes: Sequence[int | None], workers: int) -> list[list[int]]:
-    """Task indices in chunks, largest tasks first, each chunk >= 1 / (4 workers) of the work left.
+class Schedule:
+    """Which tasks go next: the largest estimated cost first (LPT), in chunks that shrink with the
+    work left (guided self-scheduling), estimates learned from the tasks done.
 
-    Every index appears once; ties keep the task order. With ``workers`` == 1 nothing is gained
-    by chunking finely, so a chunk is at least `MIN_CHUNK_ENTRIES` of work either way.
+    A task's cost is its size in entries plus `TASK_COST_ENTRIES`, times its group's measured CPU
+    seconds per entry relative to the mean over every task done (1 for a group not seen yet). With
+    one group per layer, a layer's first record teaches what its records at the other steps cost
+    (a zero-inflated or heavy-tailed layer fits slower than its size says). Ties keep the task order.
     """
-    cost = [_cost(s) for s in sizes]
-    order = sorted(range(len(cost)), key=lambda i: -cost[i])
-    left = sum(cost)
-    chunks: list[list[int]] = []
-    chunk: list[int] = []
-    got = 0
-    target = 0.0
-    for i in order:
-        if not chunk:
-            target = max(left / (CHUNKS_PER_WORKER * max(workers, 1)), MIN_CHUNK_ENTRIES)
-        chunk.append(i)
-        got += cost[i]
-        if got >= target:
-            chunks.append(chunk)
-            left -= got
-            chunk, got = [], 0
-    if chunk:
-        chunks.append(chunk)
+
+    def __init__(self, sizes: Sequence[int | None], workers: int,
+                 groups: Sequence[Any] | None = None) -> None:
+        self.cost = [_cost(s) for s in sizes]
+        self.workers = max(int(workers), 1)
+        self.groups = list(groups) if groups is not None else [None] * len(self.cost)
+        if len(self.groups) != len(self.cost):
+            raise ValueError(f"groups has {len(self.groups)} entries for {len(self.cost)} tasks")
+        queues: dict[Any, list[int]] = {}
+        for i in sorted(range(len(self.cost)), key=lambda i: -self.cost[i]):
+            queues.setdefault(self.groups[i], []).append(i)
+        self._queues = {g: q[::-1] for g, q in queues.items()}  # popped from the end: largest first
+        self._left = {g: float(sum(self.cost[i] for i in q)) for g, q in queues.items()}
+        self._seconds: dict[Any, float] = {}
+        self._units: dict[Any, float] = {}
+        self._total_s = 0.0
+        self._total_u = 0.0
+
+    def _scale(self, group: Any) -> float:
+        units = self._units.get(group, 0.0)
+        if units <= 0 or self._total_s <= 0:
+            return 1.0
+        return max(self._seconds[group] / units / (self._total_s / self._total_u), 1e-3)
+
+    def __bool__(self) -> bool:
+        return any(self._queues.values())
+
+    def next_chunk(self) -> list[int]:
+        """The next tasks to send, largest estimate first, together >= 1 / (4 workers) of the work
+        left and >= `MIN_CHUNK_ENTRIES` (empty when none are left)."""
+        scale = {g: self._scale(g) for g, q in self._queues.items() if q}
+        left = sum(self._left[g] * scale[g] for g in scale)
+        target = max(left / (CHUNKS_PER_WORKER * self.workers), MIN_CHUNK_ENTRIES)
+        chunk: list[int] = []
+        got = 0.0
+        while got < target and scale:
+            g = max(scale, key=lambda g: (self.cost[self._queues[g][-1]] * scale[g], -self._queues[g][-1]))
+            i = self._queues[g].pop()
+            self._left[g] -= self.cost[i]
+            chunk.append(i)
+            got += self.cost[i] * scale[g]
+            if not self._queues[g]:
+                del scale[g]
+        return chunk
+
+    def done(self, index: int, cpu_s: float) -> None:
+        """Task `index` took `cpu_s` CPU seconds: its group's estimate learns it."""
+        g = self.groups[index]
+        cpu_s = max(float(cpu_s), 0.0)
+        self._seconds[g] = self._seconds.get(g, 0.0) + cpu_s
+        self._units[g] = self._units.get(g, 0.0) + self.cost[index]
+        self._total_s += cpu_s
+        self._total_u += self.cost[index]
+
+
+def plan_chunks(sizes: Sequence[int | None], workers: int) -> list[list[int]]:
+    """The chunks a `Schedule` sends when nothing is learned (all tasks in one group)."""
+    schedule = Schedule(sizes, workers)
+    chunks = []
+    while schedule:
+        chunks.append(schedule.next_chunk())
     return chunks
 
 
@@ -157,8 +204,9 @@ def _check(engine: str, jobs: int | None) -> None:
 
 def map_records(fn: Callable[[Any, Any], Any], tasks: Sequence[Any], *, capture: Any, jobs: int | None = 1,
                 engine: str = "process", scheduler: Any = None, sizes: Sequence[int | None] | None = None,
-                device: str = "cpu", progress: Progress = False, desc: str = "records",
-                unit: str = "record", on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
+                groups: Sequence[Any] | None = None, device: str = "cpu", progress: Progress = False,
+                desc: str = "records", unit: str = "record",
+                on_result: Callable[[int, Any], None] | None = None) -> list[Any]:
     """``[fn(capture, task) for task in tasks]``, computed serially, in a process pool or on Dask.
 
     fn: a module-level function (or a `functools.partial` of one) taking the opened capture and one
@@ -166,8 +214,9 @@ def map_records(fn: Callable[[Any, Any], Any], tasks: Sequence[Any], *, capture:
     ``capture.path`` (with ``capture.verify``). capture: a `Capture` (or anything with ``get`` /
     ``records``; one without a ``path`` runs serially). jobs: worker processes (None: all CPUs);
     1 with the process engine runs in this process. engine / scheduler: see the module doc.
-    sizes: each task's entries, for the largest-first order (None: all alike). device: 'cpu' or
-    the torch device ``fn`` uses (not 'cpu': the pool spawns). progress: a bar over the tasks
+    sizes: each task's entries, groups: each task's group (e.g. its layer: tasks of a group cost
+    alike per entry), both for the order (`Schedule`; None: all alike). device: 'cpu' or the
+    torch device ``fn`` uses (not 'cpu': the pool spawns). progress: a bar over the tasks
     (`captures.progress`). on_result(index, result): called here as each result arrives.
     Returns the results in task order; the first error of a task is raised here.
     """
@@ -187,22 +236,54 @@ def map_records(fn: Callable[[Any, Any], Any], tasks: Sequence[Any], *, capture:
             on_result(index, result)
         bar.update()
 
+    where = (str(Path(path).resolve()), bool(getattr(capture, "verify", False))) if path is not None else None
     try:
         if engine == "dask":
-            if path is None:
+            if where is None:
                 raise ValueError("engine 'dask' needs a capture opened from a path its workers can read")
-            _dask_map(fn, tasks, sizes, Path(path).resolve(), bool(getattr(capture, "verify", False)),
-                      scheduler, jobs, done)
-        elif min(workers, len(tasks)) <= 1 or path is None:
+            _dask_map(fn, tasks, sizes, groups, *where, scheduler, jobs, done)
+        elif min(workers, len(tasks)) <= 1 or where is None:
             with one_thread():
                 for i, task in enumerate(tasks):
                     done(i, fn(capture, task))
         else:
-            _pool_map(fn, tasks, sizes, Path(path).resolve(), bool(getattr(capture, "verify", False)),
-                      min(workers, len(tasks)), device, done)
+            _pool_map(fn, tasks, Schedule(sizes, min(workers, len(tasks)), groups), *where, device, done)
     finally:
         bar.close()
     return results
+
+
+def _run_tasks(fn: Callable[[Any, Any], Any], capture: Any,
+               chunk: list[tuple[int, Any]]) -> tuple[int, float, list[tuple[int, Any, float]]]:
+    """(pid, CPU seconds of the chunk, [(index, result, CPU seconds of the task)])."""
+    start = time.process_time()
+    out = []
+    for i, task in chunk:
+        cpu = time.process_time()
+        out.append((i, fn(capture, task), time.process_time() - cpu))
+    return os.getpid(), time.process_time() - start, out
+
+
+class _Driver:
+    """Keeps `in_flight` chunks submitted, the next one chosen by the `Schedule` as results arrive."""
+
+    def __init__(self, schedule: Schedule, tasks: list[Any], run: EngineRun,
+                 done: Callable[[int, Any], None]) -> None:
+        self.schedule, self.tasks, self.run, self.done = schedule, tasks, run, done
+
+    def chunks(self) -> Iterator[list[tuple[int, Any]]]:
+        while self.schedule:
+            chunk = self.schedule.next_chunk()
+            self.run.chunks += 1
+            yield [(i, self.tasks[i]) for i in chunk]
+
+    def take(self, reply: tuple[int, float, list[tuple[int, Any, float]]]) -> None:
+        pid, chunk_cpu, out = reply
+        self.run.worker_cpu_s[pid] = self.run.worker_cpu_s.get(pid, 0.0) + chunk_cpu
+        self.run.worker_tasks[pid] = self.run.worker_tasks.get(pid, 0) + len(out)
+        for i, result, cpu_s in out:
+            self.schedule.done(i, cpu_s)
+            self.done(i, result)
 
 
 # --- the process engine ---------------------------------------------------------------------------
@@ -222,43 +303,39 @@ def _start_worker(fn: Callable[[Any, Any], Any], path: str, verify: bool) -> Non
         threadpool_limits(1)
     except ImportError:
         pass
-    _WORKER.update(fn=fn, capture=open_capture(path, verify=verify), start_cpu=time.process_time())
+    _WORKER.update(fn=fn, capture=open_capture(path, verify=verify))
 
 
-def _run_chunk(chunk: list[tuple[int, Any]]) -> tuple[int, float, list[tuple[int, Any]]]:
-    """(pid, the worker's CPU seconds so far, [(index, result)]) of one chunk of tasks."""
-    fn, capture = _WORKER["fn"], _WORKER["capture"]
-    out = [(i, fn(capture, task)) for i, task in chunk]
-    return os.getpid(), time.process_time(), out
+def _run_chunk(chunk: list[tuple[int, Any]]) -> tuple[int, float, list[tuple[int, Any, float]]]:
+    return _run_tasks(_WORKER["fn"], _WORKER["capture"], chunk)
 
 
-def _pool_map(fn: Callable[[Any, Any], Any], tasks: list[Any], sizes: list[int | None], path: Path,
-              verify: bool, workers: int, device: str, done: Callable[[int, Any], None]) -> None:
-    chunks = plan_chunks(sizes, workers)
-    run = EngineRun("process", workers, len(tasks), len(chunks))
+def _pool_map(fn: Callable[[Any, Any], Any], tasks: list[Any], schedule: Schedule, path: str, verify: bool,
+              device: str, done: Callable[[int, Any], None]) -> None:
+    workers = schedule.workers
+    run = EngineRun("process", workers, len(tasks), 0)
+    driver = _Driver(schedule, tasks, run, done)
     wall, cpu = time.perf_counter(), time.process_time()
     fork = device == "cpu" and "fork" in multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if fork else "spawn")
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
-                               initargs=(fn, str(path), verify))
+                               initargs=(fn, path, verify))
     try:
-        # submitted largest first: the pool's queue hands chunks out in this order
-        pending = {pool.submit(_run_chunk, [(i, tasks[i]) for i in chunk]) for chunk in chunks}
+        # one chunk more than workers in flight (as the executor queues), so none waits for the next
+        chunks = driver.chunks()
+        pending = {pool.submit(_run_chunk, c) for c in itertools.islice(chunks, workers + 1)}
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
-                pid, worker_cpu, out = fut.result()
-                run.worker_cpu_s[pid] = max(run.worker_cpu_s.get(pid, 0.0), worker_cpu)
-                run.worker_tasks[pid] = run.worker_tasks.get(pid, 0) + len(out)
-                for i, result in out:
-                    done(i, result)
+                driver.take(fut.result())
+            pending |= {pool.submit(_run_chunk, c) for c in itertools.islice(chunks, len(finished))}
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
     run.wall_s, run.parent_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
     log.debug("process pool: %d workers, %d tasks in %d chunks, %.3f s wall, critical path %.3f s",
-              workers, len(tasks), len(chunks), run.wall_s, run.critical_path_s, extra={"engine_run": run})
+              workers, len(tasks), run.chunks, run.wall_s, run.critical_path_s, extra={"engine_run": run})
 
 
 # --- the Dask engine ------------------------------------------------------------------------------
@@ -300,40 +377,41 @@ def _dask_capture(path: str, verify: bool) -> Any:
 
 
 def _run_dask_chunk(fn: Callable[[Any, Any], Any], path: str, verify: bool,
-                    chunk: list[tuple[int, Any]]) -> tuple[int, float, list[tuple[int, Any]]]:
-    """(pid, CPU seconds of the chunk, [(index, result)]) on a Dask worker."""
-    cpu = time.process_time()
+                    chunk: list[tuple[int, Any]]) -> tuple[int, float, list[tuple[int, Any, float]]]:
+    """`_run_tasks` on a Dask worker, its capture opened once per worker process."""
     capture = _dask_capture(path, verify)
     # the serial run's thread count, hence its last bits. A worker process of a Dask nanny starts with
     # OMP / OPENBLAS / MKL_NUM_THREADS=1 (distributed.nanny.pre-spawn-environ); in an in-process
     # cluster (processes=False) OpenBLAS ignores a limit set from the worker's thread, so there a
     # large record's np.dot may differ from the serial run in its last bits
     with one_thread():
-        out = [(i, fn(capture, task)) for i, task in chunk]
-    return os.getpid(), time.process_time() - cpu, out
+        return _run_tasks(fn, capture, chunk)
 
 
-def _dask_map(fn: Callable[[Any, Any], Any], tasks: list[Any], sizes: list[int | None], path: Path,
-              verify: bool, scheduler: Any, jobs: int | None, done: Callable[[int, Any], None]) -> None:
+def _dask_map(fn: Callable[[Any, Any], Any], tasks: list[Any], sizes: list[int | None], groups: Any,
+              path: str, verify: bool, scheduler: Any, jobs: int | None,
+              done: Callable[[int, Any], None]) -> None:
     wall, cpu = time.perf_counter(), time.process_time()
     with dask_client(scheduler, jobs) as client:
         from distributed import as_completed
 
         workers = max(len(client.scheduler_info().get("workers", {})), 1)
-        chunks = plan_chunks(sizes, workers)
-        run = EngineRun("dask", workers, len(tasks), len(chunks))
-        futures = [client.submit(_run_dask_chunk, fn, str(path), verify, [(i, tasks[i]) for i in chunk],
-                                 priority=len(chunks) - k, pure=False)  # largest first
-                   for k, chunk in enumerate(chunks)]
+        run = EngineRun("dask", workers, len(tasks), 0)
+        driver = _Driver(Schedule(sizes, workers, groups), tasks, run, done)
+        chunks = driver.chunks()
+        # two chunks per worker in flight: a round trip through the scheduler takes milliseconds
+        futures = [client.submit(_run_dask_chunk, fn, path, verify, c, pure=False)
+                   for c in itertools.islice(chunks, 2 * workers)]
+        queue = as_completed(futures)
         try:
-            for fut in as_completed(futures):
-                pid, chunk_cpu, out = fut.result()
-                run.worker_cpu_s[pid] = run.worker_cpu_s.get(pid, 0.0) + chunk_cpu
-                run.worker_tasks[pid] = run.worker_tasks.get(pid, 0) + len(out)
-                for i, result in out:
-                    done(i, result)
+            for fut in queue:
+                driver.take(fut.result())
+                for c in itertools.islice(chunks, 1):
+                    new = client.submit(_run_dask_chunk, fn, path, verify, c, pure=False)
+                    futures.append(new)
+                    queue.add(new)
         finally:
             client.cancel([f for f in futures if not f.done()])
     run.wall_s, run.parent_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
-    log.debug("dask: %d workers, %d tasks in %d chunks, %.3f s wall", workers, len(tasks), len(chunks),
+    log.debug("dask: %d workers, %d tasks in %d chunks, %.3f s wall", workers, len(tasks), run.chunks,
               run.wall_s, extra={"engine_run": run})

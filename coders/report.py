@@ -331,7 +331,8 @@ def code_capture(
 
     coded = map_records(partial(_code_key, kind=kind, rank=rank, options=options, explicit=steps is not None),
                         keys, capture=capture, jobs=jobs, engine=engine, scheduler=scheduler,
-                        sizes=[_record_size(capture, k) for k in keys], on_result=arrived)
+                        sizes=[_record_size(capture, k) for k in keys], groups=[k[1] for k in keys],
+                        on_result=arrived)
     results = [c for got in coded for c in got]
     frames = [df for _, _, df, _ in results if df is not None]
     errors = [(step, layer, msg) for step, layer, df, msg in results if msg]

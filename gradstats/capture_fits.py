@@ -160,7 +160,8 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
         jobs = (os.cpu_count() or 1) if big and options.device == "cpu" else 1
     sizes = [_record_entries(capture, t[1]) for t in tasks]
     frames = map_records(partial(_fit_task, options=options), tasks, capture=capture, jobs=jobs,
-                         engine=engine, scheduler=scheduler, sizes=sizes, device=options.device,
+                         engine=engine, scheduler=scheduler, sizes=sizes, groups=[t[1] for t in tasks],
+                         device=options.device,
                          progress=progress, desc="fit", unit="record")
     if not frames:
         return pd.DataFrame(columns=_EMPTY_COLUMNS)

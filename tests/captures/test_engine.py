@@ -17,6 +17,8 @@ from captures.engine import (
     CHUNKS_PER_WORKER,
     MIN_CHUNK_ENTRIES,
     TASK_COST_ENTRIES,
+    EngineRun,
+    Schedule,
     dask_client,
     map_records,
     one_thread,
@@ -73,6 +75,54 @@ def test_plan_chunks_covers_every_task_once_largest_first_and_shrinking():
     assert plan_chunks([10, 5_000_000, 10, 10], 2)[0] == [1]
     assert plan_chunks([0] * 10, 2) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert plan_chunks([], 4) == []
+
+
+def _makespan(seconds, groups, workers):
+    """Simulate `workers` processes asking a Schedule for a chunk whenever one is free, each task's
+    time learned when its chunk ends; the finish time of the last."""
+    schedule = Schedule([1_000_000] * len(seconds), workers, groups)
+    running = []  # (end time, worker, chunk)
+    idle = list(range(workers))
+    now = 0.0
+    while schedule or running:
+        while idle and schedule:
+            chunk = schedule.next_chunk()
+            running.append((now + sum(seconds[i] for i in chunk), idle.pop(0), chunk))
+        running.sort()
+        now, worker, chunk = running.pop(0)
+        for i in chunk:
+            schedule.done(i, seconds[i])
+        idle.append(worker)
+    return now
+
+
+def test_schedule_learns_a_groups_cost_and_balances_the_end():
+    # issue 13's synthetic capture: 2 steps x 4 equal-size layers, the zero-inflated ones 2x slower
+    seconds = [0.26, 0.5, 0.26, 0.5] * 2
+    layers = [0, 1, 2, 3] * 2
+    static = _makespan(seconds, None, 2)  # sizes alone: 3 fast + 1 slow on one worker, 1 + 3 on the other
+    learned = _makespan(seconds, layers, 2)
+    assert static == pytest.approx(0.26 + 3 * 0.5)
+    # 2 slow + 2 fast on each worker; 0.02 s idle at the end (a layer's cost is known when its first
+    # record ends), against 0.24 s from the sizes alone
+    assert learned == pytest.approx(sum(seconds) / 2 + 0.02)
+    schedule = Schedule([10, 10, 10, 10], 2, ["a", "b", "a", "b"])
+    first = schedule.next_chunk()
+    assert first == [0, 1, 2, 3]  # small tasks: one chunk of >= MIN_CHUNK_ENTRIES
+    schedule = Schedule([1 << 20] * 4, 2, ["a", "b", "a", "b"])
+    assert schedule.next_chunk() == [0] and schedule.next_chunk() == [1]
+    schedule.done(0, 1.0)
+    schedule.done(1, 3.0)  # b is 3x slower per entry: its other task goes first
+    assert schedule.next_chunk() == [3] and schedule.next_chunk() == [2] and not schedule
+    with pytest.raises(ValueError, match="groups has 1 entries for 4 tasks"):
+        Schedule([1, 2, 3, 4], 2, ["a"])
+
+
+def test_engine_run_critical_path():
+    run = EngineRun("process", 2, 8, 8, parent_cpu_s=0.2, worker_cpu_s={1: 1.0, 2: 1.5})
+    assert run.critical_path_s == 1.5  # the busiest worker
+    run.worker_cpu_s = {1: 1.4, 2: 1.5}
+    assert run.critical_path_s == pytest.approx((1.4 + 1.5 + 0.2) / 2)  # the parent shares the cores
 
 
 @pytest.mark.parametrize("jobs", [2, 3])
