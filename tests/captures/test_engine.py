@@ -51,6 +51,13 @@ def _moments(capture, task, scale=1.0):
     return step, layer, scale * float(x.sum()), float(np.abs(x).max()), torch.get_num_threads(), blas
 
 
+_MARK: list[int] = []  # set in the test process: a forked worker inherits it, a spawned one does not
+
+
+def _marked(capture, task):
+    return task, len(_MARK)
+
+
 def _fails_on_mid(capture, task):
     if task[1] == "mid.weight":
         raise ValueError(f"record {task} is bad")
@@ -263,3 +270,20 @@ def test_dask_local_cluster_of_worker_processes(capture):
         assert len(client.scheduler_info()["workers"]) == 1
         pid = client.submit(os.getpid).result()
     assert pid != os.getpid()
+
+
+@pytest.mark.slow
+def test_a_device_run_spawns_its_workers_and_gives_the_serial_results(capture):
+    """device != 'cpu': a CUDA context does not survive a fork, so the pool spawns fresh interpreters
+    (here with a CPU-only function, so that the path is tested without a GPU)."""
+    keys, sizes = _tasks(capture)
+    serial = map_records(_moments, keys, capture=capture, jobs=1, sizes=sizes)
+    assert map_records(_moments, keys, capture=capture, jobs=2, sizes=sizes, device="cuda") == serial
+    _MARK.append(1)
+    try:
+        forked = map_records(_marked, keys, capture=capture, jobs=2, sizes=[1 << 20] * len(keys))
+        spawned = map_records(_marked, keys, capture=capture, jobs=2, sizes=[1 << 20] * len(keys),
+                              device="cuda")
+    finally:
+        _MARK.clear()
+    assert {m for _, m in forked} == {1} and {m for _, m in spawned} == {0}
