@@ -17,11 +17,14 @@ returned in task order, equal the serial ones to the last bit. Engines:
   `_run_dask_chunk`).
 
 Each worker opens the capture once from its path; only the tasks and the results travel.
-Scheduling is largest-first (longest-processing-time first, Graham 1969): tasks sorted by their
-record sizes, cut into chunks that shrink as the work left shrinks (guided self-scheduling,
-Polychronopoulos & Kuck 1987) so that the last chunks even the load out and no chunk is so small
-that sending it costs more than running it. Each pooled run logs an `EngineRun` (worker CPU
-seconds, critical path) at DEBUG level on the ``captures.engine`` logger.
+Scheduling (`Schedule`) is largest-first (longest processing time first, Graham 1969) on
+estimated costs: a task's entries, scaled by the CPU seconds per entry measured on the finished
+tasks of its group (its layer), cut into chunks that shrink as the work left shrinks (guided
+self-scheduling, Polychronopoulos & Kuck 1987), so that the last chunks even the load out and no
+chunk is so small that sending it costs more than running it. The next chunk is chosen when a
+result arrives (in flight: one chunk more than the workers in a pool, two per worker on Dask). Each
+pooled run logs an `EngineRun` (per
+worker CPU seconds, critical path) at DEBUG level on the ``captures.engine`` logger.
 """
 
 from __future__ import annotations
