@@ -30,8 +30,9 @@ to quote. Prints a markdown table. The serial runs (``jobs=1``) hold torch and B
 - ``speedup``: the serial row's wall seconds / this row's (the issue's ">= 1.7x" on an idle machine);
 - ``critical_s``: the wall time an idle machine of ``jobs`` cores needs at the CPU seconds this run's
   workers and parent used (`captures.engine.EngineRun.critical_path_s`: max(busiest worker, all
-  CPU / jobs)); ``speedup_critical`` = serial CPU seconds / ``critical_s``, the speed-up a shared
-  machine can still measure; ``pool_cpu`` = pool CPU / serial CPU (the pool's overhead).
+  CPU / jobs); the least over ``--repeat``); ``speedup_critical`` = serial CPU seconds /
+  ``critical_s``, the speed-up a shared machine can still measure; ``pool_cpu`` = pool CPU / serial
+  CPU (the pool's overhead, and the slow-down of two processes sharing caches and memory).
 """
 
 from __future__ import annotations

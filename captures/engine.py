@@ -22,9 +22,9 @@ estimated costs: a task's entries, scaled by the CPU seconds per entry measured 
 tasks of its group (its layer), cut into chunks that shrink as the work left shrinks (guided
 self-scheduling, Polychronopoulos & Kuck 1987), so that the last chunks even the load out and no
 chunk is so small that sending it costs more than running it. The next chunk is chosen when a
-result arrives (in flight: one chunk more than the workers in a pool, two per worker on Dask). Each
-pooled run logs an `EngineRun` (per
-worker CPU seconds, critical path) at DEBUG level on the ``captures.engine`` logger.
+result arrives (in flight: one chunk more than the workers in a pool, two per worker on Dask).
+Each pooled run logs an `EngineRun` (per worker CPU seconds, critical path) at DEBUG level on the
+``captures.engine`` logger.
 """
 
 from __future__ import annotations
