@@ -266,10 +266,19 @@ def test_dask_local_cluster_of_worker_processes(capture):
     got = map_records(_moments, keys, capture=capture, engine="dask", jobs=2, sizes=sizes)
     assert [r[:4] for r in got] == [r[:4] for r in serial]
     assert {(r[4], r[5]) for r in got} == {(1, 1)}  # the nanny's OMP / OPENBLAS_NUM_THREADS=1
+    before = dict(os.environ)
     with dask_client(None, jobs=1) as client:
         assert len(client.scheduler_info()["workers"]) == 1
         pid = client.submit(os.getpid).result()
+        # glibc's trim threshold left at its default in the worker; this process's environment untouched
+        assert client.submit(_environ, "MALLOC_TRIM_THRESHOLD_").result() is None
+        assert client.submit(_environ, "OPENBLAS_NUM_THREADS").result() == "1"
+        assert dict(os.environ) == before
     assert pid != os.getpid()
+
+
+def _environ(name):
+    return os.environ.get(name)
 
 
 @pytest.mark.slow
