@@ -215,11 +215,11 @@ def test_dask_missing_names_the_extra(capture, monkeypatch):
 
 @pytest.fixture(scope="module")
 def dask_cluster():
-    distributed = pytest.importorskip("distributed")
-    # worker processes, as a real cluster has (an in-process worker shares this process's BLAS pool)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster:
-        yield cluster
+    """A local cluster of 2 worker processes, as a real cluster has (an in-process worker shares this
+    process's BLAS pool), started as `map_records` starts one (this process's environment kept)."""
+    pytest.importorskip("distributed")
+    with dask_client(None, jobs=2) as client:
+        yield client.cluster
 
 
 def test_dask_returns_the_serial_results_by_address_and_by_client(capture, dask_cluster):

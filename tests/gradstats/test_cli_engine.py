@@ -28,10 +28,11 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scheduler():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster:
-        yield cluster.scheduler_address
+    pytest.importorskip("distributed")
+    from captures.engine import dask_client
+
+    with dask_client(None, jobs=2) as client:  # 2 worker processes; this process's environment kept
+        yield client.scheduler.address
 
 
 def _cli(*args: str) -> tuple[int, str]:
