@@ -24,12 +24,21 @@ One function per stage, so that later stages (e.g. `code_capture`) can be added 
 
 Times are wall-clock seconds (best of ``--repeat``) and CPU seconds of the process and its worker
 processes; on a shared machine the CPU figure and the ratios measured in the same run are the ones
-to quote. Prints a markdown table.
+to quote. Prints a markdown table. The serial runs (``jobs=1``) hold torch and BLAS to one thread
+(`captures.engine.one_thread`), so ``jobs=N`` is compared with one core. Pooled rows add:
+
+- ``speedup``: the serial row's wall seconds / this row's (the issue's ">= 1.7x" on an idle machine);
+- ``critical_s``: the wall time an idle machine of ``jobs`` cores needs at the CPU seconds this run's
+  workers and parent used (`captures.engine.EngineRun.critical_path_s`: max(busiest worker, all
+  CPU / jobs); the least over ``--repeat``); ``speedup_critical`` = serial CPU seconds /
+  ``critical_s``, the speed-up a shared machine can still measure; ``pool_cpu`` = pool CPU / serial
+  CPU (the pool's overhead, and the slow-down of two processes sharing caches and memory).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import resource
@@ -189,6 +198,34 @@ def bench_code(cap, jobs: int = 2, repeat: int = 1) -> list[dict]:
     return rows
 
 
+class _EngineRuns(logging.Handler):
+    """Collects the `captures.engine.EngineRun` each pooled `map_records` call logs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.runs: list = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if hasattr(record, "engine_run"):
+            self.runs.append(record.engine_run)
+
+
+def _speedups(rows: list[dict], runs: list) -> None:
+    """Add speedup, critical_s, speedup_critical and pool_cpu to the pooled rows of one stage
+    function (``rows``), from its serial row of the same stage and the engine runs it logged."""
+    for row in rows:
+        if row.get("jobs", 1) <= 1:
+            continue
+        serial = next((r for r in rows if r["stage"] == row["stage"] and r.get("jobs") == 1), None)
+        if serial is None:
+            continue
+        row["speedup"] = serial["wall_s"] / row["wall_s"]
+        row["pool_cpu"] = row["cpu_s"] / serial["cpu_s"]
+        if runs:
+            row["critical_s"] = min(r.critical_path_s for r in runs)
+            row["speedup_critical"] = serial["cpu_s"] / row["critical_s"]
+
+
 def _markdown(df: pd.DataFrame) -> str:
     def cell(v: object) -> str:
         if isinstance(v, float):
@@ -224,12 +261,23 @@ def main() -> None:
             args.capture, out, args.steps, args.d_model, args.layers, args.device)
         built = time.perf_counter() - t0
         n_params = sum(int(np.prod(s)) for s in cap.shapes.values())
+        load_before = os.getloadavg()[0]
+        runs = _EngineRuns()
+        engine_log = logging.getLogger("captures.engine")
+        engine_log.setLevel(logging.DEBUG)
+        engine_log.addHandler(runs)
         read = bench_read(cap)
         rows = [read]
         if not args.no_fit:
-            rows += bench_fit(cap, args.jobs, loc, args.device, not args.skip_single, args.repeat, args.max_n)
+            fit_rows = bench_fit(cap, args.jobs, loc, args.device, not args.skip_single, args.repeat,
+                                 args.max_n)
+            _speedups(fit_rows, runs.runs)
+            rows += fit_rows
         if args.code:
-            rows += bench_code(cap, args.jobs, args.repeat)
+            del runs.runs[:]
+            code_rows = bench_code(cap, args.jobs, args.repeat)
+            _speedups(code_rows, runs.runs)
+            rows += code_rows
     df = pd.DataFrame(rows)
     df["x_read_wall"] = df["wall_s"] / read["wall_s"]
     df["x_read_cpu"] = df["cpu_s"] / read["cpu_s"]
@@ -237,7 +285,7 @@ def main() -> None:
           f"{read['entries'] / 1e6:.1f}M entries read; built in {built:.1f} s; loc={args.loc}, "
           f"max_n={args.max_n}, device={args.device}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(_markdown(df))
 
 

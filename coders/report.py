@@ -52,12 +52,11 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import multiprocessing
 import os
 import time
 import zlib
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -282,6 +281,8 @@ def code_capture(
     select: bool = True,
     verify: bool | str = "sample",
     jobs: int | None = 1,
+    engine: str = "process",
+    scheduler: Any = None,
 ) -> pd.DataFrame:
     """`bits_per_entry` for every (step, layer) of a capture, plus a whole-model total per step.
 
@@ -296,6 +297,7 @@ def code_capture(
     from (step, layer)), True (every blob) or False (module doc).
     `jobs`: worker processes over records (1, the default: serial in this process; None: all CPUs
     for a capture of >= `POOL_MIN_ENTRIES` entries, serial below); the table equals the serial one.
+    `engine` "process" (this machine) or "dask" (a cluster at `scheduler`), see `captures.engine`.
     A record holding NaN / Inf is skipped (`coders.quantizers.nonfinite_summary`) and the others
     coded; the returned frame's `attrs["errors"]` lists (step, layer, message) of skipped records.
     """
@@ -317,27 +319,21 @@ def code_capture(
     if jobs is None:
         big = sum(_record_size(capture, k) for k in keys) >= POOL_MIN_ENTRIES
         jobs = (os.cpu_count() or 1) if big else 1
-    results: list[Coded] = []
-    if jobs > 1 and len(keys) > 1 and "fork" in multiprocessing.get_all_start_methods():
-        # fork: the workers inherit the open capture and the imported modules (spawn would re-import
-        # numpy / scipy / torch per worker); each task is one (step, layer), results kept in order
-        global _POOL_STATE
-        _POOL_STATE = (capture, kind, rank, options)
-        try:
-            ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(min(jobs, len(keys)), mp_context=ctx) as pool:
-                for got in pool.map(_code_record_in_worker, keys, chunksize=1):
-                    results += got
-                    if progress and got:
-                        print(f"step {got[0][0]} {got[0][1]}", flush=True)
-        finally:
-            _POOL_STATE = None
-    else:
-        for rec in capture.records(kind=kind, ranks=[rank], layers=layer_list, steps=steps):
-            res = _code_record(rec.step, rec.layer, rec.values, options)
-            results.append(res)
-            if progress and res[2] is not None:
-                print(f"step {rec.step} {rec.layer}: n={int(res[2]['n'].iloc[0])}", flush=True)
+    from captures.engine import map_records
+
+    if steps is None:  # the serial iteration's checks (kind, rank, a summary-only capture), no reading
+        list(capture.records(kind=kind, ranks=[rank], layers=layer_list, steps=[]))
+
+    def arrived(_: int, got: list[Coded]) -> None:
+        for step, layer, df, _msg in got:
+            if progress and df is not None:
+                print(f"step {step} {layer}: n={int(df['n'].iloc[0])}", flush=True)
+
+    coded = map_records(partial(_code_key, kind=kind, rank=rank, options=options, explicit=steps is not None),
+                        keys, capture=capture, jobs=jobs, engine=engine, scheduler=scheduler,
+                        sizes=[_record_size(capture, k) for k in keys], groups=[k[1] for k in keys],
+                        on_result=arrived)
+    results = [c for got in coded for c in got]
     frames = [df for _, _, df, _ in results if df is not None]
     errors = [(step, layer, msg) for step, layer, df, msg in results if msg]
     if not frames:
@@ -347,10 +343,6 @@ def code_capture(
     out = pd.concat([per_layer, _totals(per_layer)], ignore_index=True)
     out.attrs["errors"] = errors
     return out
-
-
-_POOL_STATE: tuple | None = None
-"""(capture, kind, rank, options) of the running `code_capture`, inherited by forked workers."""
 
 
 def _record_size(capture: Any, key: tuple[int, str]) -> int:
@@ -378,12 +370,20 @@ def _code_record(step: int, layer: str, values: Any, options: dict) -> Coded:
     return step, layer, df, ""
 
 
-def _code_record_in_worker(key: tuple[int, str]) -> list[Coded]:
-    """A forked worker: the record (step, layer) of the inherited capture (none if it is absent)."""
-    capture, kind, rank, options = _POOL_STATE
+def _code_key(capture: Any, key: tuple[int, str], *, kind: str, rank: int, options: dict,
+              explicit: bool) -> list[Coded]:
+    """The record (step, layer) of `capture` coded, as `map_records` runs it (none if it is absent).
+
+    With the steps not given (`explicit` False) a step this rank did not record is skipped, as the
+    serial iteration over the capture's steps does; a damaged file (CaptureFileError) still raises."""
     step, layer = key
-    return [_code_record(rec.step, rec.layer, rec.values, options)
-            for rec in capture.records(kind=kind, ranks=[rank], layers=[layer], steps=[step])]
+    try:
+        recs = list(capture.records(kind=kind, ranks=[rank], layers=[layer], steps=[step]))
+    except ValueError as exc:
+        if explicit or type(exc) is not ValueError:
+            raise
+        return []
+    return [_code_record(rec.step, rec.layer, rec.values, options) for rec in recs]
 
 
 def _pooled_rate(g: pd.DataFrame, col: str) -> float:

@@ -2,9 +2,10 @@
 pool or on a CUDA device (`fit_capture`), and the per-layer summary of the result (`summarize_fits`).
 
 The unit of work is one record (`fit_record`): read it, fit every family, measure the goodness of
-fit. Records are independent and every fit is deterministic (fixed seeds), so a pool of `jobs`
-processes returns the serial table to the last bit, in the serial order. Each worker opens the
-capture once from its path and reads its own records (only the tables travel back).
+fit. Records are independent and every fit is deterministic (fixed seeds), so `captures.engine`'s
+`map_records` runs them in a pool of `jobs` processes or on a Dask cluster and returns the serial
+table to the last bit, in the serial order. Each worker opens the capture once from its path and
+reads its own records (only the tables travel back).
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import fnmatch
 import math
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -79,21 +80,14 @@ def fit_record(capture: Any, step: int, layer: str, rank: int, options: RecordOp
     return df
 
 
-_WORKER: dict[str, Any] = {}
+def _fit_task(capture: Any, task: tuple[int, str, int], options: RecordOptions) -> pd.DataFrame:
+    """`fit_record` of one (step, layer, rank) task (the function `map_records` runs per record)."""
+    return fit_record(capture, *task, options)
 
 
-def _open_in_worker(path: str) -> None:
-    """Pool initializer: one capture handle per worker process, one thread per worker."""
-    import torch
-
-    from captures import open_capture
-
-    torch.set_num_threads(1)
-    _WORKER["capture"] = open_capture(path)
-
-
-def _fit_in_worker(task: tuple[int, str, int, RecordOptions]) -> pd.DataFrame:
-    return fit_record(_WORKER["capture"], *task)
+def _record_entries(capture: Any, layer: str) -> int:
+    """Entries of one record of `layer` from the capture's shapes (its size for the scheduling)."""
+    return int(np.prod(getattr(capture, "shapes", {}).get(layer, (0,))))
 
 
 def _select_layers(all_layers: Sequence[str], layers: str | Sequence[str] | None) -> list[str]:
@@ -118,22 +112,26 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
                 ranks: Sequence[int] | None = (0,), kind: str = "grad", loc: str | float = "fit",
                 goodness: bool = True, max_n: int | None = 200_000, bootstrap: int = 0,
                 jobs: int | None = None, device: str = "cpu", progress: Progress = True, seed: int = 0,
-                n_jobs: int | None = None, min_shape_n: int = MIN_SHAPE_N) -> pd.DataFrame:
+                n_jobs: int | None = None, min_shape_n: int = MIN_SHAPE_N, engine: str = "process",
+                scheduler: Any = None) -> pd.DataFrame:
     """Fit `families` to every (step, layer, rank) record of a capture: one row per family.
 
     capture: a `captures.open_capture(path)` object (or a path, opened here). Uses every
     `every`-th recorded step (or exactly `steps`), the layers matching `layers` (glob or list of
     globs), `ranks` (None: all). `bootstrap` > 0 adds a percentile bootstrap interval for beta
     (columns beta_lo, beta_hi). A record under `min_shape_n` entries gets no shape (see `fit_all`).
-    jobs: worker processes over records (None: all CPUs, serial below `POOL_MIN_ENTRIES`
-    entries or on a device; 1: serial in this process); the table equals the serial one. `n_jobs` is the old
-    name of `jobs`. device: 'cpu', or a torch device such as 'cuda' on which each record's fits
+    jobs: worker processes over records, one thread each (None: all CPUs, serial below
+    `POOL_MIN_ENTRIES` entries or on a device; 1: serial in this process, one thread); the table
+    equals the serial one. `n_jobs` is the old name of `jobs`. engine: "process" (this machine)
+    or "dask" (a `dask.distributed` cluster at `scheduler`, an address or a Client; None: a local
+    one of `jobs` workers; the capture must be at the same path on every worker), see
+    `captures.engine`. device: 'cpu', or a torch device such as 'cuda' on which each record's fits
     run (the goodness statistics' subsample is evaluated on the host). progress: a bar over the
     records (True: tqdm; or a bar factory, see `captures.progress`).
     Columns: step, layer, rank, kind, family, beta, df, pi, loc, scale, loglik, aic, bic, k, n, ks,
     ad, w1, nll_bits, tail_log10_1e-02/-03/-04, best, flags, seconds, beta_se (see `fit_all`).
     """
-    from captures.progress import open_bar  # here: importing captures imports torch
+    from captures.engine import ENGINES, map_records  # here: importing captures imports torch
 
     if isinstance(capture, (str, os.PathLike)):
         from captures import open_capture, resolve_capture_dir
@@ -144,6 +142,8 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
     jobs = n_jobs if jobs is None else jobs
     if jobs is not None and jobs < 1:
         raise ValueError(f"jobs must be >= 1 (or None for all CPUs), got {jobs}")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     all_steps = list(capture.steps)
     chosen_steps = list(steps) if steps is not None else all_steps[::every]
     missing = sorted(set(chosen_steps) - set(all_steps))
@@ -153,33 +153,16 @@ def fit_capture(capture: Any, families: Sequence[str] = ("normal", "laplace", "g
     chosen_ranks = list(capture.ranks) if ranks is None else list(ranks)
     options = RecordOptions(tuple(families), kind, loc, goodness, max_n, bootstrap, seed, str(device),
                             min_shape_n)
-    tasks = [(s, name, r, options) for s in chosen_steps for name in chosen_layers for r in chosen_ranks]
+    tasks = [(s, name, r) for s in chosen_steps for name in chosen_layers for r in chosen_ranks]
 
-    if jobs is None:  # one process drives a device; on the CPU all cores, for a capture worth it
+    if jobs is None and engine == "process":  # one process drives a device; on the CPU all cores
         big = _entries(capture, chosen_layers, len(tasks)) >= POOL_MIN_ENTRIES
         jobs = (os.cpu_count() or 1) if big and options.device == "cpu" else 1
-    workers = min(jobs, len(tasks))
-    path = getattr(capture, "path", None)
-    bar = open_bar(progress, total=len(tasks), desc="fit", unit="record")
-    frames: list[pd.DataFrame] = []
-    if workers <= 1 or path is None:
-        for t in tasks:
-            frames.append(fit_record(capture, *t))
-            bar.update()
-    else:
-        import multiprocessing
-
-        # fork starts a worker in milliseconds (spawn re-imports numpy, scipy and torch: seconds);
-        # as in torch's DataLoader workers, each child runs one thread. A CUDA context does not
-        # survive a fork, so a device run spawns.
-        fork = options.device == "cpu" and "fork" in multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if fork else "spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_open_in_worker,
-                                 initargs=(str(path),)) as pool:
-            for df in pool.map(_fit_in_worker, tasks):
-                frames.append(df)
-                bar.update()
-    bar.close()
+    sizes = [_record_entries(capture, t[1]) for t in tasks]
+    frames = map_records(partial(_fit_task, options=options), tasks, capture=capture, jobs=jobs,
+                         engine=engine, scheduler=scheduler, sizes=sizes, groups=[t[1] for t in tasks],
+                         device=options.device,
+                         progress=progress, desc="fit", unit="record")
     if not frames:
         return pd.DataFrame(columns=_EMPTY_COLUMNS)
     return pd.concat(frames, ignore_index=True)

@@ -82,6 +82,12 @@ def _model_params(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _engines() -> tuple[str, ...]:
+    from captures.engine import ENGINES as names
+
+    return tuple(names)
+
+
 CODE_FITS = ("codelength", "values")
 """`code --fit` choices: `coders.report.code_capture(fit=)` (as in `bits_per_entry`)."""
 
@@ -92,6 +98,7 @@ METHODS = v.Names(_methods)
 BACKENDS = v.Names(_backends)
 TOPOLOGIES = v.Names(_topologies)
 BASELINES = v.Names(_baselines)
+ENGINES = v.Names(_engines)
 
 
 def _needs_topology(method: str) -> bool:
@@ -287,13 +294,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         _fail(f"{cap.path} is a summary-only capture (moments and histograms, no tensors); nothing to fit")
     steps = _chosen_steps(args, readable, cap.steps)
     out = _table_path(args, _run_dir(cap), "fits")
+    _check_engine(args)
 
     from gradstats.cli_tables import table
     from gradstats.fitting import fit_capture, summarize_fits
 
     fits = fit_capture(cap, families=args.families, steps=steps, layers=args.layers, loc=args.loc,
                        bootstrap=args.bootstrap, jobs=args.jobs, device=args.device,
-                       progress=bars(not args.no_progress))
+                       progress=bars(not args.no_progress), engine=args.engine, scheduler=args.scheduler)
     _write(fits, out)
     summary = summarize_fits(fits)
     tails = [c for c in summary.columns if c.startswith("tail_log10_")]
@@ -303,6 +311,19 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                           "beta": "beta (median)", **{c: c for c in tails}}, digits=3))
     print(f"{len(fits)} fits written to {out}")
     return 0
+
+
+def _check_engine(args: argparse.Namespace) -> None:
+    """`--engine` / `--scheduler` of fit and code: dask installed, an address only for dask."""
+    if args.scheduler is not None and args.engine != "dask":
+        _fail(f"--scheduler applies to --engine dask only (got --engine {args.engine})")
+    if args.engine == "dask":
+        import importlib.util
+
+        from captures.engine import DASK_MISSING
+
+        if importlib.util.find_spec("distributed") is None:
+            _fail(f"--engine dask: {DASK_MISSING}")
 
 
 _QUANTIZER_FLAGS = {"uniform": {"step_size", "levels", "clip_quantile", "block_size", "stochastic"},
@@ -344,21 +365,29 @@ def _cmd_code(args: argparse.Namespace) -> int:
         _fail(f"{cap.path} is a summary-only capture (moments and histograms, no tensors); nothing to code")
     steps = _chosen_steps(args, readable, cap.steps)
     out = _table_path(args, _run_dir(cap), "bits")
+    _check_engine(args)
+
+    import contextlib
 
     import pandas as pd
 
+    from captures.engine import dask_client
     from coders.report import TOTAL, code_capture, family_comparison
     from gradstats.cli_tables import table
 
     frames, skipped = [], []
     # one call per recorded step so that the CLI can show progress (code_capture has no callback)
     progress = bar(len(steps), "code", "step", not args.no_progress)
-    for step in steps:
-        part = code_capture(cap, quant, models=args.models, coders=args.coders, steps=[step],
-                            layers=args.layers, raw_baselines=args.raw, loc=args.loc, fit=args.fit)
-        skipped += part.attrs.get("errors", [])
-        frames.append(part)
-        progress.update(1)
+    # one Dask client (and local cluster) for all the steps, not one per call
+    engine = dask_client(args.scheduler, args.jobs) if args.engine == "dask" else contextlib.nullcontext()
+    with engine as client:
+        for step in steps:
+            part = code_capture(cap, quant, models=args.models, coders=args.coders, steps=[step],
+                                layers=args.layers, raw_baselines=args.raw, loc=args.loc, fit=args.fit,
+                                jobs=args.jobs, engine=args.engine, scheduler=client)
+            skipped += part.attrs.get("errors", [])
+            frames.append(part)
+            progress.update(1)
     progress.close()
     df = pd.concat(frames, ignore_index=True)
     _write(df, out)
@@ -594,6 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "capture of 4M+ entries on the CPU, else 1")
     f.add_argument("--device", type=v.device, default="cpu",
                    help="where each record's fits run: cpu, cuda or cuda:N")
+    f.add_argument("--engine", default="process", choices=ENGINES, metavar="NAME",
+                   help="where the records run: process (--jobs worker processes on this machine) or dask "
+                        "(a dask.distributed cluster, pip install 'gradstats[dask]'); default: process")
+    f.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="--engine dask: the scheduler's address, e.g. tcp://host:8786 (every worker must "
+                        "read the capture at the same path); default: a local cluster of --jobs workers")
     f.add_argument("--out", default=None, metavar="DIR",
                    help="directory to write fits.parquet into; default: the run directory")
     f.add_argument("--csv", action="store_true", help="write fits.csv instead of fits.parquet")
@@ -636,6 +671,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the parametric models are fitted: %(choices)s (codelength: minimum code length "
                         "of the quantized symbols; values: maximum likelihood on the float values)")
     k.add_argument("--raw", action="store_true", help="add zstd on the raw float32 / bf16 values")
+    k.add_argument("--jobs", type=v.positive_int, default=None, metavar="N",
+                   help="worker processes over records (1: in this process); default: all CPUs for a "
+                        "step of 4M+ entries, else 1")
+    k.add_argument("--engine", default="process", choices=ENGINES, metavar="NAME",
+                   help="where the records run: process (--jobs worker processes on this machine) or dask "
+                        "(a dask.distributed cluster, pip install 'gradstats[dask]'); default: process")
+    k.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="--engine dask: the scheduler's address, e.g. tcp://host:8786 (every worker must "
+                        "read the capture at the same path); default: a local cluster of --jobs workers")
     k.add_argument("--out", default=None, metavar="DIR",
                    help="directory to write bits.parquet into; default: the run directory")
     k.add_argument("--csv", action="store_true", help="write bits.csv instead of bits.parquet")

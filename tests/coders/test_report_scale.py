@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import captures.engine as engine
 import coders.report as report
 from coders import bits_per_entry, code_capture
 from coders.quantizers import UniformQuantizer
@@ -106,12 +107,12 @@ def test_pool_default_is_serial_below_the_threshold(capture, monkeypatch):
     def no_pool(*a, **k):
         raise AssertionError("a pool was started for a small capture")
 
-    monkeypatch.setattr(report, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(engine, "ProcessPoolExecutor", no_pool)
     df = code_capture(capture, models=["histogram"], coders=["ans"], jobs=None, select=False)
     assert (df["layer"] == TOTAL).sum() == 3
     # above the threshold the default is a pool of every CPU
     started = []
-    monkeypatch.setattr(report, "ProcessPoolExecutor", lambda n, **k: started.append(n) or no_pool())
+    monkeypatch.setattr(engine, "ProcessPoolExecutor", lambda n, **k: started.append(n) or no_pool())
     monkeypatch.setattr(report, "POOL_MIN_ENTRIES", 1)
     monkeypatch.setattr(report.os, "cpu_count", lambda: 2)
     with pytest.raises(AssertionError, match="a pool was started"):
