@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def pack_bits(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, int]:
+def pack_bits(values: np.ndarray, lengths: np.ndarray, *, masked: bool = False) -> tuple[np.ndarray, int]:
     """Concatenate the low `lengths[i]` bits of each value (MSB first) -> (uint8 array, total bits).
+
+    `masked=True`: the caller guarantees every value is below 2^length (e.g. canonical Huffman
+    codes), so the masking pass is skipped (a value with higher bits set then corrupts its
+    neighbours).
 
     Lengths in [0, 64]. Vectorized: neighbours are first fused into one field
     (v0 << l1 | v1, l0 + l1) while every fused field fits in 64 bits, which halves the work per
@@ -20,7 +24,7 @@ def pack_bits(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, int]
         return np.zeros(0, dtype=np.uint8), 0
     if lengths.min() < 0 or lengths.max() > 64:
         raise ValueError("pack_bits: lengths must be in [0, 64]")
-    vals, lengths = _fuse_neighbours(values & _low_mask(lengths), lengths)
+    vals, lengths = _fuse_neighbours(values if masked else values & _low_mask(lengths), lengths)
     ends = np.cumsum(lengths)
     total = int(ends[-1])
     starts = ends - lengths

@@ -2,7 +2,9 @@
 
 Length-limited to 32 bits, bit-packed with numpy; the symbols of a chunk are cut into lanes of
 `HUFFMAN_LANE` symbols whose bit lengths are stored (the lane table), so the decoder walks all
-lanes at once (vectorized). The exact length of a chunk is computed without building the stream.
+lanes at once (vectorized). The exact length of a chunk is computed without building the stream:
+its code bits per lane are sum_s c_lane(s) len(s), so a symbol histogram per lane gives every
+model's size (`chunk_size_of_lanes`, `coders.entropy.stream.huffman_size`).
 """
 
 from __future__ import annotations
@@ -96,6 +98,19 @@ def canonical_huffman(probs: np.ndarray, max_len: int = HUFFMAN_MAX_LEN) -> Huff
     return HuffmanCode(lengths, codes, L, order.astype(np.int64), starts, ls)
 
 
+def chunk_size_of_lanes(lane_bits: np.ndarray) -> tuple[int, int]:
+    """(bits `HuffmanCoder.chunk_bits` counts, bytes `encode_chunk` writes) of a chunk whose lanes
+    hold `lane_bits` code bits each: with k > 1 lanes, the lane table is a u8 width w and a u32
+    byte count (5 bytes), then the k - 1 lane lengths but the last at w bits each, of which
+    `chunk_bits` counts 6 bits for w plus (k - 1) w; then the code bits, padded to a byte."""
+    code = int(lane_bits.sum())
+    k = int(lane_bits.size)
+    if k > 1:
+        w = max(1, int(lane_bits[:-1].max()).bit_length())
+        return code + 6 + (k - 1) * w, 5 + -(-(k - 1) * w // 8) + -(-code // 8)
+    return code, -(-code // 8)
+
+
 def huffman_code(model: Any) -> HuffmanCode:
     """The model's canonical Huffman code (built once per model)."""
     code = model._cache.get("huffman")
@@ -118,29 +133,33 @@ class HuffmanCoder:
         """2^-length of each table entry: the probabilities the code lengths stand for."""
         return np.ldexp(1.0, -huffman_code(model).lengths)
 
+    def lane_bits(self, values: np.ndarray, model: Any) -> np.ndarray:
+        """Code bits of each lane of a chunk of table indices."""
+        lens = huffman_code(model).lengths[values]
+        return np.add.reduceat(lens, np.arange(0, values.size, self.lane)) if values.size else lens
+
     def chunk_bits(self, values: np.ndarray, model: Any) -> int:
         """Code bits plus the lane table (6 bits for its width, one width per lane but the last)."""
-        code, lane = huffman_code(model), self.lane
-        lens = code.lengths[values]
-        bits = int(lens.sum())
-        k = -(-values.size // lane)
-        if k > 1:
-            seg = np.add.reduceat(lens, np.arange(0, values.size, lane))[:-1]
-            bits += 6 + (k - 1) * max(1, int(seg.max()).bit_length())
-        return bits
+        return chunk_size_of_lanes(self.lane_bits(values, model))[0]
 
     def encode_chunk(self, values: np.ndarray, model: Any) -> bytes:
+        return self.encode_chunk_counted(values, model)[0]
+
+    def encode_chunk_counted(self, values: np.ndarray, model: Any) -> tuple[bytes, int]:
+        """The chunk's bytes and its bits as `chunk_bits` counts them, from the packed stream."""
         code, lane = huffman_code(model), self.lane
         lens = code.lengths[values]
-        stream, _ = pack_bits(code.codes[values], lens)
+        # canonical codes are below 2^length already: no masking
+        stream, bits = pack_bits(code.codes[values], lens, masked=True)
         k = -(-values.size // lane)
         head = b""
         if k > 1:
             seg = np.add.reduceat(lens, np.arange(0, values.size, lane))[:-1]
             w = max(1, int(seg.max()).bit_length())
-            table, _ = pack_bits(seg.astype(np.uint64), np.full(k - 1, w))
+            table, table_bits = pack_bits(seg.astype(np.uint64), np.full(k - 1, w), masked=True)
             head = struct.pack("<BI", w, table.size) + table.tobytes()
-        return head + stream.tobytes()
+            bits += 6 + table_bits
+        return head + stream.tobytes(), bits
 
     def decode_chunk(self, data: bytes, model: Any, count: int, dtype: Any = np.int32) -> np.ndarray:
         code, lane = huffman_code(model), self.lane

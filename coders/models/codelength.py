@@ -35,6 +35,7 @@ import numpy as np
 import scipy.optimize
 import scipy.special as sc
 
+from coders.models.histogram import SymbolHistogram
 from coders.models.table import floor_normalize
 from gradstats.families import GenNorm, Laplace, Normal, StudentT, ZeroInflated, family_name
 
@@ -134,11 +135,17 @@ class SymbolCounts:
     """Model-domain boundaries of lo..hi (None for stochastic cells, whose law is a convolution)."""
 
     @classmethod
-    def of(cls, symbols: np.ndarray, quantized: Any, lo: int, hi: int) -> SymbolCounts:
-        idx = symbols - lo
-        inside = (idx >= 0) & (idx <= hi - lo)
-        counts = np.bincount(idx[inside], minlength=hi - lo + 1).astype(np.float64)
-        counts = np.append(counts, float(symbols.size - int(inside.sum())))
+    def of(cls, symbols: Any, quantized: Any, lo: int, hi: int) -> SymbolCounts:
+        """The counts of `symbols` (an array or a `SymbolHistogram`) over [lo, hi] on the cells of
+        `quantized`."""
+        if isinstance(symbols, SymbolHistogram):
+            inside, outside = symbols.range_counts(lo, hi)
+            counts = np.append(inside.astype(np.float64), float(outside))
+        else:
+            idx = symbols - lo
+            inside = (idx >= 0) & (idx <= hi - lo)
+            counts = np.bincount(idx[inside], minlength=hi - lo + 1).astype(np.float64)
+            counts = np.append(counts, float(symbols.size - int(inside.sum())))
         cells = quantized.cells
         edges = None if getattr(cells, "stochastic", False) else cells.edges(lo, hi)
         return cls(lo, hi, counts, cells, edges)

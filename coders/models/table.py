@@ -133,7 +133,17 @@ class ProbabilityModel:
         return idx.astype(np.int32)
 
     def ideal_bits(self, symbols: Any) -> float:
-        """sum -log2 p(symbol) over the symbols, escapes charged -log2 p_esc + their raw bits."""
+        """sum -log2 p(symbol) over the symbols, escapes charged -log2 p_esc + their raw bits.
+
+        `symbols` may be a `coders.models.histogram.SymbolHistogram`: the same sum from its counts.
+        """
+        from coders.models.histogram import SymbolHistogram
+
+        if isinstance(symbols, SymbolHistogram):
+            if symbols.n == 0:
+                return 0.0
+            counts = symbols.table_counts(self)
+            return float(np.dot(counts, -np.log2(self.probs))) + symbols.escape_bits(self)
         s = as_symbols(symbols)
         if s.size == 0:
             return 0.0
@@ -144,9 +154,13 @@ class ProbabilityModel:
         return bits + escape_section_bits(esc)
 
     def cross_entropy(self, symbols: Any) -> float:
-        """Bits per symbol under this model (the limit for coding these symbols with it)."""
-        s = as_symbols(symbols)
-        return self.ideal_bits(s) / s.size if s.size else 0.0
+        """Bits per symbol under this model (the limit for coding these symbols with it); `symbols`
+        as in `ideal_bits`."""
+        from coders.models.histogram import SymbolHistogram
+
+        s = symbols if isinstance(symbols, SymbolHistogram) else as_symbols(symbols)
+        n = s.n if isinstance(s, SymbolHistogram) else s.size
+        return self.ideal_bits(s) / n if n else 0.0
 
     def entropy(self) -> float:
         """Entropy of the table itself (bits)."""

@@ -151,8 +151,9 @@ def test_a_nan_record_is_skipped_and_the_others_coded(tmp_path, jobs):
     assert clean.attrs["errors"] == []
 
 
-def _pack_bits_before_fusing(values, lengths):
-    """pack_bits as it was before the neighbour fusion (commit 17ac66a): the reference bytes."""
+def _pack_bits_before_fusing(values, lengths, masked=False):
+    """pack_bits as it was before the neighbour fusion (commit 17ac66a): the reference bytes
+    (it always masks, so `masked` changes nothing here)."""
     values = np.asarray(values, dtype=np.uint64)
     lengths = np.asarray(lengths, dtype=np.int64)
     if values.size == 0:
