@@ -8,12 +8,19 @@ checked against the symbols: True (every blob; the default of `bits_per_entry` a
 "sample" (per record, every coder decodes the blob of one model drawn with a seeded generator,
 zstd rows always; the default of `code_capture`, where verification was ~37 % of the time), False
 (none). A mismatch raises RuntimeError in every mode that decodes. Rows whose blob is not decoded
-have NaN decode rates; every bits column is the same in the three modes.
+have NaN decode rates; every bits column is the same in the three modes. Huffman's bits need no
+encode: its code lengths are fixed per symbol, so they follow from the symbol histogram per lane
+(`coders.entropy.stream.huffman_size`); its blob is built only to be decoded, and then its bits
+and bytes must equal the computed ones (else RuntimeError), so a Huffman row that is not decoded
+has NaN encode rates too. ANS / range bits are the encoder's own (`encode_counted`: one encode per
+model gives the blob and its bits).
 `code_capture(capture, ...)` runs it per (step, layer) of a capture and adds, per step, a
 whole-model total (layer `TOTAL`) with the bf16 raw size (16 bits per entry) as the baseline
 ratio; `jobs=N` codes the records in a pool of N processes (same table as serial). Per record
-the quantization, the empirical entropy and one model table per model spec (`Codebooks`, its
-Huffman code cached on the model) are computed once and shared by every coder.
+the quantization, one symbol histogram (`SymbolHistogram`: the entropy, every table's counts,
+cross-entropies, escape bits, the codebook fits and the Huffman sizes come from its counts) and one
+model table per model spec (`Codebooks`, its Huffman code cached on the model) are computed once
+and shared by every coder; so are the table indices of each table.
 
 Column meanings (bits are per entry of x):
 - `payload_bits_per_entry`: coded stream (incl. escapes), `side_bits_per_entry`: the model's
@@ -37,7 +44,8 @@ Column meanings (bits are per entry of x):
   bits_per_entry among all codebooks / among non-degenerate family models (histogram where none
   qualifies), copied, the chosen model in `selected`;
 - `encode_MBps` / `decode_MBps`: MB of float32 input (4 bytes per entry) per second of entropy
-  coding (the model is built beforehand), `encode_Meps` / `decode_Meps`: M entries per second;
+  coding (the model and the table indices are built beforehand), `encode_Meps` / `decode_Meps`:
+  M entries per second; NaN for a blob not built / not decoded (see `verify`);
 - `notes`: the flags of the family fit behind the model (e.g. beta on its bound) and, for a Huffman
   row whose payload is below the model's cross-entropy (`model_cross_entropy`),
   `HUFFMAN_BELOW_MODEL`: under a badly mis-specified model Huffman can beat ANS, which pays
@@ -63,11 +71,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coders.entropy import coded_cross_entropy, decode, huffman_code, zstd_raw_bits
-from coders.entropy.stream import encode_counted, huffman_size, table_indices
+from coders.entropy import (
+    coded_cross_entropy,
+    decode,
+    encode_counted,
+    huffman_code,
+    huffman_size,
+    table_indices,
+    zstd_raw_bits,
+)
 from coders.floatcodec import raw_float_rows
-from coders.models import Codebooks, is_degenerate
-from coders.models.histogram import SymbolHistogram
+from coders.models import Codebooks, SymbolHistogram, is_degenerate
 from coders.quantizers import UniformQuantizer, distortion, nonfinite_summary
 from coders.selection import (  # noqa: F401  (re-exported: the headline lives with the report)
     BEST,
