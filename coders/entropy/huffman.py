@@ -25,8 +25,9 @@ DOUBLING_MAX_BITS = 1 << 19
 """Streams up to this many bits decode by pointer doubling over every bit position (a few large
 numpy passes instead of one pass per symbol of a lane, which costs ~15 us each on few lanes)."""
 WINDOW_BITS = 14
-"""Longer streams decode every lane a window of this many bits per pass: all the whole codes in
-it at once (`HuffmanCode.window_table`), ~4x fewer passes than one symbol per pass."""
+"""Longer streams of short codes (mean length <= a third of this) decode every lane a window of
+this many bits per pass: all the whole codes in it at once (`HuffmanCode.window_table`), ~4x fewer
+passes than one symbol per pass; longer codes decode one symbol per lane and pass."""
 WINDOW_SYMBOLS = 8
 """At most this many symbols are taken from one window."""
 
@@ -231,7 +232,24 @@ class HuffmanCoder:
                 nxt[:, 0::2], nxt[:, 1::2] = q, jump[q]
                 q = nxt
             return code.order[j_at[q[:, :steps]].ravel()[:count]].astype(np.int32)
-        return code.order[_decode_windows(code, data, pos, steps, cap)[:count]].astype(np.int32)
+        if 3 * (8 * len(data)) <= WINDOW_BITS * count:
+            # short codes on average (<= a third of the window): several per window and pass
+            return code.order[_decode_windows(code, data, pos, steps, cap)[:count]].astype(np.int32)
+        out = np.empty((steps, pos.size), dtype=np.int32)
+        slen = code.sorted_lengths
+        if L <= _LUT_MAX_LEN:
+            lut = np.repeat(np.arange(code.order.size, dtype=np.int32), np.left_shift(1, L - slen))
+            lut_len = slen[lut]
+        for t in range(steps):
+            win = peek(words, np.minimum(pos, cap), L)
+            if L <= _LUT_MAX_LEN:
+                j = lut[win]
+                pos += lut_len[win]
+            else:
+                j = np.searchsorted(code.starts, win, side="right") - 1
+                pos += slen[j]
+            out[t] = j
+        return code.order[out.T.ravel()[:count]].astype(np.int32)
 
 
 def _decode_windows(code: HuffmanCode, data: bytes, pos: np.ndarray, steps: int, cap: int) -> np.ndarray:

@@ -131,3 +131,9 @@ def test_huffman_window_decode_roundtrips_long_codes_and_long_streams():
         short = s[:4000]  # a single lane of the window path
         assert np.array_equal(decode(encode(short, m, "huffman", lane=8192), m, short.size, "huffman",
                                      lane=8192), short)
+    # long codes on average (~12 bits, above a third of the window): one symbol per lane and pass
+    wide = rng.integers(-2048, 2048, 80_000)
+    for model in (histogram_model(wide), m):
+        blob = encode(wide, model, "huffman")
+        assert 8 * len(blob) > DOUBLING_MAX_BITS and 3 * 8 * len(blob) > WINDOW_BITS * wide.size
+        assert np.array_equal(decode(blob, model, wide.size, "huffman"), wide)
