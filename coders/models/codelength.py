@@ -36,7 +36,7 @@ import scipy.optimize
 import scipy.special as sc
 
 from coders.models.histogram import SymbolHistogram
-from coders.models.table import floor_normalize
+from coders.models.table import floor_normalize_valid
 from gradstats.families import GenNorm, Laplace, Normal, StudentT, ZeroInflated, family_name
 
 FITS = ("codelength", "values")
@@ -180,9 +180,12 @@ class SymbolCounts:
             return math.inf
         p = self.probs(family, params)
         q = np.empty(p.size + 1)
-        q[:-1] = np.where(np.isfinite(p), np.maximum(p, 0.0), 0.0)
+        if self.edges is not None:  # cell_probs: already in [0, 1], NaN set to 0
+            q[:-1] = p
+        else:
+            q[:-1] = np.where(np.isfinite(p), np.maximum(p, 0.0), 0.0)
         q[-1] = max(0.0, 1.0 - float(q[:-1].sum()))
-        return float(np.dot(self.counts, -np.log2(floor_normalize(q)))) / max(self.n, 1)
+        return float(np.dot(self.counts, -np.log2(floor_normalize_valid(q)))) / max(self.n, 1)
 
 
 @dataclass

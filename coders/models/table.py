@@ -27,6 +27,11 @@ def floor_normalize(p: np.ndarray) -> np.ndarray:
     proportionally: exactly the table a coder is handed."""
     if not np.isfinite(p).all() or (p < 0).any():
         raise ValueError("ProbabilityModel: probabilities must be finite and non-negative")
+    return floor_normalize_valid(p)
+
+
+def floor_normalize_valid(p: np.ndarray) -> np.ndarray:
+    """`floor_normalize` of a table already known finite and non-negative (no checks)."""
     s = p.sum()
     p = p / s if s > 0 else np.full(p.shape, 1.0 / p.size)
     small = p < PROB_FLOOR
