@@ -140,11 +140,10 @@ class ProbabilityModel:
     def ideal_bits(self, symbols: Any) -> float:
         """sum -log2 p(symbol) over the symbols, escapes charged -log2 p_esc + their raw bits.
 
-        `symbols` may be a `coders.models.histogram.SymbolHistogram`: the same sum from its counts.
+        `symbols` may be a `coders.models.histogram.SymbolHistogram` (told apart by its
+        `table_counts`; histogram.py imports this module): the same sum from its counts.
         """
-        from coders.models.histogram import SymbolHistogram
-
-        if isinstance(symbols, SymbolHistogram):
+        if hasattr(symbols, "table_counts"):
             if symbols.n == 0:
                 return 0.0
             counts = symbols.table_counts(self)
@@ -161,10 +160,8 @@ class ProbabilityModel:
     def cross_entropy(self, symbols: Any) -> float:
         """Bits per symbol under this model (the limit for coding these symbols with it); `symbols`
         as in `ideal_bits`."""
-        from coders.models.histogram import SymbolHistogram
-
-        s = symbols if isinstance(symbols, SymbolHistogram) else as_symbols(symbols)
-        n = s.n if isinstance(s, SymbolHistogram) else s.size
+        s = symbols if hasattr(symbols, "table_counts") else as_symbols(symbols)
+        n = s.n if hasattr(s, "table_counts") else s.size
         return self.ideal_bits(s) / n if n else 0.0
 
     def entropy(self) -> float:
