@@ -181,20 +181,23 @@ def bench_fit(cap, jobs: int, loc: str | float, device: str, single: bool, repea
 
 def bench_code(cap, jobs: int = 2, repeat: int = 1) -> list[dict]:
     """code_capture with its defaults (models histogram, normal, laplace, gennorm; coders ans,
-    huffman): every blob decoded (``verify=True``, the old default) and the default
-    ``verify="sample"``, serially, then ``verify="sample"`` with ``jobs`` worker processes (its
-    table checked equal to the serial one, timing columns aside)."""
+    huffman): every blob decoded (``verify=True``, the old default), the default
+    ``verify="sample"`` and no decode at all (``verify=False``: what the bits alone cost; Huffman
+    then builds no blob), serially, then ``verify="sample"`` with ``jobs`` worker processes (its
+    table checked equal to the serial one, timing columns aside; the bits of every mode checked
+    equal to ``verify=True``'s)."""
     from coders.report import code_capture
 
     timing = ["encode_MBps", "decode_MBps", "encode_Meps", "decode_Meps", "quantize_s", "model_s"]
     rows, tables = [], {}
-    for verify, j in ((True, 1), ("sample", 1), ("sample", jobs)):
+    for verify, j in ((True, 1), ("sample", 1), (False, 1), ("sample", jobs)):
         wall, cpu, df = _timed(lambda verify=verify, j=j: code_capture(cap, verify=verify, jobs=j), repeat)
         tables[(verify, j)] = df.drop(columns=timing)
         rows.append({"stage": f"code_capture defaults, verify={verify}", "jobs": j,
                      "records": int(df["layer"].ne("TOTAL").sum()), "wall_s": wall, "cpu_s": cpu})
     rows[-1]["equal_to_serial"] = tables[("sample", 1)].equals(tables[("sample", jobs)])
     rows[1]["bits_equal_to_verify_true"] = tables[("sample", 1)].equals(tables[(True, 1)])
+    rows[2]["bits_equal_to_verify_true"] = tables[(False, 1)].equals(tables[(True, 1)])
     return rows
 
 

@@ -8,12 +8,19 @@ checked against the symbols: True (every blob; the default of `bits_per_entry` a
 "sample" (per record, every coder decodes the blob of one model drawn with a seeded generator,
 zstd rows always; the default of `code_capture`, where verification was ~37 % of the time), False
 (none). A mismatch raises RuntimeError in every mode that decodes. Rows whose blob is not decoded
-have NaN decode rates; every bits column is the same in the three modes.
+have NaN decode rates; every bits column is the same in the three modes. Huffman's bits need no
+encode: its code lengths are fixed per symbol, so they follow from the symbol histogram per lane
+(`coders.entropy.stream.huffman_size`); its blob is built only to be decoded, and then its bits
+and bytes must equal the computed ones (else RuntimeError), so a Huffman row that is not decoded
+has NaN encode rates too. ANS / range bits are the encoder's own (`encode_counted`: one encode per
+model gives the blob and its bits).
 `code_capture(capture, ...)` runs it per (step, layer) of a capture and adds, per step, a
 whole-model total (layer `TOTAL`) with the bf16 raw size (16 bits per entry) as the baseline
 ratio; `jobs=N` codes the records in a pool of N processes (same table as serial). Per record
-the quantization, the empirical entropy and one model table per model spec (`Codebooks`, its
-Huffman code cached on the model) are computed once and shared by every coder.
+the quantization, one symbol histogram (`SymbolHistogram`: the entropy, every table's counts,
+cross-entropies, escape bits, the codebook fits and the Huffman sizes come from its counts) and one
+model table per model spec (`Codebooks`, its Huffman code cached on the model) are computed once
+and shared by every coder; so are the table indices of each table.
 
 Column meanings (bits are per entry of x):
 - `payload_bits_per_entry`: coded stream (incl. escapes), `side_bits_per_entry`: the model's
@@ -37,7 +44,8 @@ Column meanings (bits are per entry of x):
   bits_per_entry among all codebooks / among non-degenerate family models (histogram where none
   qualifies), copied, the chosen model in `selected`;
 - `encode_MBps` / `decode_MBps`: MB of float32 input (4 bytes per entry) per second of entropy
-  coding (the model is built beforehand), `encode_Meps` / `decode_Meps`: M entries per second;
+  coding (the model and the table indices are built beforehand), `encode_Meps` / `decode_Meps`:
+  M entries per second; NaN for a blob not built / not decoded (see `verify`);
 - `notes`: the flags of the family fit behind the model (e.g. beta on its bound) and, for a Huffman
   row whose payload is below the model's cross-entropy (`model_cross_entropy`),
   `HUFFMAN_BELOW_MODEL`: under a badly mis-specified model Huffman can beat ANS, which pays
@@ -62,9 +70,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coders.entropy import code_length, coded_cross_entropy, decode, encode, huffman_code, zstd_raw_bits
+from coders.entropy import (
+    coded_cross_entropy,
+    decode,
+    encode_counted,
+    huffman_code,
+    huffman_size,
+    table_indices,
+    zstd_raw_bits,
+)
 from coders.floatcodec import raw_float_rows
-from coders.models import Codebooks, empirical_entropy, is_degenerate
+from coders.models import Codebooks, SymbolHistogram, is_degenerate
 from coders.quantizers import UniformQuantizer, distortion, nonfinite_summary
 from coders.selection import (  # noqa: F401  (re-exported: the headline lives with the report)
     BEST,
@@ -150,11 +166,24 @@ def bits_per_entry(
     qz, t_quant = _timed(q.quantize, x)
     s = qz.symbols
     n = s.size
-    h = empirical_entropy(s)
+    # one histogram of the symbols serves the entropy, every table's counts, cross-entropies and
+    # escape bits, and the Huffman sizes (`SymbolHistogram`)
+    hist = SymbolHistogram(s)
+    s = hist.symbols
+    h = hist.entropy()
     d = distortion(x, qz.dequantize()) if n else None
     qside = qz.side_bits / n if n else math.nan
     qname = getattr(q, "name", type(q).__name__)
-    codebooks = Codebooks(qz, lambda: q.normalize(x), fit=fit, loc=loc, fit_sample=fit_sample, seed=seed)
+    codebooks = Codebooks(qz, lambda: q.normalize(x), fit=fit, loc=loc, fit_sample=fit_sample, seed=seed,
+                          histogram=hist)
+    index_cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def indices(model: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The model's table indices and escapes, once per table (models on one table share them)."""
+        key = (model.lo, model.table_size)
+        if key not in index_cache:
+            index_cache[key] = table_indices(s, model, hist)
+        return index_cache[key]
     rows: list[dict] = []
 
     def base(model_name: str, coder: str) -> dict:
@@ -197,11 +226,10 @@ def bits_per_entry(
                 row["error"] = str(err)
                 rows.append(row)
             continue
-        model_ce = model.cross_entropy(s)
-        idx = model.indices(s)
-        n_esc = int(np.count_nonzero(idx == model.escape))
+        model_ce = model.cross_entropy(hist)
+        n_esc = int(hist.table_counts(model)[-1])
         for coder in entropy_coders:
-            ce = coded_cross_entropy(s, model, coder) if n else 0.0
+            ce = coded_cross_entropy(hist, model, coder) if n else 0.0
             row = base(str(name), coder)
             row.update(cross_entropy=ce, model_cross_entropy=model_ce, model_s=t_model,
                        table_size=model.table_size, n_escapes=n_esc, fit=model.fit,
@@ -209,15 +237,26 @@ def bits_per_entry(
                        params=str({k: float(f"{v:.6g}") for k, v in model.params.items()}))
             if coder.lower() == "huffman":
                 row["codebook_bits"] = huffman_code(model).codebook_bits
-            blob, enc_s = _timed(encode, s, model, coder)
-            dec_s = math.nan
-            if verify is True or (verify == "sample" and coder not in checked
-                                  and position >= first_checked[coder]):
+            check = verify is True or (verify == "sample" and coder not in checked
+                                       and position >= first_checked[coder])
+            enc_s = dec_s = math.nan
+            if coder.lower() == "huffman":
+                # Huffman's size follows from the histogram per lane; the blob is built only to
+                # be checked, and then its size must be the computed one
+                payload, nbytes = huffman_size(hist, model)
+                if check:
+                    (blob, real), enc_s = _timed(encode_counted, s, model, coder, indices=indices(model))
+                    if real != payload or len(blob) != nbytes:
+                        raise RuntimeError(f"{coder} with model {name}: the blob has {real} payload bits "
+                                           f"and {len(blob)} bytes, computed {payload} and {nbytes} "
+                                           "(a coder bug)")
+            else:  # ANS / range: the bits are the encoder's own
+                (blob, payload), enc_s = _timed(encode_counted, s, model, coder, indices=indices(model))
+            if check:
                 checked.add(coder)
                 out, dec_s = _timed(decode, blob, model, n, coder)
                 if not np.array_equal(out, s):
                     raise RuntimeError(f"{coder} with model {name}: decoded symbols differ (a coder bug)")
-            payload = code_length(s, model, coder, include_side=False)
             finish(row, payload, model.side_bits, enc_s, dec_s)
             row["gap_cross_entropy"] = _gap(row["bits_per_entry"], ce)
             row["gap_payload_cross_entropy"] = _gap(row["payload_bits_per_entry"], ce)
@@ -230,13 +269,13 @@ def bits_per_entry(
         rows += selection_rows(rows)
     for coder in zstd_coders:
         row = base("symbols", coder)
-        blob, enc_s = _timed(encode, s, None, coder)
+        (blob, bits), enc_s = _timed(encode_counted, s, None, coder)
         dec_s = math.nan
         if verify:  # zstd decodes at GB/s: checked in both decoding modes
             out, dec_s = _timed(decode, blob, None, n, coder)
             if not np.array_equal(out, s):
                 raise RuntimeError(f"{coder}: decoded symbols differ")
-        finish(row, code_length(s, None, coder), 0, enc_s, dec_s)
+        finish(row, bits, 0, enc_s, dec_s)
         rows.append(row)
     if raw_baselines:
         for fmt in ("float32", "bf16"):

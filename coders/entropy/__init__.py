@@ -10,7 +10,9 @@
 Each is a `Coder` (`base.py`: encode / decode / exact length of one chunk), built by name in
 `registry.py`; `container.py` is the blob format; `stream.py` codes a whole stream:
 `encode(symbols, model, coder) -> bytes`, `decode(blob, model, n, coder) -> np.int64 symbols`,
-`code_length(symbols, model, coder) -> bits` (payload + escape section + model side bits).
+`code_length(symbols, model, coder) -> bits` (payload + escape section + model side bits);
+`encode_counted` (the blob and its bits from one encode), `huffman_size` (a Huffman blob's bits
+and bytes from the symbol histogram, no stream built), `table_indices` (a model's indices, shared).
 `decode` raises `CorruptBlobError` (a ValueError) for any blob it cannot decode; a blob's crc32
 catches corruption first. `framing_bits(blob)`: what `code_length` does not count.
 """
@@ -27,12 +29,21 @@ from coders.entropy.huffman import (
     huffman_lengths,
 )
 from coders.entropy.registry import CODER_TYPES, CODERS, coder_kind, make_coder
-from coders.entropy.stream import DEFAULT_CHUNK, code_length, coded_cross_entropy, decode, encode
+from coders.entropy.stream import (
+    DEFAULT_CHUNK,
+    code_length,
+    coded_cross_entropy,
+    decode,
+    encode,
+    encode_counted,
+    huffman_size,
+    table_indices,
+)
 from coders.entropy.zstd import zstd_raw_bits
 
 __all__ = [
     "CODERS", "CODER_TYPES", "Coder", "CorruptBlobError", "DEFAULT_CHUNK", "HUFFMAN_LANE", "HUFFMAN_MAX_LEN",
     "HuffmanCode", "canonical_huffman", "code_length", "coded_cross_entropy", "coder_kind", "decode",
-    "encode", "framing_bits", "huffman_code",
+    "encode", "encode_counted", "framing_bits", "huffman_code", "huffman_size", "table_indices",
     "huffman_lengths", "make_coder", "pack_bits", "unpack_bits", "zstd_raw_bits",
 ]

@@ -32,6 +32,10 @@ class Coder(Protocol):
     def chunk_bits(self, values: np.ndarray, model: Any) -> int:
         """Exact information bits of one chunk (what `encode_chunk` produces, without framing)."""
 
+    def encode_chunk_counted(self, values: np.ndarray, model: Any) -> tuple[bytes, int]:
+        """(`encode_chunk`, `chunk_bits`) of one chunk from one encode: the bits the encoder itself
+        reports for the bytes it wrote."""
+
     def code_probs(self, model: Any) -> np.ndarray | None:
         """The probabilities this coder effectively codes the model's table entries with (None
         without a model): sum over symbols of -log2 of them is the limit its payload meets."""

@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def pack_bits(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, int]:
+def pack_bits(values: np.ndarray, lengths: np.ndarray, *, masked: bool = False) -> tuple[np.ndarray, int]:
     """Concatenate the low `lengths[i]` bits of each value (MSB first) -> (uint8 array, total bits).
+
+    `masked=True`: the caller guarantees every value is below 2^length (e.g. canonical Huffman
+    codes), so the masking pass is skipped (a value with higher bits set then corrupts its
+    neighbours).
 
     Lengths in [0, 64]. Vectorized: neighbours are first fused into one field
     (v0 << l1 | v1, l0 + l1) while every fused field fits in 64 bits, which halves the work per
@@ -20,7 +24,7 @@ def pack_bits(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, int]
         return np.zeros(0, dtype=np.uint8), 0
     if lengths.min() < 0 or lengths.max() > 64:
         raise ValueError("pack_bits: lengths must be in [0, 64]")
-    vals, lengths = _fuse_neighbours(values & _low_mask(lengths), lengths)
+    vals, lengths = _fuse_neighbours(values if masked else values & _low_mask(lengths), lengths)
     ends = np.cumsum(lengths)
     total = int(ends[-1])
     starts = ends - lengths
@@ -48,16 +52,21 @@ def _low_mask(lengths: np.ndarray) -> np.ndarray:
 def _fuse_neighbours(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fuse fields 2i, 2i+1 into (v0 << l1 | v1, l0 + l1), repeatedly, while every fused field fits
     in 64 bits: the same bit stream in half as many fields per pass (values already masked)."""
+    short = values.size >= 2 and int(lengths.max()) < 64
     while values.size >= 2:
         if values.size & 1:  # an empty last field keeps the pairs aligned
             values, lengths = np.append(values, np.uint64(0)), np.append(lengths, 0)
         l1 = lengths[1::2]
         fused = lengths[0::2] + l1
-        if int(fused.max()) > 64:
+        top = int(fused.max())
+        if top > 64:
             break
-        # l1 == 64 only with l0 == 0: shifting by 64 is not defined, so that high part is zeroed
-        hi = np.where(l1 >= 64, np.uint64(0), values[0::2] << np.minimum(l1, 63).astype(np.uint64))
-        values, lengths = hi | values[1::2], fused
+        if short:  # every shift below 64: no guard pass
+            hi = values[0::2] << l1.astype(np.uint64)
+        else:
+            # l1 == 64 only with l0 == 0: shifting by 64 is not defined, so that high part is zeroed
+            hi = np.where(l1 >= 64, np.uint64(0), values[0::2] << np.minimum(l1, 63).astype(np.uint64))
+        values, lengths, short = hi | values[1::2], fused, top < 64
     return values, lengths
 
 

@@ -6,6 +6,13 @@ entry plus a raw zigzag value), `code_length(symbols, model, coder) -> bits` (pa
 section + model side information). Symbols are coded in chunks (default 2^20) so memory stays
 bounded for huge tensors.
 
+When a report codes one tensor with many models and coders, the per-entry work is done once:
+`table_indices` (the table indices and escaped values of a model, shared by its coders),
+`encode_counted` (the blob and its payload bits from the same encode: ANS / range sizes are the
+encoder's own), and `huffman_size` (a Huffman payload's bits and its blob's bytes from the symbol
+histogram per lane, no stream built: sum over lanes of sum_s c_lane(s) len(s), plus lane tables
+and the escape section; `encode_counted` of the same symbols reports exactly these).
+
 `decode` raises `CorruptBlobError` (a ValueError) and nothing else for a blob it cannot decode
 as asked: truncated, bit-flipped (the blob's crc32, `coders.entropy.container`), foreign, or
 coded with another model, coder or length.
@@ -21,6 +28,7 @@ import numpy as np
 from coders.entropy.container import (
     DTYPES,
     FLAG_CRC,
+    HEADER,
     CorruptBlobError,
     Header,
     narrow_dtype_code,
@@ -30,9 +38,10 @@ from coders.entropy.container import (
     unpack_escapes,
     write_blob,
 )
-from coders.entropy.huffman import HUFFMAN_LANE
+from coders.entropy.huffman import HUFFMAN_LANE, chunk_size_of_lanes, huffman_code
 from coders.entropy.registry import BY_WIRE_ID, make_coder
 from coders.models import ProbabilityModel, as_symbols, escape_section_bits, histogram_model
+from coders.models.histogram import SymbolHistogram
 
 DEFAULT_CHUNK = 1 << 20
 
@@ -72,12 +81,37 @@ def _chunks(s: np.ndarray, m: ProbabilityModel | None, chunk_size: int, dcode: i
             yield _indices(m, part)
 
 
+def table_indices(symbols: Any, model: ProbabilityModel,
+                  histogram: SymbolHistogram | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(int32 table index of every symbol, the escaped symbols in order): what `encode` codes.
+
+    With the symbols' `histogram`, a table that holds every symbol costs one subtraction pass."""
+    s = as_symbols(symbols)
+    if histogram is not None and histogram.n and model.lo <= histogram.lo and histogram.hi <= model.hi:
+        idx = np.empty(s.shape, dtype=np.int32)
+        np.subtract(s, np.int64(model.lo), out=idx, casting="unsafe")
+        return idx, np.zeros(0, dtype=np.int64)
+    idx = model.indices(s)
+    return idx, s[idx == model.escape] if s.size else np.zeros(0, dtype=np.int64)
+
+
 def encode(symbols: Any, model: ProbabilityModel | None = None, coder: str = "ans", *,
            chunk_size: int = DEFAULT_CHUNK, lane: int = HUFFMAN_LANE, checksum: bool = True) -> bytes:
     """Entropy-code integer symbols with `model` -> self-delimiting bytes (`coders.entropy.container`).
 
     `checksum`: fill in the blob's crc32 (its four bytes are in the header either way), so that
     `decode` detects any corruption before decoding.
+    """
+    return encode_counted(symbols, model, coder, chunk_size=chunk_size, lane=lane, checksum=checksum)[0]
+
+
+def encode_counted(symbols: Any, model: ProbabilityModel | None = None, coder: str = "ans", *,
+                   chunk_size: int = DEFAULT_CHUNK, lane: int = HUFFMAN_LANE, checksum: bool = True,
+                   indices: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[bytes, int]:
+    """(`encode(...)`, the payload bits `code_length(..., include_side=False)` counts for it), both
+    from one encode: each chunk's bits are the ones its encoder reports (`Coder.encode_chunk_counted`).
+
+    `indices`: `table_indices(symbols, model)` when the caller has them (shared by its coders).
     """
     c = make_coder(coder, lane=lane)
     s = as_symbols(symbols)
@@ -86,15 +120,61 @@ def encode(symbols: Any, model: ProbabilityModel | None = None, coder: str = "an
     dcode = 0 if c.uses_model else narrow_dtype_code(s)
     payloads: list[bytes] = []
     esc_parts: list[np.ndarray] = []
-    for values, esc in _chunks(s, m, chunk_size, dcode):
+    bits = 0
+    if m is not None and indices is not None:
+        idx, esc = indices
+        if idx.shape != s.shape:
+            raise ValueError(f"encode_counted: {idx.size} indices for {s.size} symbols")
+        parts = ((idx[a : a + chunk_size], None) for a in range(0, s.size, chunk_size))
+        esc_parts = [esc] if esc.size else []
+    else:
+        parts = _chunks(s, m, chunk_size, dcode)
+    for values, esc in parts:
         if esc is not None:
             esc_parts.append(esc)
-        payloads.append(c.encode_chunk(values, m))
-    escapes = pack_escapes(np.concatenate(esc_parts)) if esc_parts else b""
+        data, chunk_bits = c.encode_chunk_counted(values, m)
+        payloads.append(data)
+        bits += chunk_bits
+    escaped = np.concatenate(esc_parts) if esc_parts else np.zeros(0, dtype=np.int64)
+    escapes = pack_escapes(escaped) if escaped.size else b""
     header = Header(c.wire_id, dcode, s.size, chunk_size, 0 if m is None else m.lo,
                     0 if m is None else m.table_size, 0 if m is None else m.fingerprint(),
                     FLAG_CRC if checksum else 0)
-    return write_blob(header, payloads, escapes)
+    return write_blob(header, payloads, escapes), bits + escape_section_bits(escaped)
+
+
+def huffman_size(histogram: SymbolHistogram, model: ProbabilityModel, *, chunk_size: int = DEFAULT_CHUNK,
+                 lane: int = HUFFMAN_LANE) -> tuple[int, int]:
+    """(payload bits `code_length(symbols, model, "huffman", include_side=False)` counts, bytes of
+    `encode(symbols, model, "huffman")`) from the symbols' histogram, no stream built.
+
+    Code bits of a lane = sum_s c_lane(s) len(s) (`SymbolHistogram.lane_counts`; per entry when
+    that matrix would be too large), then per chunk its lane table (`chunk_size_of_lanes`), plus
+    the escape section; the bytes add the container's framing (`framing_bits`) and paddings.
+    """
+    chunk_size = _check_chunk(chunk_size)
+    h, n = histogram, histogram.n
+    lengths = huffman_code(model).lengths
+    counts = h.lane_counts(chunk_size, lane)
+    if counts is not None:
+        sym = np.arange(h.lo, h.hi + 1, dtype=np.int64)
+        inside = (sym >= model.lo) & (sym <= model.hi)
+        lens = np.where(inside, lengths[np.where(inside, sym - model.lo, 0)], lengths[model.escape])
+        lane_bits = counts @ lens
+    else:
+        c = make_coder("huffman", lane=lane)
+        idx, _ = table_indices(h.symbols, model)
+        lane_bits = np.concatenate([c.lane_bits(idx[a : a + chunk_size], model)
+                                    for a in range(0, n, chunk_size)] or [np.zeros(0, dtype=np.int64)])
+    bits, nbytes, row = 0, 0, 0
+    for a in range(0, n, chunk_size):
+        k = -(-min(chunk_size, n - a) // lane)
+        b, nb = chunk_size_of_lanes(lane_bits[row : row + k])
+        bits, nbytes, row = bits + b, nbytes + nb, row + k
+    esc = h.escape_bits(model)
+    n_chunks = -(-n // chunk_size)
+    framing = HEADER.size + 8 * (n_chunks + 1)
+    return bits + esc, framing + nbytes + (-(-esc // 8))
 
 
 _DECODE_FAULTS = (ValueError, IndexError, KeyError, AssertionError, OverflowError, TypeError,
@@ -180,11 +260,17 @@ def coded_cross_entropy(symbols: Any, model: ProbabilityModel, coder: str = "ans
     the 24-bit table of ANS / range, 2^-length for Huffman), escapes charged their raw bits.
 
     payload bits >= n * this - (the coder's per-stream overhead), for every coder and model.
+    `symbols` may be their `SymbolHistogram` (the same sum from its counts).
     """
     c = make_coder(coder)
     q = c.code_probs(model)
     if q is None:
         raise ValueError(f"coded_cross_entropy: coder {coder!r} has no probability model")
+    if isinstance(symbols, SymbolHistogram):
+        if symbols.n == 0:
+            return 0.0
+        counts = symbols.table_counts(model)
+        return (float(np.dot(counts, -np.log2(q))) + symbols.escape_bits(model)) / symbols.n
     s = as_symbols(symbols)
     if s.size == 0:
         return 0.0

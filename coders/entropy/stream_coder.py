@@ -28,7 +28,13 @@ class ConstrictionStreamCoder:
         return coded_probs(model)
 
     def encode_chunk(self, values: np.ndarray, model: Any) -> bytes:
-        return self._encode(values, categorical(model)).get_compressed().astype("<u4").tobytes()
+        return self.encode_chunk_counted(values, model)[0]
+
+    def encode_chunk_counted(self, values: np.ndarray, model: Any) -> tuple[bytes, int]:
+        """The chunk's words and constriction's `num_bits()` of the same encoder (one encode)."""
+        enc = self._encode(values, categorical(model))
+        bits = int(enc.num_bits())
+        return enc.get_compressed().astype("<u4").tobytes(), bits
 
     def chunk_bits(self, values: np.ndarray, model: Any) -> int:
         """constriction's `num_bits()`: whole 32-bit words."""

@@ -38,6 +38,10 @@ class ZstdCoder:
         """8 bits per compressed byte."""
         return 8 * len(self.encode_chunk(values))
 
+    def encode_chunk_counted(self, values: np.ndarray, model: Any = None) -> tuple[bytes, int]:
+        data = self.encode_chunk(values)
+        return data, 8 * len(data)
+
     def decode_chunk(self, data: bytes, model: Any, count: int, dtype: Any) -> np.ndarray:
         import zstandard
 

@@ -29,7 +29,7 @@ from coders.models.codelength import (
     make_family,
 )
 from coders.models.family import family_model, table_range
-from coders.models.histogram import histogram_model
+from coders.models.histogram import SymbolHistogram, histogram_model
 from coders.models.table import MAX_TABLE, ProbabilityModel, as_symbols
 from coders.wire import bf16
 from gradstats.families import family_name
@@ -80,7 +80,7 @@ class Codebooks:
 
     def __init__(self, quantized: Any, values: Any = None, *, fit: str = "codelength",
                  loc: str | float = "fit", max_table: int = MAX_TABLE, fit_sample: int | None = 1 << 17,
-                 seed: int = 0) -> None:
+                 seed: int = 0, histogram: SymbolHistogram | None = None) -> None:
         if fit not in FITS:
             raise ValueError(f"unknown fit {fit!r}; use one of {', '.join(FITS)}")
         if not (loc == "fit" or (isinstance(loc, (int, float)) and math.isfinite(loc))):
@@ -88,12 +88,20 @@ class Codebooks:
         self.quantized, self.fit, self.loc = quantized, fit, loc
         self.max_table, self.fit_sample, self.seed = max_table, fit_sample, seed
         self.symbols = as_symbols(quantized.symbols)
+        self._histogram = histogram
         self._values = values
         self._sample: np.ndarray | None = None
         self._continuous: dict[str, tuple[Any, tuple[str, ...]] | ValueError] = {}
         self._codelength: dict[str, CodelengthFit | ValueError] = {}
         self._counts: dict[tuple[int, int], SymbolCounts] = {}
         self._chosen: dict[str, tuple[dict[str, float], tuple[str, ...]]] = {}
+
+    @property
+    def histogram(self) -> SymbolHistogram:
+        """The symbols' histogram (the one given, else counted once here): every table's counts."""
+        if self._histogram is None:
+            self._histogram = SymbolHistogram(self.symbols)
+        return self._histogram
 
     @property
     def fits(self) -> dict[str, CodelengthFit]:
@@ -127,14 +135,14 @@ class Codebooks:
     def _table_data(self, family: str, params: dict[str, float]) -> SymbolCounts:
         """Counts over the table a model of `family` at `params` gets (`table_range`); the family
         object (slow to build) only when the alphabet is wider than `max_table`."""
-        q, s = self.quantized, self.symbols
-        if q.bounds is None and s.size and int(s.max()) - int(s.min()) + 1 > self.max_table:
-            return self._data(*table_range(make_family(family, params), q, s, self.max_table))
-        return self._data(*table_range(None, q, s, self.max_table))
+        q, h = self.quantized, self.histogram
+        if q.bounds is None and h.n and h.hi - h.lo + 1 > self.max_table:
+            return self._data(*table_range(make_family(family, params), q, h, self.max_table))
+        return self._data(*table_range(None, q, h, self.max_table))
 
     def _data(self, lo: int, hi: int) -> SymbolCounts:
         if (lo, hi) not in self._counts:
-            self._counts[(lo, hi)] = SymbolCounts.of(self.symbols, self.quantized, lo, hi)
+            self._counts[(lo, hi)] = SymbolCounts.of(self.histogram, self.quantized, lo, hi)
         return self._counts[(lo, hi)]
 
     def codelength(self, family: str) -> CodelengthFit:
@@ -185,14 +193,15 @@ class Codebooks:
     def _zero_excess_starts(self, family: str, starts: list) -> list[tuple[str, dict[str, float]]]:
         """Starts whose pi is the excess of the zero cell's count over the base's probability of it."""
         cells = self.quantized.cells
-        if getattr(cells, "stochastic", False) or self.symbols.size == 0:
+        h = self.histogram
+        if getattr(cells, "stochastic", False) or h.n == 0:
             return []
-        lo, hi = int(self.symbols.min()), int(self.symbols.max())
+        lo, hi = h.lo, h.hi
         e = cells.edges(lo, hi)
         i = int(np.searchsorted(e, 0.0, side="left")) - 1  # the cell (e_i, e_i+1] holding 0
         if not 0 <= i <= hi - lo:
             return []
-        n0 = float(np.count_nonzero(self.symbols == lo + i)) / self.symbols.size
+        n0 = float(h.range_counts(lo + i, lo + i)[0][0]) / h.n
         out = []
         for label, p in starts:
             base = {k: v for k, v in p.items() if k != "pi"}
@@ -206,20 +215,21 @@ class Codebooks:
         if isinstance(spec, ProbabilityModel):
             return spec
         if not isinstance(spec, str):
-            m = family_model(spec, self.quantized, max_table=self.max_table)
+            m = family_model(spec, self.quantized, self.histogram, max_table=self.max_table)
             m.fit = "given"
             return m
         name, fit = parse_spec(spec, self.fit)
         if name in ("histogram", "empirical"):
-            return histogram_model(self.symbols, max_table=self.max_table)
+            return histogram_model(self.histogram, max_table=self.max_table)
         family = family_name(name)
         if fit == "values":
             dist, flags = self.continuous(family)
-            m = family_model(dist, self.quantized, name=spec, max_table=self.max_table)
+            m = family_model(dist, self.quantized, self.histogram, name=spec, max_table=self.max_table)
             m.flags, m.fit = flags, "values"
             return m
         params, flags = self.chosen(family)
-        m = family_model(make_family(family, params), self.quantized, name=spec, max_table=self.max_table)
+        m = family_model(make_family(family, params), self.quantized, self.histogram, name=spec,
+                         max_table=self.max_table)
         m.flags, m.fit = flags, "codelength"
         return m
 
@@ -246,8 +256,8 @@ class Codebooks:
         # tables a decoder would build decide
         close = np.flatnonzero(bits <= bits.min() * (1 + 1e-4) + 1e-12)
         if close.size > 1:
-            real = [family_model(make_family(family, candidates[i]), self.quantized,
-                                 max_table=self.max_table).ideal_bits(self.symbols) for i in close]
+            real = [family_model(make_family(family, candidates[i]), self.quantized, self.histogram,
+                                 max_table=self.max_table).ideal_bits(self.histogram) for i in close]
             k = int(close[int(np.argmin(real))])
         else:
             k = int(close[0])

@@ -35,7 +35,8 @@ import numpy as np
 import scipy.optimize
 import scipy.special as sc
 
-from coders.models.table import floor_normalize
+from coders.models.histogram import SymbolHistogram
+from coders.models.table import floor_normalize_valid
 from gradstats.families import GenNorm, Laplace, Normal, StudentT, ZeroInflated, family_name
 
 FITS = ("codelength", "values")
@@ -134,11 +135,17 @@ class SymbolCounts:
     """Model-domain boundaries of lo..hi (None for stochastic cells, whose law is a convolution)."""
 
     @classmethod
-    def of(cls, symbols: np.ndarray, quantized: Any, lo: int, hi: int) -> SymbolCounts:
-        idx = symbols - lo
-        inside = (idx >= 0) & (idx <= hi - lo)
-        counts = np.bincount(idx[inside], minlength=hi - lo + 1).astype(np.float64)
-        counts = np.append(counts, float(symbols.size - int(inside.sum())))
+    def of(cls, symbols: Any, quantized: Any, lo: int, hi: int) -> SymbolCounts:
+        """The counts of `symbols` (an array or a `SymbolHistogram`) over [lo, hi] on the cells of
+        `quantized`."""
+        if isinstance(symbols, SymbolHistogram):
+            inside, outside = symbols.range_counts(lo, hi)
+            counts = np.append(inside.astype(np.float64), float(outside))
+        else:
+            idx = symbols - lo
+            inside = (idx >= 0) & (idx <= hi - lo)
+            counts = np.bincount(idx[inside], minlength=hi - lo + 1).astype(np.float64)
+            counts = np.append(counts, float(symbols.size - int(inside.sum())))
         cells = quantized.cells
         edges = None if getattr(cells, "stochastic", False) else cells.edges(lo, hi)
         return cls(lo, hi, counts, cells, edges)
@@ -173,9 +180,12 @@ class SymbolCounts:
             return math.inf
         p = self.probs(family, params)
         q = np.empty(p.size + 1)
-        q[:-1] = np.where(np.isfinite(p), np.maximum(p, 0.0), 0.0)
+        if self.edges is not None:  # cell_probs: already in [0, 1], NaN set to 0
+            q[:-1] = p
+        else:
+            q[:-1] = np.where(np.isfinite(p), np.maximum(p, 0.0), 0.0)
         q[-1] = max(0.0, 1.0 - float(q[:-1].sum()))
-        return float(np.dot(self.counts, -np.log2(floor_normalize(q)))) / max(self.n, 1)
+        return float(np.dot(self.counts, -np.log2(floor_normalize_valid(q)))) / max(self.n, 1)
 
 
 @dataclass

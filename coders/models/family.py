@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from coders.family_fit import as_family
+from coders.models.histogram import SymbolHistogram
 from coders.models.side_info import range_header_bits
 from coders.models.table import MAX_TABLE, ProbabilityModel, as_symbols
 from coders.wire import BF16_BITS, FLOAT32_BITS, bf16
@@ -39,13 +40,15 @@ def bf16_params(dist: Any) -> Family | None:
         return None
 
 
-def table_range(dist: Family | None, quantized: Any, symbols: np.ndarray,
+def table_range(dist: Family | None, quantized: Any, symbols: np.ndarray | SymbolHistogram,
                 max_table: int = MAX_TABLE) -> tuple[int, int]:
     """[lo, hi] of a family table: the quantizer's bounded range if it clips, else the observed
-    [min, max] of `symbols`, at most `max_table` wide around the family's median (`dist` is
-    only asked then)."""
+    [min, max] of `symbols` (an array or a `SymbolHistogram`), at most `max_table` wide around the
+    family's median (`dist` is only asked then)."""
     if quantized.bounds is not None:
         lo, hi = quantized.bounds
+    elif isinstance(symbols, SymbolHistogram):
+        lo, hi = (symbols.lo, symbols.hi) if symbols.n else (0, 0)
     elif symbols.size:
         lo, hi = int(symbols.min()), int(symbols.max())
     else:
@@ -74,7 +77,8 @@ def family_model(dist: Any, quantized: Any, symbols: Any = None, *, name: str | 
     `quantized.edges_side_bits`.
     """
     dist = as_family(dist)
-    s = as_symbols(quantized.symbols if symbols is None else symbols)
+    s = symbols if isinstance(symbols, SymbolHistogram) else as_symbols(
+        quantized.symbols if symbols is None else symbols)
     lo, hi = table_range(dist, quantized, s, max_table)
     k = dist.n_params if n_params is None else n_params
     sent = bf16_params(dist) if n_params is None else None

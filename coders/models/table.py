@@ -27,6 +27,11 @@ def floor_normalize(p: np.ndarray) -> np.ndarray:
     proportionally: exactly the table a coder is handed."""
     if not np.isfinite(p).all() or (p < 0).any():
         raise ValueError("ProbabilityModel: probabilities must be finite and non-negative")
+    return floor_normalize_valid(p)
+
+
+def floor_normalize_valid(p: np.ndarray) -> np.ndarray:
+    """`floor_normalize` of a table already known finite and non-negative (no checks)."""
     s = p.sum()
     p = p / s if s > 0 else np.full(p.shape, 1.0 / p.size)
     small = p < PROB_FLOOR
@@ -133,7 +138,16 @@ class ProbabilityModel:
         return idx.astype(np.int32)
 
     def ideal_bits(self, symbols: Any) -> float:
-        """sum -log2 p(symbol) over the symbols, escapes charged -log2 p_esc + their raw bits."""
+        """sum -log2 p(symbol) over the symbols, escapes charged -log2 p_esc + their raw bits.
+
+        `symbols` may be a `coders.models.histogram.SymbolHistogram` (told apart by its
+        `table_counts`; histogram.py imports this module): the same sum from its counts.
+        """
+        if hasattr(symbols, "table_counts"):
+            if symbols.n == 0:
+                return 0.0
+            counts = symbols.table_counts(self)
+            return float(np.dot(counts, -np.log2(self.probs))) + symbols.escape_bits(self)
         s = as_symbols(symbols)
         if s.size == 0:
             return 0.0
@@ -144,9 +158,11 @@ class ProbabilityModel:
         return bits + escape_section_bits(esc)
 
     def cross_entropy(self, symbols: Any) -> float:
-        """Bits per symbol under this model (the limit for coding these symbols with it)."""
-        s = as_symbols(symbols)
-        return self.ideal_bits(s) / s.size if s.size else 0.0
+        """Bits per symbol under this model (the limit for coding these symbols with it); `symbols`
+        as in `ideal_bits`."""
+        s = symbols if hasattr(symbols, "table_counts") else as_symbols(symbols)
+        n = s.n if hasattr(s, "table_counts") else s.size
+        return self.ideal_bits(s) / n if n else 0.0
 
     def entropy(self) -> float:
         """Entropy of the table itself (bits)."""

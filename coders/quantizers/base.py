@@ -152,8 +152,10 @@ def distortion(x: Any, xhat: Any) -> Distortion:
         return Distortion(0.0, math.inf)
     # squares in units of 2^e (max |x| of the two): no under- or overflow at any scale
     e = math.frexp(max(-float(a.min()), float(a.max()), -float(b.min()), float(b.max())))[1]
-    a, b = np.ldexp(a, -e), np.ldexp(b, -e)
-    err = float(np.dot(a - b, a - b))
+    # a and b are fresh float64 copies: scaled in place (exact: a power of two)
+    a, b = np.ldexp(a, -e, out=a), np.ldexp(b, -e, out=b)
+    d = a - b
+    err = float(np.dot(d, d))
     sig = float(np.dot(a, a))
     try:
         mse = math.ldexp(err / a.size, 2 * e)

@@ -76,6 +76,35 @@ def test_a_wrong_decode_is_reported_in_every_decoding_mode(x, monkeypatch, verif
     bits_per_entry(x, None, MODELS, [coder], verify=False)  # nothing decoded, nothing to report
 
 
+@pytest.mark.parametrize("verify", [True, "sample"])
+@pytest.mark.parametrize("wrong", [(1, 0), (0, 1)])
+def test_a_wrong_computed_huffman_size_is_reported_when_its_blob_is_built(x, monkeypatch, verify, wrong):
+    """Huffman rows take their bits from the histogram; a blob that is built (every one with
+    verify=True, the sampled one with "sample") must have exactly those bits and bytes."""
+    real = report.huffman_size
+
+    def off(h, m):
+        bits, nbytes = real(h, m)
+        return bits + wrong[0], nbytes + wrong[1]
+
+    monkeypatch.setattr(report, "huffman_size", off)
+    with pytest.raises(RuntimeError, match="computed"):
+        bits_per_entry(x, None, MODELS, ["huffman"], verify=verify)
+    bits_per_entry(x, None, MODELS, ["huffman"], verify=False)  # no blob built, nothing to compare
+
+
+def test_which_huffman_rows_build_their_blob(x):
+    """verify=True encodes (and decodes) every blob; "sample" only the one it decodes; ANS always
+    encodes (its bits are the encoder's)."""
+    full = bits_per_entry(x, None, MODELS, ["ans", "huffman"], verify=True)
+    sample = bits_per_entry(x, None, MODELS, ["ans", "huffman"], verify="sample")
+    assert full["encode_MBps"].notna().all()
+    assert sample.loc[sample["coder"] == "ans", "encode_MBps"].notna().all()
+    huff = sample[sample["coder"] == "huffman"]
+    assert (huff["encode_MBps"].notna() == huff["decode_MBps"].notna()).all()
+    assert huff["encode_MBps"].notna().sum() == 1
+
+
 def test_a_wrong_decode_is_reported_by_code_capture(capture, monkeypatch):
     real = report.decode
     monkeypatch.setattr(report, "decode", lambda b, m, n, c: real(b, m, n, c)[::-1].copy())
@@ -152,8 +181,9 @@ def test_a_nan_record_is_skipped_and_the_others_coded(tmp_path, jobs):
     assert clean.attrs["errors"] == []
 
 
-def _pack_bits_before_fusing(values, lengths):
-    """pack_bits as it was before the neighbour fusion (commit 17ac66a): the reference bytes."""
+def _pack_bits_before_fusing(values, lengths, masked=False):
+    """pack_bits as it was before the neighbour fusion (commit 17ac66a): the reference bytes
+    (it always masks, so `masked` changes nothing here)."""
     values = np.asarray(values, dtype=np.uint64)
     lengths = np.asarray(lengths, dtype=np.int64)
     if values.size == 0:
