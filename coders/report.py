@@ -322,6 +322,7 @@ def code_capture(
     jobs: int | None = 1,
     engine: str = "process",
     scheduler: Any = None,
+    device: str = "cpu",
 ) -> pd.DataFrame:
     """`bits_per_entry` for every (step, layer) of a capture, plus a whole-model total per step.
 
@@ -337,6 +338,9 @@ def code_capture(
     `jobs`: worker processes over records (1, the default: serial in this process; None: all CPUs
     for a capture of >= `POOL_MIN_ENTRIES` entries, serial below); the table equals the serial one.
     `engine` "process" (this machine) or "dask" (a cluster at `scheduler`), see `captures.engine`.
+    `device`: "cpu" or a torch device ("cuda"): each record is moved there and quantized (and its
+    continuous codebook fits run) as torch ops; the symbols come back for the entropy coders, which
+    stay on the host. The bits equal the host run's up to rounding of the quantizer's scale.
     A record holding NaN / Inf is skipped (`coders.quantizers.nonfinite_summary`) and the others
     coded; the returned frame's `attrs["errors"]` lists (step, layer, message) of skipped records.
     """
@@ -344,6 +348,8 @@ def code_capture(
         raise ValueError(f"code_capture: verify must be one of {VERIFY_MODES}, got {verify!r}")
     if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
         raise ValueError(f"code_capture: jobs must be an int >= 1 or None (all CPUs), got {jobs!r}")
+    if str(device) != "cpu":
+        _check_device(str(device))
     if isinstance(capture, (str, bytes)) or hasattr(capture, "__fspath__"):
         from captures import open_capture
 
@@ -354,10 +360,10 @@ def code_capture(
     step_list = sorted(steps) if steps is not None else list(getattr(capture, "steps", []))
     keys = [(step, layer) for step in step_list for layer in layer_list]  # the serial order
     options = dict(quantizer=quantizer, models=models, coders=coders, raw_baselines=raw_baselines,
-                   fit_sample=fit_sample, fit=fit, loc=loc, select=select, verify=verify)
+                   fit_sample=fit_sample, fit=fit, loc=loc, select=select, verify=verify, device=str(device))
     if jobs is None:
         big = sum(_record_size(capture, k) for k in keys) >= POOL_MIN_ENTRIES
-        jobs = (os.cpu_count() or 1) if big else 1
+        jobs = (os.cpu_count() or 1) if big and str(device) == "cpu" else 1  # one process drives a device
     from captures.engine import map_records
 
     if steps is None:  # the serial iteration's checks (kind, rank, a summary-only capture), no reading
@@ -371,7 +377,7 @@ def code_capture(
     coded = map_records(partial(_code_key, kind=kind, rank=rank, options=options, explicit=steps is not None),
                         keys, capture=capture, jobs=jobs, engine=engine, scheduler=scheduler,
                         sizes=[_record_size(capture, k) for k in keys], groups=[k[1] for k in keys],
-                        on_result=arrived)
+                        on_result=arrived, device=str(device))
     results = [c for got in coded for c in got]
     frames = [df for _, _, df, _ in results if df is not None]
     errors = [(step, layer, msg) for step, layer, df, msg in results if msg]
@@ -392,6 +398,18 @@ def _record_size(capture: Any, key: tuple[int, str]) -> int:
 Coded = tuple[int, str, "pd.DataFrame | None", str]
 
 
+def _check_device(device: str) -> None:
+    """ValueError unless `device` names a torch device that is there (e.g. 'cuda' with CUDA)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"code_capture: unknown device {device!r} (cpu, cuda or cuda:N): {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"code_capture: device {device!r} is not available here (no CUDA); use 'cpu'")
+
+
 def _code_record(step: int, layer: str, values: Any, options: dict) -> Coded:
     """One record -> (step, layer, its rows or None, why it was skipped or "")."""
     x = np.asarray(values).ravel()
@@ -401,6 +419,11 @@ def _code_record(step: int, layer: str, values: Any, options: dict) -> Coded:
     if bad is not None:
         return step, layer, None, f"skipped: {bad}"
     opts = dict(options)
+    device = opts.pop("device", "cpu")
+    if device != "cpu":  # quantization and the continuous fits as torch ops there; coders on the host
+        import torch
+
+        x = torch.from_numpy(x).to(device)
     verify_seed = zlib.crc32(f"{step}/{layer}".encode())  # a different, reproducible draw per record
     df = bits_per_entry(x, opts.pop("quantizer"), opts.pop("models"), opts.pop("coders"),
                         verify_seed=verify_seed, **opts)

@@ -384,7 +384,7 @@ def _cmd_code(args: argparse.Namespace) -> int:
         for step in steps:
             part = code_capture(cap, quant, models=args.models, coders=args.coders, steps=[step],
                                 layers=args.layers, raw_baselines=args.raw, loc=args.loc, fit=args.fit,
-                                jobs=args.jobs, engine=args.engine, scheduler=client)
+                                jobs=args.jobs, engine=args.engine, scheduler=client, device=args.device)
             skipped += part.attrs.get("errors", [])
             frames.append(part)
             progress.update(1)
@@ -659,6 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: gennorm")
     k.add_argument("--lam", type=v.nonnegative_float, default=None,
                    help="ecsq: weight of the rate in distortion + lam * rate; default: 0.2")
+    k.add_argument("--device", type=v.device, default="cpu",
+                   help="cpu, cuda or cuda:N: quantize each record there (the coders run on the host)")
     k.add_argument("--layers", default=None, metavar="GLOB", help="layer names to code; default: all")
     k.add_argument("--record-steps", type=v.int_list, default=None, metavar="LIST",
                    help="comma list of recorded steps to code (e.g. 0,100); default: all")

@@ -240,3 +240,33 @@ def test_huffman_blob_equals_the_unfused_packing(monkeypatch):
     monkeypatch.setattr(huffman, "pack_bits", _pack_bits_before_fusing)
     assert encode(s, model, "huffman") == blob
     np.testing.assert_array_equal(decode(blob, model, s.size, "huffman"), s)
+
+
+def _bits_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Every column but the timings (rates and seconds)."""
+    timing = [c for c in df.columns if c.endswith(("MBps", "Meps", "_s"))]
+    return df.drop(columns=timing).reset_index(drop=True)
+
+
+def test_a_tensor_is_quantized_as_torch_ops_and_codes_to_the_same_bits(x):
+    torch = pytest.importorskip("torch")
+    host = bits_per_entry(x, verify="sample", select=True)
+    tensor = bits_per_entry(torch.from_numpy(np.ascontiguousarray(x)), verify="sample", select=True)
+    pd.testing.assert_frame_equal(_bits_columns(tensor), _bits_columns(host), check_exact=True)
+
+
+def test_a_device_that_is_not_there_is_refused_in_one_line(capture):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="unknown device 'nonsense'"):
+        code_capture(capture, steps=[0], device="nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="not available here"):
+            code_capture(capture, steps=[0], device="cuda")
+
+
+@pytest.mark.cuda
+def test_code_capture_on_cuda_gives_the_host_bits(capture):
+    host = code_capture(capture, verify=False)
+    dev = code_capture(capture, verify=False, device="cuda")
+    np.testing.assert_allclose(dev["bits_per_entry"], host["bits_per_entry"], rtol=1e-6)
+    np.testing.assert_allclose(dev["mse"], host["mse"], rtol=1e-6)
