@@ -19,8 +19,8 @@ One function per stage, so that later stages (e.g. `code_capture`) can be added 
 - `bench_fit`: `gradstats.fit_capture` with all goodness columns, each of normal, laplace,
   gennorm, zi-gennorm alone (serial) and the four together, serially (``jobs=1``) and with
   ``--jobs`` worker processes; the parallel table is checked equal to the serial one.
-- `bench_code` (``--code``): `coders.report.code_capture` with its defaults: ``verify=True``
-  and ``verify="sample"`` serially, ``verify="sample"`` with ``--jobs`` processes.
+- `bench_code` (``--code``): `coders.report.code_capture` with its defaults: ``verify=True``,
+  ``verify="sample"`` and ``verify=False`` serially, ``verify="sample"`` with ``--jobs`` processes.
 
 Times are wall-clock seconds (best of ``--repeat``) and CPU seconds of the process and its worker
 processes; on a shared machine the CPU figure and the ratios measured in the same run are the ones
