@@ -108,3 +108,29 @@ def test_tail_order_statistics_from_the_shared_pool_equal_a_full_partition(dtype
         want = np.sort(np.partition(a, a.size - k)[a.size - k :]).astype(np.float64)
         np.testing.assert_array_equal(s.upper_abs(loc, k), want)
     assert s._pool is not None and s._pool[2].size < x.size // 10  # one shared pool served them
+
+
+@pytest.mark.parametrize("beta", [0.05, 0.5, 0.8, 2.0, 7.0])
+def test_gennorm_and_laplace_cdf_sf_ppf_are_scipy_s_to_the_last_bit(beta):
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.standard_normal(5000) * 4, [0.0, 1e-300, -50.0, 1e6]])
+    q = np.concatenate([rng.random(5000), [0.5, 1e-300]])
+    # scipy's wrapper takes another path when a point is outside the support or (0, 1)
+    for xs, qs in ((x, q), (np.r_[x, -np.inf, np.inf, np.nan], np.r_[q, 0.0, 1.0, -0.1, np.nan]),
+                   (x[:1], q[:1])):
+        _check_gennorm_and_laplace(beta, xs, qs)
+
+
+def _check_gennorm_and_laplace(beta, x, q):
+    from gradstats.families import GenNorm, Laplace
+
+    for loc, scale in ((0.0, 1.0), (0.3, 2e-3)):
+        d, ref = GenNorm(beta, loc, scale), st.gennorm(beta, loc, scale)
+        xx = loc + scale * x
+        np.testing.assert_array_equal(d.cdf(xx), ref.cdf(xx))
+        np.testing.assert_array_equal(d.sf(xx), ref.sf(xx))
+        np.testing.assert_array_equal(d.ppf(q), ref.ppf(q))
+        lap, lref = Laplace(loc, scale), st.laplace(loc, scale)
+        np.testing.assert_array_equal(lap.cdf(xx), lref.cdf(xx))
+        np.testing.assert_array_equal(lap.sf(xx), lref.sf(xx))
+        np.testing.assert_array_equal(lap.ppf(q), lref.ppf(q))
