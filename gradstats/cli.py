@@ -559,6 +559,16 @@ def _common(progress: bool) -> argparse.ArgumentParser:
     return p
 
 
+def _engine_flags(p: argparse.ArgumentParser) -> None:
+    """--engine and --scheduler of the whole-capture commands (fit, code): `captures.engine`."""
+    p.add_argument("--engine", default="process", choices=ENGINES, metavar="NAME",
+                   help="where the records run: process (--jobs worker processes on this machine) or dask "
+                        "(a dask.distributed cluster, pip install 'gradstats[dask]'); default: process")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="--engine dask: the scheduler's address, e.g. tcp://host:8786 (every worker must "
+                        "read the capture at the same path); default: a local cluster of --jobs workers")
+
+
 def _capture_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-damaged", action="store_true",
                    help="accept a capture with unreadable step files and use its readable steps")
@@ -623,12 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "capture of 4M+ entries on the CPU, else 1")
     f.add_argument("--device", type=v.device, default="cpu",
                    help="where each record's fits run: cpu, cuda or cuda:N")
-    f.add_argument("--engine", default="process", choices=ENGINES, metavar="NAME",
-                   help="where the records run: process (--jobs worker processes on this machine) or dask "
-                        "(a dask.distributed cluster, pip install 'gradstats[dask]'); default: process")
-    f.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="--engine dask: the scheduler's address, e.g. tcp://host:8786 (every worker must "
-                        "read the capture at the same path); default: a local cluster of --jobs workers")
+    _engine_flags(f)
     f.add_argument("--out", default=None, metavar="DIR",
                    help="directory to write fits.parquet into; default: the run directory")
     f.add_argument("--csv", action="store_true", help="write fits.csv instead of fits.parquet")
@@ -676,12 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--jobs", type=v.positive_int, default=None, metavar="N",
                    help="worker processes over records (1: in this process); default: all CPUs for a "
                         "step of 4M+ entries, else 1")
-    k.add_argument("--engine", default="process", choices=ENGINES, metavar="NAME",
-                   help="where the records run: process (--jobs worker processes on this machine) or dask "
-                        "(a dask.distributed cluster, pip install 'gradstats[dask]'); default: process")
-    k.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="--engine dask: the scheduler's address, e.g. tcp://host:8786 (every worker must "
-                        "read the capture at the same path); default: a local cluster of --jobs workers")
+    _engine_flags(k)
     k.add_argument("--out", default=None, metavar="DIR",
                    help="directory to write bits.parquet into; default: the run directory")
     k.add_argument("--csv", action="store_true", help="write bits.csv instead of bits.parquet")
