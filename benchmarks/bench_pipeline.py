@@ -20,7 +20,8 @@ One function per stage, so that later stages (e.g. `code_capture`) can be added 
   gennorm, zi-gennorm alone (serial) and the four together, serially (``jobs=1``) and with
   ``--jobs`` worker processes; the parallel table is checked equal to the serial one.
 - `bench_code` (``--code``): `coders.report.code_capture` with its defaults: ``verify=True``,
-  ``verify="sample"`` and ``verify=False`` serially, ``verify="sample"`` with ``--jobs`` processes.
+  ``verify="sample"`` and ``verify=False`` serially, ``verify="sample"`` with ``--jobs`` processes
+  (and with ``--device cuda``: quantized on the device, bits checked close to the host run's).
 
 Times are wall-clock seconds (best of ``--repeat``) and CPU seconds of the process and its worker
 processes; on a shared machine the CPU figure and the ratios measured in the same run are the ones
@@ -179,7 +180,7 @@ def bench_fit(cap, jobs: int, loc: str | float, device: str, single: bool, repea
     return rows
 
 
-def bench_code(cap, jobs: int = 2, repeat: int = 1) -> list[dict]:
+def bench_code(cap, jobs: int = 2, repeat: int = 1, device: str = "cpu") -> list[dict]:
     """code_capture with its defaults (models histogram, normal, laplace, gennorm; coders ans,
     huffman): every blob decoded (``verify=True``, the old default), the default
     ``verify="sample"`` and no decode at all (``verify=False``: what the bits alone cost; Huffman
@@ -198,6 +199,13 @@ def bench_code(cap, jobs: int = 2, repeat: int = 1) -> list[dict]:
     rows[-1]["equal_to_serial"] = tables[("sample", 1)].equals(tables[("sample", jobs)])
     rows[1]["bits_equal_to_verify_true"] = tables[("sample", 1)].equals(tables[(True, 1)])
     rows[2]["bits_equal_to_verify_true"] = tables[(False, 1)].equals(tables[(True, 1)])
+    if device != "cpu":  # records quantized on the device, coded on the host
+        wall, cpu, df = _timed(lambda: code_capture(cap, device=device), repeat)
+        host = tables[("sample", 1)]
+        rows.append({"stage": f"code_capture defaults, verify=sample, device={device}", "jobs": 1,
+                     "records": int(df["layer"].ne("TOTAL").sum()), "wall_s": wall, "cpu_s": cpu,
+                     "equal_to_serial": bool(np.allclose(df["bits_per_entry"], host["bits_per_entry"],
+                                                         rtol=1e-6, equal_nan=True))})
     return rows
 
 
@@ -278,7 +286,7 @@ def main() -> None:
             rows += fit_rows
         if args.code:
             del runs.runs[:]
-            code_rows = bench_code(cap, args.jobs, args.repeat)
+            code_rows = bench_code(cap, args.jobs, args.repeat, args.device)
             _speedups(code_rows, runs.runs)
             rows += code_rows
     df = pd.DataFrame(rows)
