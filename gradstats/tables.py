@@ -35,10 +35,22 @@ def _best_by_bic(rows: list[dict], has_zeros: bool) -> None:
         r["best"] = r is best
 
 
+LAST_COLUMNS = ("flags", "seconds", "beta_se")
+"""The columns `fit_all` puts last, after `best`."""
+
+
 def fit_all(x: Any, families: Sequence[str] = ("normal", "laplace", "gennorm"), loc: str | float = "fit",
             nan_policy: str = "raise", goodness: bool = True, max_n: int | None = 200_000,
             seed: int = 0, min_shape_n: int = MIN_SHAPE_N) -> pd.DataFrame:
-    """Fit several families to one sample: a DataFrame with one row per family.
+    """Fit several families to one sample: a DataFrame with one row per family (`fit_rows`)."""
+    return pd.DataFrame(fit_rows(x, families, loc, nan_policy, goodness, max_n, seed, min_shape_n))
+
+
+def fit_rows(x: Any, families: Sequence[str] = ("normal", "laplace", "gennorm"), loc: str | float = "fit",
+             nan_policy: str = "raise", goodness: bool = True, max_n: int | None = 200_000,
+             seed: int = 0, min_shape_n: int = MIN_SHAPE_N) -> list[dict[str, Any]]:
+    """The rows of `fit_all`, one dict per family with its keys in the table's column order (a
+    whole-capture fit builds one DataFrame from every record's rows instead of one per record).
 
     Columns: family, beta, df, pi, loc, scale (NaN where a family has no such parameter), loglik,
     aic, bic, k, n, and with `goodness` the metrics of `gradstats.goodness` (ks, ad, w1, nll_bits,
@@ -95,6 +107,6 @@ def fit_all(x: Any, families: Sequence[str] = ("normal", "laplace", "gennorm"), 
         rows.append(row)
     has_zeros = n_zero > 0
     _best_by_bic(rows, has_zeros)
-    df = pd.DataFrame(rows)
-    front = [c for c in df.columns if c not in ("flags", "seconds", "beta_se")]
-    return df[[*front, "flags", "seconds", "beta_se"]]
+    # best (set last) before flags, seconds, beta_se
+    return [{**{k: v for k, v in r.items() if k not in LAST_COLUMNS}, **{k: r[k] for k in LAST_COLUMNS}}
+            for r in rows]
