@@ -20,8 +20,9 @@ One function per stage, so that later stages (e.g. `code_capture`) can be added 
   gennorm, zi-gennorm alone (serial) and the four together, serially (``jobs=1``) and with
   ``--jobs`` worker processes; the parallel table is checked equal to the serial one.
 - `bench_code` (``--code``): `coders.report.code_capture` with its defaults: ``verify=True``,
-  ``verify="sample"`` and ``verify=False`` serially, ``verify="sample"`` with ``--jobs`` processes
-  (and with ``--device cuda``: quantized on the device, bits checked close to the host run's).
+  ``verify="sample"`` and ``verify=False`` serially, ``verify="sample"`` with ``--jobs`` processes,
+  each default coder alone (ans, huffman), and with ``--device cuda`` quantized on the device (bits
+  checked close to the host run's).
 
 Times are wall-clock seconds (best of ``--repeat``) and CPU seconds of the process and its worker
 processes; on a shared machine the CPU figure and the ratios measured in the same run are the ones
@@ -199,6 +200,10 @@ def bench_code(cap, jobs: int = 2, repeat: int = 1, device: str = "cpu") -> list
     rows[-1]["equal_to_serial"] = tables[("sample", 1)].equals(tables[("sample", jobs)])
     rows[1]["bits_equal_to_verify_true"] = tables[("sample", 1)].equals(tables[(True, 1)])
     rows[2]["bits_equal_to_verify_true"] = tables[(False, 1)].equals(tables[(True, 1)])
+    for coder in ("ans", "huffman"):  # each default coder alone (same models, verify="sample")
+        wall, cpu, df = _timed(lambda coder=coder: code_capture(cap, coders=(coder,)), repeat)
+        rows.append({"stage": f"code_capture, coder {coder} alone", "jobs": 1,
+                     "records": int(df["layer"].ne("TOTAL").sum()), "wall_s": wall, "cpu_s": cpu})
     if device != "cpu":  # records quantized on the device, coded on the host
         wall, cpu, df = _timed(lambda: code_capture(cap, device=device), repeat)
         host = tables[("sample", 1)]
