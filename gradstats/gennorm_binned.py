@@ -114,7 +114,7 @@ class CentreBins:
         dev *= dev
         cs2 = np.concatenate([[0.0], np.cumsum(dev)])
         del dev
-        self.bin_width, self.edges, self.bounds = w, edges, bounds
+        self.bin_width, self.edges = w, edges
         # the distinct core values (offsets / c) and their multiplicities: ties (the exact zeros of
         # a sparse layer sitting on the loc) are summed once per value in the windows
         first = np.flatnonzero(np.r_[True, core[1:] != core[:-1]])
