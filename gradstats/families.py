@@ -405,20 +405,17 @@ class GenNorm(_ScipyFamily):
         z = (_f64(x) - self.loc) / self.scale
         c = 0.5 * np.sign(z)
         with np.errstate(over="ignore"):
-            # scipy's logcdf / logsf broadcast beta to an array, its cdf keeps a scalar: numpy's
-            # scalar power takes sqrt / square for beta = 1/2 / 2, a last-bit change from pow
-            a, b = np.full_like(z, 1.0 / self.beta), np.full_like(z, self.beta)
-            g = scipy.special.gammaincc(a, abs(z) ** b)
-            if self.beta in (0.5, 2.0):
-                g_cdf = scipy.special.gammaincc(1.0 / self.beta, abs(z) ** self.beta)
-            else:
-                g_cdf = g
+            # scipy's logcdf / logsf broadcast beta to an array; its cdf does too when every point
+            # is inside the support, else it follows `_cdf_std`'s other path (`_shape`)
+            b = np.full_like(z, self.beta)
+            g = scipy.special.gammaincc(1.0 / b, abs(z) ** b)
         f = (0.5 + c) - c * g
         s = (0.5 - c) + c * g
         with np.errstate(divide="ignore"):
             log_f = np.where(z < 0, np.log(f), np.log1p(-s))
             log_s = np.where(z > 0, np.log(s), np.log1p(-f))
-        f = f if g_cdf is g else (0.5 + c) - c * g_cdf
+        if not np.isfinite(z).all():
+            f = self._cdf_std(z)
         return f, log_f, log_s
 
     @classmethod
