@@ -73,7 +73,8 @@ class Sample:
         self.n = len(self.values)
         self.max_n = max_n
         self.seed = seed
-        self._sorted: np.ndarray | None = None
+        self._sorted: Any = None
+        self._sorted_host: np.ndarray | None = None
         self._upper: dict[tuple[float, int], np.ndarray] = {}
         self._pool: tuple[float, float, np.ndarray] | None = None
         self._distances: dict[tuple, dict[str, float]] = {}
@@ -88,9 +89,13 @@ class Sample:
 
     @property
     def sorted_host(self) -> np.ndarray:
-        """`sorted` as float64 numpy on the host."""
+        """`sorted` as float64 numpy on the host (copied from a device once)."""
         y = self.sorted
-        return y.cpu().numpy() if is_torch(y) else y
+        if not is_torch(y):
+            return y
+        if self._sorted_host is None:
+            self._sorted_host = y.cpu().numpy()
+        return self._sorted_host
 
     def upper_abs(self, loc: float, k: int) -> np.ndarray:
         """The k largest |x - loc| over every entry, ascending, float64 on the host.
