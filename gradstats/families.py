@@ -123,6 +123,15 @@ class Family:
         three (KS and AD); a family overrides it where one evaluation serves the three."""
         return self.cdf(x), self.logcdf(x), self.logsf(x)
 
+    standard_tail: Any = None
+    tail_interpolation: ClassVar[bool] = False
+    """True where `standard_tail` is costly (GenNorm: two incomplete gammas a point), so that the
+    goodness statistics evaluate it exactly at every 32nd sorted point and interpolate between."""
+    """For a family symmetric about `loc` (Normal, Laplace, GenNorm): a method u -> (T, log T, f0,
+    psi) of the standardized law Z = (X - loc) / scale at u >= 0, with T(u) = P(Z > u), f0 its
+    density and psi(u) = E[(Z - u)^+] = int_u^inf T (the tail integral W1 needs); the goodness
+    statistics interpolate them along a sorted sample (`gradstats.sorted_cdf`). None elsewhere."""
+
     def isf(self, q: ArrayLike) -> np.ndarray:
         """Inverse survival function: the x with P(X > x) = q, accurate for tiny q."""
         return self._frozen.isf(_f64(q))
@@ -238,6 +247,19 @@ class Normal(_ScipyFamily):
     def __init__(self, loc: float = 0.0, scale: float = 1.0):
         self._freeze(loc=loc, scale=scale)
 
+    def standard_tail(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(T, log T, f0, psi) of the standardized family at u >= 0 (`Family.standard_tail`):
+        T = Phi(-u), f0 = phi(u), psi = phi(u) - u Phi(-u); log T = log of ndtr's T (as accurate,
+        relatively, as T is), log_ndtr only where T underflows (u > 38)."""
+        t = scipy.special.ndtr(-u)
+        with np.errstate(divide="ignore"):
+            log_t = np.log(t)
+        under = t == 0
+        if under.any():
+            log_t[under] = scipy.special.log_ndtr(-u[under])
+        f0 = np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
+        return t, log_t, f0, f0 - u * t
+
     # The verbs the goodness statistics evaluate on every sample point, straight from
     # scipy.special as scipy.stats.norm computes them (the same numbers) without its wrapper's
     # argument checks, which cost as much as the functions at 1e5 points.
@@ -282,6 +304,12 @@ class Laplace(_ScipyFamily):
 
     def __init__(self, loc: float = 0.0, scale: float = 1.0):
         self._freeze(loc=loc, scale=scale)
+
+    def standard_tail(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(T, log T, f0, psi) of the standardized family at u >= 0 (`Family.standard_tail`):
+        T = f0 = psi = e^-u / 2, log T = -log 2 - u."""
+        t = 0.5 * np.exp(-u)
+        return t, -math.log(2.0) - u, t, t
 
     def cdf(self, x: ArrayLike) -> np.ndarray:
         """F(x) = 1 - e^-z / 2 above loc, e^z / 2 below (scipy's laplace._cdf), z = (x - loc) / scale."""
@@ -342,10 +370,25 @@ class GenNorm(_ScipyFamily):
 
     name = "gennorm"
     param_names = ("beta", "loc", "scale")
+    tail_interpolation = True
     _scipy = scipy.stats.gennorm
 
     def __init__(self, beta: float = 2.0, loc: float = 0.0, scale: float = 1.0):
         self._freeze(beta=beta, loc=loc, scale=scale)
+
+    def standard_tail(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(T, log T, f0, psi) of the standardized family at u >= 0 (`Family.standard_tail`), w = u^b:
+        T = Q(1/b, w) / 2, f0 = b e^-w / (2 Gamma(1/b)), psi = Gamma(2/b) Q(2/b, w) / (2 Gamma(1/b))
+        - u T (E[(Z - u)^+] by the substitution w = z^b)."""
+        b = self.beta
+        with np.errstate(over="ignore", divide="ignore"):
+            w = u**b
+            t = 0.5 * scipy.special.gammaincc(1.0 / b, w)
+            log_t = np.log(t)
+        lg1 = math.lgamma(1.0 / b)
+        f0 = (b / 2) * np.exp(-w - lg1)
+        psi = 0.5 * math.exp(math.lgamma(2.0 / b) - lg1) * scipy.special.gammaincc(2.0 / b, w) - u * t
+        return t, log_t, f0, np.maximum(psi, 0.0)
 
     # cdf, sf and ppf straight from scipy.special as scipy.stats.gennorm forms them (the same
     # numbers): the fit tables evaluate them at a few points per record (tail errors, the W1

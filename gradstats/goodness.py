@@ -6,6 +6,9 @@ holds what several families' statistics share: one sorted subsample, the top ord
 W1) sort the sample; above `max_n` entries they use a uniform random subsample of `max_n`
 entries (fixed `seed`), which bounds their cost and adds sampling noise of order 1/sqrt(max_n) to
 them. `nll_bits` and `tail_error` always use every entry, since the tails are what they measure.
+GenNorm's cdf is evaluated exactly at every 32nd sorted point and interpolated in between, each
+block checked against the exact value (`gradstats.sorted_cdf`): the statistics agree with the
+exact evaluation to ~1e-10 relative at a third of its cost.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
-from gradstats import goodness_torch
+from gradstats import goodness_torch, sorted_cdf
 from gradstats.arrays import is_torch
 from gradstats.families import Family, GenNorm, Laplace, Normal, ZeroInflated
 
@@ -158,6 +161,24 @@ def _continuous(dist: Family) -> Family:
     return dist.base if isinstance(dist, ZeroInflated) and dist.pi == 0 else dist
 
 
+def _evaluate(y: np.ndarray, dist: Family) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(F, log F, log S, Phi or None) of the continuous family `dist` at the sorted points y.
+
+    A symmetric family with `standard_tail` is evaluated exactly at every 32nd point and
+    interpolated in between, each block checked (`gradstats.sorted_cdf`, ~1e-13 relative); any
+    other by `cdf_logs` at every point, with no Phi (`_w1_sorted` forms it where it can)."""
+    if sorted_cdf.supports(dist):
+        r = sorted_cdf.sorted_cdf(dist, y)
+        return r.cdf, r.log_cdf, r.log_sf, r.phi
+    f, log_f, log_s = dist.cdf_logs(y)
+    return f, log_f, log_s, None
+
+
+def _base(dist: Family) -> Family:
+    """The family whose cdf is evaluated at the sample: a zero-inflated model's base, else dist."""
+    return dist.base if isinstance(dist, ZeroInflated) else dist
+
+
 def _ks_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None) -> float:
     """KS distance of the sorted sample y; `cdf` = F(y) when already evaluated (for a zero-inflated
     model, the base's F(y))."""
@@ -243,7 +264,8 @@ def _cdf_integral(dist: Family, x: np.ndarray, cdf: np.ndarray | None = None) ->
     return g + np.maximum(x - dist.loc, 0.0)
 
 
-def _w1_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None) -> float:
+def _w1_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None,
+               base_phi: np.ndarray | None = None) -> float:
     """W1 = int |F_n(x) - F(x)| dx between the empirical cdf of the sorted sample y and the model.
 
     Exact for the step function F_n: with Phi = int F (`_cdf_integral`, closed form) each gap
@@ -252,8 +274,8 @@ def _w1_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None) -> fl
     2 [(i / n)(x* - y_i) - (Phi(x*) - Phi(y_i))] - D_i; the ends add Phi(y_1) and E[(X - y_n)^+].
     No quantile is needed at the n sample points (the inverse incomplete gamma was most of the
     cost of the quantile form). `cdf` = F(y) of a continuous family (of a zero-inflated model's base)
-    when already evaluated. A
-    family without a closed form falls back to `_w1_quantiles`.
+    when already evaluated, `base_phi` its Phi (`_evaluate`). A family without a closed form
+    falls back to `_w1_quantiles`.
     """
     zi = isinstance(dist, ZeroInflated)
     if _cdf_integral(dist, y[:1]) is None:
@@ -264,7 +286,10 @@ def _w1_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None) -> fl
         f_left = f - dist.pi * (y == 0)  # F(y-)
     else:
         base_f = f = f_left = dist.cdf(y) if cdf is None else cdf
-    phi = _cdf_integral(dist, y, base_f)
+    if base_phi is None:
+        phi = _cdf_integral(dist, y, base_f)
+    else:
+        phi = dist.pi * np.maximum(y, 0.0) + (1 - dist.pi) * base_phi if zi else base_phi
     n = y.size
     c = np.arange(1, n) / n  # F_n on [y_i, y_i+1)
     gap = np.diff(y)
@@ -322,7 +347,8 @@ def ks_statistic(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0)
     s = _sample(x, max_n, seed)
     if is_torch(s.sorted):
         return distances(s, dist, max_n, seed)["ks"]
-    return _ks_sorted(s.sorted, _continuous(dist))
+    d = _continuous(dist)
+    return _ks_sorted(s.sorted, d, _evaluate(s.sorted, _base(d))[0])
 
 
 def anderson_darling(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> float:
@@ -339,7 +365,8 @@ def anderson_darling(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int 
     s = _sample(x, max_n, seed)
     if is_torch(s.sorted):
         return distances(s, dist, max_n, seed)["ad"]
-    return _ad_sorted(s.sorted, dist)
+    d = _continuous(dist)
+    return _ad_sorted(s.sorted, d, _evaluate(s.sorted, _base(d))[1:3])
 
 
 def wasserstein1(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> float:
@@ -357,13 +384,15 @@ def wasserstein1(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0)
     if is_torch(s.sorted):
         return distances(s, dist, max_n, seed)["w1"]
     y = s.sorted
-    # F as `distances` evaluates it (cdf_logs), so that both give the same number to the last bit
-    return _w1_sorted(y, d, None if isinstance(d, ZeroInflated) else d.cdf_logs(y)[0])
+    # F and Phi as `distances` evaluates them, so that both give the same number to the last bit
+    f, _, _, phi = _evaluate(y, _base(d))
+    return _w1_sorted(y, d, f, phi)
 
 
 def distances(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) -> dict[str, float]:
-    """ks, ad and w1 in one go: one sorted subsample, and for a continuous family one evaluation of
-    F, log F and log S at its points (`Family.cdf_logs`) serving both KS and AD. Given a `Sample`,
+    """ks, ad and w1 in one go: one sorted subsample, and one evaluation of F, log F, log S and Phi
+    at its points (`_evaluate`: interpolated along the sample for GenNorm, `gradstats.sorted_cdf`)
+    serving all three (a zero-inflated model's base at every point). Given a `Sample`,
     the result is kept on it per model (a zero-inflated model with pi = 0 counts as its base)."""
     s = _sample(x, max_n, seed)
     d = _continuous(dist)
@@ -372,14 +401,10 @@ def distances(x: Any, dist: Family, max_n: int | None = MAX_N, seed: int = 0) ->
         s._distances[key] = goodness_torch.device_distances(s.sorted, d, _cdf_integral)
     if key not in s._distances:
         y = s.sorted_host
-        if isinstance(d, ZeroInflated):  # one evaluation of the base at every point serves all three
-            f, log_f, log_s = d.base.cdf_logs(y)
-            s._distances[key] = {"ks": _ks_sorted(y, d, f), "ad": _ad_sorted(y, d, (log_f, log_s)),
-                                 "w1": _w1_sorted(y, d, f)}
-        else:
-            f, log_f, log_s = d.cdf_logs(y)
-            s._distances[key] = {"ks": _ks_sorted(y, d, f), "ad": _ad_sorted(y, d, (log_f, log_s)),
-                                 "w1": _w1_sorted(y, d, f)}
+        # one evaluation of the continuous family (a zero-inflated model's base) serves all three
+        f, log_f, log_s, phi = _evaluate(y, _base(d))
+        s._distances[key] = {"ks": _ks_sorted(y, d, f), "ad": _ad_sorted(y, d, (log_f, log_s)),
+                             "w1": _w1_sorted(y, d, f, phi)}
     return dict(s._distances[key])
 
 
