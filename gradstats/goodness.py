@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.special
 
 from gradstats import goodness_torch, sorted_cdf
 from gradstats.arrays import is_torch
-from gradstats.families import Family, GenNorm, Laplace, Normal, ZeroInflated
+from gradstats.families import Family, ZeroInflated
 
 MAX_N = 200_000
 """Default subsample size of the sorting statistics (KS, AD, W1)."""
@@ -218,50 +217,22 @@ def _ad_sorted(y: np.ndarray, dist: Family, logs: tuple[np.ndarray, np.ndarray] 
     return float(-n - terms.sum() / n)
 
 
-def _outer_integral(dist: Family, x: np.ndarray, cdf: np.ndarray | None = None) -> np.ndarray | None:
-    """G(x) = integral of the tail from x outward: int_{-inf}^x F for x <= loc, int_x^inf S above.
+def _cdf_integral(dist: Family, x: np.ndarray) -> np.ndarray | None:
+    """Phi(x) = int_{-inf}^x F(t) dt = E[(x - X)^+] in closed form (None without `standard_tail`).
 
-    G = scale psi(|z|), psi(u) = E[(Z - u)^+] for the standard symmetric Z, in closed form:
-    Normal phi(u) - u Phi(-u); Laplace e^-u / 2; GenNorm Gamma(2/b) / (2 Gamma(1/b)) Q(2/b, u^b)
-    - u Q(1/b, u^b) / 2 (E[Z; Z > u] by the substitution w = u^b). None for other families.
-    `cdf` = F(x) when already evaluated: it gives Q(1/b, u^b) / 2 = min(F, 1 - F) (one incomplete
-    gamma instead of two; 1 - F loses relative precision deep in the upper tail, where the term
-    u Q / 2 is below 1e-16 u in absolute terms, which is all W1 needs).
-    """
-    if not isinstance(dist, (Normal, Laplace, GenNorm)):
-        return None
-    u = np.abs(x - dist.loc) / dist.scale
-    if isinstance(dist, Normal):
-        psi = np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi) - u * scipy.special.ndtr(-u)
-    elif isinstance(dist, Laplace):
-        psi = 0.5 * np.exp(-u)
-    else:
-        b = dist.beta
-        with np.errstate(over="ignore"):
-            w = u**b
-        k = 0.5 * math.exp(math.lgamma(2.0 / b) - math.lgamma(1.0 / b))
-        if cdf is None:
-            half_q = 0.5 * scipy.special.gammaincc(1.0 / b, w)
-        else:
-            half_q = np.where(x < dist.loc, cdf, 1 - cdf)
-        psi = k * scipy.special.gammaincc(2.0 / b, w) - u * half_q
-    return dist.scale * np.maximum(psi, 0.0)
-
-
-def _cdf_integral(dist: Family, x: np.ndarray, cdf: np.ndarray | None = None) -> np.ndarray | None:
-    """Phi(x) = int_{-inf}^x F(t) dt = E[(x - X)^+] (closed form; None where `_outer_integral` has none).
-
-    Phi = G(x) below loc, (x - loc) + G(x) above (E[(x - X)^+] = x - E X + E[(X - x)^+]); for
-    a zero-inflated model pi max(x, 0) + (1 - pi) Phi_base(x). `cdf`: the continuous family's
-    (the base's) F(x) when already evaluated.
+    Phi = scale psi(|z|) + max(x - loc, 0): below loc the tail integral int_{-inf}^x F, above it
+    x - E X + E[(X - x)^+], with psi(u) = E[(Z - u)^+] of the standardized law (`Family.standard_tail`:
+    Normal phi(u) - u Phi(-u), Laplace e^-u / 2, GenNorm Gamma(2/b) Q(2/b, u^b) / (2 Gamma(1/b)) -
+    u Q(1/b, u^b) / 2); for a zero-inflated model pi max(x, 0) + (1 - pi) Phi_base(x).
     """
     if isinstance(dist, ZeroInflated):
-        base = _cdf_integral(dist.base, x, cdf)
+        base = _cdf_integral(dist.base, x)
         return None if base is None else dist.pi * np.maximum(x, 0.0) + (1 - dist.pi) * base
-    g = _outer_integral(dist, x, cdf)
-    if g is None:
+    if not sorted_cdf.supports(dist):
         return None
-    return g + np.maximum(x - dist.loc, 0.0)
+    x = np.asarray(x, dtype=np.float64)
+    psi = dist.standard_tail(np.abs(x - dist.loc) / dist.scale)[3]
+    return dist.scale * np.maximum(psi, 0.0) + np.maximum(x - dist.loc, 0.0)
 
 
 def _w1_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None,
@@ -287,7 +258,7 @@ def _w1_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None,
     else:
         base_f = f = f_left = dist.cdf(y) if cdf is None else cdf
     if base_phi is None:
-        phi = _cdf_integral(dist, y, base_f)
+        phi = _cdf_integral(dist, y)
     else:
         phi = dist.pi * np.maximum(y, 0.0) + (1 - dist.pi) * base_phi if zi else base_phi
     n = y.size

@@ -11,7 +11,7 @@ from gradstats.sorted_cdf import MIN_POINTS, sorted_cdf, supports
 
 def _exact(dist, y):
     f, log_f, log_s = dist.cdf_logs(y)
-    return f, log_f, log_s, gof._cdf_integral(dist, y, f)
+    return f, log_f, log_s, gof._cdf_integral(dist, y)
 
 
 def _exact_distances(y, dist):
