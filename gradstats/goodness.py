@@ -195,6 +195,22 @@ def _base(dist: Family) -> Family:
     return dist.base if isinstance(dist, ZeroInflated) else dist
 
 
+@functools.lru_cache(maxsize=8)
+def _ecdf_steps(n: int) -> np.ndarray:
+    """i / n for i = 0..n (read-only, kept per sample size: KS and W1 use it per family)."""
+    out = np.arange(0.0, n + 1) / n
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _ad_weights(n: int) -> np.ndarray:
+    """2i - 1 for i = 1..n as float64 (read-only): the Anderson-Darling weights."""
+    out = 2.0 * np.arange(1, n + 1) - 1.0
+    out.setflags(write=False)
+    return out
+
+
 def _ks_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None) -> float:
     """KS distance of the sorted sample y; `cdf` = F(y) when already evaluated (for a zero-inflated
     model, the base's F(y))."""
@@ -202,8 +218,9 @@ def _ks_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None) -> fl
         f = dist.cdf(y) if cdf is None else cdf
         n = y.size
         # D+ and D- as scipy.stats.ks_1samp forms them
-        d_plus = (np.arange(1.0, n + 1) / n - f).max()
-        d_minus = (f - np.arange(0.0, n) / n).max()
+        ecdf = _ecdf_steps(n)
+        d_plus = (ecdf[1:] - f).max()
+        d_minus = (f - ecdf[:-1]).max()
         return float(d_plus if d_plus > d_minus else d_minus)
     u, counts = np.unique(y, return_counts=True)
     fn_right = np.cumsum(counts) / y.size
@@ -229,9 +246,8 @@ def _ad_sorted(y: np.ndarray, dist: Family, logs: tuple[np.ndarray, np.ndarray] 
             logs = (logs[0][keep], logs[1][keep])
     log_f, log_s = dist.cdf_logs(y)[1:] if logs is None else logs
     n = y.size
-    i = np.arange(1, n + 1)
-    terms = (2 * i - 1) * (log_f + log_s[::-1])
-    return float(-n - terms.sum() / n)
+    # sum_i (2i - 1) (log F_i + log S_{n+1-i}) as one dot product with cached weights
+    return float(-n - np.dot(_ad_weights(n), log_f + log_s[::-1]) / n)
 
 
 def _cdf_integral(dist: Family, x: np.ndarray) -> np.ndarray | None:
@@ -279,7 +295,7 @@ def _w1_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None,
     else:
         phi = dist.pi * np.maximum(y, 0.0) + (1 - dist.pi) * base_phi if zi else base_phi
     n = y.size
-    c = np.arange(1, n) / n  # F_n on [y_i, y_i+1)
+    c = _ecdf_steps(n)[1:-1]  # F_n on [y_i, y_i+1)
     gap = np.diff(y)
     d = c * gap - np.diff(phi)
     total = np.abs(d)
