@@ -127,6 +127,11 @@ class Family:
     tail_interpolation: ClassVar[bool] = False
     """True where `standard_tail` is costly (GenNorm: two incomplete gammas a point), so that the
     goodness statistics evaluate it exactly at every 32nd sorted point and interpolate between."""
+
+    @property
+    def tail_power(self) -> float:
+        """p of the coordinate v = u^p in which the tail is smoothest to interpolate (1: u itself)."""
+        return 1.0
     """For a family symmetric about `loc` (Normal, Laplace, GenNorm): a method u -> (T, log T, f0,
     psi) of the standardized law Z = (X - loc) / scale at u >= 0, with T(u) = P(Z > u), f0 its
     density and psi(u) = E[(Z - u)^+] = int_u^inf T (the tail integral W1 needs); the goodness
@@ -375,6 +380,13 @@ class GenNorm(_ScipyFamily):
 
     def __init__(self, beta: float = 2.0, loc: float = 0.0, scale: float = 1.0):
         self._freeze(beta=beta, loc=loc, scale=scale)
+
+    @property
+    def tail_power(self) -> float:
+        """beta below 1 (T = Q(1/beta, u^beta) / 2 is smooth in u^beta, with neither the cusp at loc
+        nor the slowly falling tail it has in u), else 1 (in u^beta, Q(1/beta, .) has an infinite
+        slope at 0 when 1/beta < 1)."""
+        return self.beta if self.beta < 1 else 1.0
 
     def standard_tail(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(T, log T, f0, psi) of the standardized family at u >= 0 (`Family.standard_tail`), w = u^b:
