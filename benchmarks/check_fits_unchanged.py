@@ -1,12 +1,12 @@
 """Check: the fits of every record of a capture against a saved reference (e.g. main's code).
 
-    python benchmarks/check_fits_unchanged.py CAPTURE --save REF.json     # on the reference code
+    PYTHONPATH=/work/main python benchmarks/check_fits_unchanged.py CAPTURE --save REF.json  # reference
     python benchmarks/check_fits_unchanged.py CAPTURE --against REF.json  # on the changed code
 
 For each record (step, layer) it fits normal, laplace, gennorm (free loc) and the zi-gennorm base
 (gennorm on the non-zero entries, only where the record has exact zeros) with `gradstats.fit`, and
-stores the parameters and the log-likelihood. With --against it prints the largest relative change
-of each parameter and of the log-likelihood over all records, and exits 1 when a parameter moved by
+stores the parameters, the standard error of beta (beta_se) and the log-likelihood. With --against
+it prints the largest relative change of each of them over all records, and exits 1 when a parameter moved by
 more than --param-rtol (1e-6) or a log-likelihood by more than --loglik-rtol (1e-9), relative.
 A relative change of the loc is taken against the fitted scale (a loc near 0 has no relative
 precision of its own).
@@ -40,7 +40,8 @@ def record_fits(path: str) -> dict[str, dict]:
             for fam in FAMILIES if not prefix else ("gennorm",):
                 t = time.process_time()
                 f = fit(v, fam)
-                out[f"{step}/{layer}/{prefix}{fam}"] = {"params": f.params, "loglik": f.loglik,
+                params = {**f.params, **({"beta_se": f.se["beta"]} if "beta" in f.se else {})}
+                out[f"{step}/{layer}/{prefix}{fam}"] = {"params": params, "loglik": f.loglik,
                                                          "seconds": time.process_time() - t, "n": len(v)}
     return out
 
@@ -78,7 +79,7 @@ def main() -> int:
         scale = r["params"]["scale"]
         for name, v in r["params"].items():
             base = scale if name == "loc" else v
-            d = _rel(new["params"][name], v, base)
+            d = _rel(new["params"].get(name, math.nan), v, base)
             if d > worst.get(name, (-1.0, ""))[0]:
                 worst[name] = (d, key)
         d = _rel(new["loglik"], r["loglik"], r["loglik"])

@@ -37,7 +37,14 @@ from gradstats.arrays import (
     sum64,
 )
 from gradstats.gennorm_binned import CentreBins
-from gradstats.gennorm_loc import POLISH_MAX_CANDIDATES, center_half_width, loc_polish, loc_root, loc_search
+from gradstats.gennorm_loc import (
+    POLISH_MAX_CANDIDATES,
+    center_half_width,
+    loc_objective,
+    loc_polish,
+    loc_root,
+    loc_search,
+)
 
 BETA_BOUNDS = (0.05, 50.0)
 """GenNorm shape range searched; a fit that ends on a bound is flagged (heavy tails / near uniform)."""
@@ -318,12 +325,13 @@ def _binned_newton(bins: CentreBins, e: float, beta: float, logc: float) -> floa
 
 
 def _binned_loc_search(x: Any, beta: float, mu0: float, c: float, scale_ref: float,
-                       half_width: float) -> tuple[float | None, float]:
-    """(loc, beta) for beta < 1 from one compressing pass over x (`CentreBins` around mu0).
+                       half_width: float) -> tuple[float | None, float, CentreBins, float]:
+    """(loc, beta, bins, e) for beta < 1 from one compressing pass over x (`CentreBins` around mu0;
+    the loc is bins.m0 + c e).
 
     The same alternation as the exact path of `_gennorm_solve` (Newton in beta at fixed loc, a
     bounded Brent search of the loc at fixed beta, then the data points near it), on the binned
-    sums. (None, beta) when the loc runs to the edge of the bracket or beta reaches 1 (the exact
+    sums. loc None when the loc runs to the edge of the bracket or beta reaches 1 (the exact
     path takes over).
     """
     h = max(half_width, 1e-9 * scale_ref)
@@ -337,7 +345,7 @@ def _binned_loc_search(x: Any, beta: float, mu0: float, c: float, scale_ref: flo
     for _ in range(8):
         beta_new = _binned_newton(bins, e, beta, logc)
         if beta_new >= JOINT_MIN_BETA:
-            return None, beta_new
+            return None, beta_new, bins, e
         res = scipy.optimize.minimize_scalar(lambda m, b=beta_new: bins.sums(m, b, 0)[0], method="bounded",
                                              bounds=(-hc, hc), options={"xatol": xtol, "maxiter": 500})
         e_new = float(res.x)
@@ -348,12 +356,37 @@ def _binned_loc_search(x: Any, beta: float, mu0: float, c: float, scale_ref: flo
                 break
             e_new = best
         if abs(e_new) > 0.9 * hc:
-            return None, beta_new
+            return None, beta_new, bins, e_new
         moved, shape_moved = abs(e_new - e), abs(beta_new - beta)
         beta, e = beta_new, e_new
         if moved <= xtol and shape_moved <= 1e-7 * beta:
             break
-    return bins.m0 + c * e, beta
+    return bins.m0 + c * e, beta, bins, e
+
+
+def _binned_final(x: Any, bins: CentreBins, e: float, beta: float, mu: float, c: float,
+                  tol: float) -> _GNState | None:
+    """The state at the binned search's (loc, beta) from one exact pass for T0 alone, or None when
+    beta is not yet converged there (the caller then iterates with exact passes).
+
+    T0 (the scale and the reported log-likelihood) is summed over every entry in float64; T1 and
+    T2, which only enter the convergence test and the standard error of beta through the
+    derivatives of the profile likelihood, come from the bins (~1e-9 relative). The test is
+    `_gennorm_newton`'s: converged when the Newton step is below tol beta or would gain
+    < 1e-6 nats.
+    """
+    n = len(x)
+    t0 = loc_objective(x, mu, beta, c)
+    _, t1, t2 = bins.sums(e, beta, 2)
+    sums = [t0, t1, t2]
+    g, h = profile_grad_hess(beta, t0, t1, t2, n)
+    if not (h < 0 and math.isfinite(t0)):
+        return None
+    step = min(max(-g / h, -0.5 * beta), beta)
+    new_b = min(max(beta + step, BETA_BOUNDS[0]), BETA_BOUNDS[1])
+    if abs(new_b - beta) <= tol * beta or 0.5 * n * g * g / -h <= 1e-6:
+        return _GNState(beta, mu, sums, profile_loglik(beta, t0, n, math.log(c)), g, h, 1, True)
+    return None
 
 
 def _gennorm_solve(x: Any, beta0: float, mu0: float, c: float, fit_loc: bool, scale_ref: float,
@@ -397,11 +430,11 @@ def _gennorm_solve(x: Any, beta0: float, mu0: float, c: float, fit_loc: bool, sc
 
     if (fit_loc and fast and half_width is not None and beta0 < JOINT_MIN_BETA and not is_torch(x)
             and len(x) >= BINNED_MIN_N):
-        mu_b, beta_b = _binned_loc_search(x, beta0, mu0, c, scale_ref, half_width)
+        mu_b, beta_b, bins, e_b = _binned_loc_search(x, beta0, mu0, c, scale_ref, half_width)
         if mu_b is not None:  # beta, the scale and the likelihood at that loc from exact passes
             # (beta is already at the binned optimum, ~1e-11 off: one float64 pass confirms it)
-            st = _gennorm_newton(x, beta_b, mu_b, c, False, scale_ref, tol)
-            return st
+            st = _binned_final(x, bins, e_b, beta_b, mu_b, c, tol)
+            return _gennorm_newton(x, beta_b, mu_b, c, False, scale_ref, tol) if st is None else st
     st = polish(beta0, mu0, fit_loc and beta0 >= JOINT_MIN_BETA)
     if not fit_loc or (beta0 >= JOINT_MIN_BETA and st.beta >= JOINT_MIN_BETA and st.converged):
         st.passes = passes

@@ -42,3 +42,21 @@ def test_neighbours_of_float32_equal_the_float64_pass():
                    if np.isfinite(v)]
             assert neighbours(x, mu) == ref
             assert neighbours(x.astype(np.float64), mu) == ref
+
+
+def test_quantile_pair_is_numpys_quantile_bit_for_bit():
+    from gradstats.gennorm_loc import quantile_pair
+
+    rng = np.random.default_rng(3)
+    for trial in range(600):
+        n = int(rng.choice([1, 2, 3, 10, 101, 4097, 65536]))
+        x = rng.standard_normal(n) * 10 ** rng.uniform(-6, 3)
+        if trial % 3 == 0:
+            x = np.round(x, 1)  # ties
+        if trial % 5 == 0:
+            x = x.astype(np.float32)
+        t = min(0.45, 5 / np.sqrt(n)) if trial % 2 else rng.uniform(0, 0.5)
+        q = (0.5 - t, 0.5 + t) if trial % 7 else tuple(np.sort(rng.uniform(0, 1, 2)))
+        want = np.quantile(x, q)
+        assert quantile_pair(x, *q) == (float(want[0]), float(want[1]))
+    assert quantile_pair(np.arange(5.0), 0.0, 1.0) == (0.0, 4.0)
