@@ -116,6 +116,8 @@ class CentreBins:
         self.ties = np.diff(np.r_[first, len(core)]).astype(np.float64)
         self.value_bounds = np.searchsorted(first, bounds)
         self.core_bins = (cnt, cmean, cs2[bounds[1:]] - cs2[bounds[:-1]])
+        self._binned_at: tuple | None = None
+        self._logs_at: tuple | None = None
 
     def _window(self, e: float, extra: float = 0.0) -> tuple[int, int]:
         """Core bins [lo, hi) summed entry by entry for an evaluation at e (and within `extra` of it)."""
@@ -125,30 +127,45 @@ class CentreBins:
         return max(lo, 0), min(max(hi, 0), len(self.edges) - 1)
 
     def _binned(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The far bins and the core bins outside [lo, hi), non-empty ones only."""
+        """The far bins and the core bins outside [lo, hi), non-empty ones only (kept for the last
+        window)."""
+        if self._binned_at is not None and self._binned_at[0] == (lo, hi):
+            return self._binned_at[1]
         cnt, mean, v = self.core_bins
         outside = np.ones(len(cnt), bool)
         outside[lo:hi] = False
         outside &= cnt > 0
         n_far, m_far, v_far = self.far
-        return (np.concatenate([n_far, cnt[outside]]), np.concatenate([m_far, mean[outside]]),
-                np.concatenate([v_far, v[outside]]))
+        out = (np.concatenate([n_far, cnt[outside]]), np.concatenate([m_far, mean[outside]]),
+               np.concatenate([v_far, v[outside]]))
+        self._binned_at = ((lo, hi), out)
+        return out
 
-    def sums(self, e: float, beta: float, order: int = 2) -> list[float]:
-        """[T_0, ..., T_order] at m = m0 + c e (order 0 or 2)."""
+    def _logs(self, e: float) -> tuple[np.ndarray, ...]:
+        """For an evaluation at e: the binned counts, log |u| of their means, V / (2 u^2), and log a
+        of the window's distinct values with their multiplicities. Kept for the last e: a Newton
+        run in beta evaluates one e at many shapes, which then costs one exp per bin."""
+        if self._logs_at is not None and self._logs_at[0] == e:
+            return self._logs_at[1]
         lo, hi = self._window(e)
         n, mean, v = self._binned(lo, hi)
         u = np.maximum(np.abs(mean - e), TINY)
         lg = np.log(u)
-        p = np.exp(beta * lg)  # |u|^b
-        p2 = p / (u * u) * 0.5 * v  # V |u|^(b - 2) / 2
-        bb = beta * (beta - 1.0)
-        out = [float(n @ p + bb * p2.sum())]
+        half_v = 0.5 * v / (u * u)
         va, vb = self.value_bounds[lo], self.value_bounds[hi]
-        a = np.maximum(np.abs(self.values[va:vb] - e), TINY)
-        la = np.log(a)
-        pa = np.exp(beta * la) * self.ties[va:vb]
-        out[0] += float(pa.sum())
+        la = np.log(np.maximum(np.abs(self.values[va:vb] - e), TINY))
+        logs = (n, lg, half_v, la, self.ties[va:vb])
+        self._logs_at = (e, logs)
+        return logs
+
+    def sums(self, e: float, beta: float, order: int = 2) -> list[float]:
+        """[T_0, ..., T_order] at m = m0 + c e (order 0 or 2)."""
+        n, lg, half_v, la, ties = self._logs(e)
+        p = np.exp(beta * lg)  # |u|^b
+        p2 = p * half_v  # V |u|^(b - 2) / 2
+        bb = beta * (beta - 1.0)
+        pa = np.exp(beta * la) * ties
+        out = [float(n @ p + bb * p2.sum()) + float(pa.sum())]
         if order >= 2:
             out.append(float((n * p) @ lg + p2 @ (bb * lg + 2 * beta - 1.0)) + float(pa @ la))
             out.append(float((n * p) @ (lg * lg) + p2 @ ((bb * lg + 4 * beta - 2.0) * lg + 2.0))

@@ -295,30 +295,31 @@ instead of by ~20-30 passes over every entry."""
 
 
 def _binned_newton(bins: CentreBins, e: float, beta: float, logc: float) -> float:
-    """Safeguarded Newton in beta on the compressed sums at loc offset e (as `_gennorm_newton`)."""
+    """Safeguarded Newton in beta on the compressed sums at loc offset e (as `_gennorm_newton`).
+
+    Each trial shape costs one evaluation of T0..T2: T0 decides the line search, and T1, T2 of an
+    accepted trial give the next step.
+    """
     n = bins.n
     lo, hi = BETA_BOUNDS
-
-    def ll(b: float) -> float:
-        return profile_loglik(b, bins.sums(e, b, 0)[0], n, logc)
-
-    cur = ll(beta)
+    sums = bins.sums(e, beta, 2)
+    cur = profile_loglik(beta, sums[0], n, logc)
     for _ in range(60):
-        t0, t1, t2 = bins.sums(e, beta, 2)
-        g, h = profile_grad_hess(beta, t0, t1, t2, n)
+        g, h = profile_grad_hess(beta, *sums, n)
         step = -g / h if h < 0 else math.copysign(0.5 * beta, g)
         new_b = min(max(beta + min(max(step, -0.5 * beta), beta), lo), hi)
         t = 1.0
         for _ in range(40):
             b_try = beta + t * (new_b - beta)
-            ll_try = ll(b_try)
+            s_try = bins.sums(e, b_try, 2)
+            ll_try = profile_loglik(b_try, s_try[0], n, logc)
             if ll_try >= cur - 1e-15 * abs(cur):
                 break
             t *= 0.5
         else:
             return beta
         done = abs(b_try - beta) <= 1e-10 * beta
-        beta, cur = b_try, ll_try
+        beta, cur, sums = b_try, ll_try, s_try
         if done:
             break
     return beta
