@@ -343,10 +343,15 @@ def _binned_loc_search(x: Any, beta: float, mu0: float, c: float, scale_ref: flo
     t = min(0.45, 5.0 / math.sqrt(SUBSAMPLE))  # as the exact polish: ~POLISH_MAX_CANDIDATES points
     w = max(POLISH_MAX_CANDIDATES * hc / (4 * t * len(x)), 1e-12 * scale_ref / c)
     e = 0.0
-    for _ in range(8):
+    for rnd in range(8):
         beta_new = _binned_newton(bins, e, beta, logc)
         if beta_new >= JOINT_MIN_BETA:
             return None, beta_new, bins, e
+        if rnd and abs(beta_new - beta) <= 1e-7 * beta:
+            # the shape stood still at the loc of the last round, whose search ran at this shape
+            # to 1e-7: searching again would end where that one did
+            beta = beta_new
+            break
         res = scipy.optimize.minimize_scalar(lambda m, b=beta_new: bins.sums(m, b, 0)[0], method="bounded",
                                              bounds=(-hc, hc), options={"xatol": xtol, "maxiter": 500})
         e_new = float(res.x)
