@@ -74,6 +74,7 @@ class CentreBins:
             np.maximum(k, 0, out=k)  # the core: bins 0 and 1, dropped below
             k <<= 1
             k += below
+            k = k.astype(np.intp)  # bincount's own index type: converted once, not in each of three
             d = xc.astype(np.float64)
             d -= m0
             core_parts.append(d[a32 < r32])

@@ -55,14 +55,15 @@ def neighbours(x: Any, mu: float) -> list[float]:
     """The data points just below and just above mu (one pass).
 
     A float32 numpy vector is compared in its own precision against m, the largest float32 <= mu
-    (x <= mu exactly when x <= m), with no float64 copy; the answer is formed as mu + (x - mu)
-    in float64 as for other inputs, so both paths give the same numbers.
+    (x <= mu exactly when x <= m), with no float64 copy; a float64 one against mu itself. The
+    answer is formed as mu + (x - mu) in float64 as for other inputs (x - mu <= 0 exactly when
+    x <= mu, and rounding keeps the order of the differences), so every path gives the same numbers.
     """
     lo, hi = -math.inf, math.inf
-    if not is_torch(x) and x.dtype == np.float32 and math.isfinite(mu):
-        m = np.float32(mu)
+    if not is_torch(x) and x.dtype in (np.float32, np.float64) and math.isfinite(mu):
+        m = x.dtype.type(mu)
         if float(m) > mu:
-            m = np.nextafter(m, np.float32(-np.inf))
+            m = np.nextafter(m, x.dtype.type(-np.inf))
         at_or_below = x <= m
         lo_x = float(x.max(where=at_or_below, initial=-np.inf))
         hi_x = float(x.min(where=~at_or_below, initial=np.inf))

@@ -42,6 +42,13 @@ def test_neighbours_of_float32_equal_the_float64_pass():
                    if np.isfinite(v)]
             assert neighbours(x, mu) == ref
             assert neighbours(x.astype(np.float64), mu) == ref
+    for _ in range(300):  # float64 data off the float32 grid, mu at, between and beyond them
+        x = rng.standard_normal(int(rng.integers(1, 40))) * 10 ** rng.uniform(-8, 2)
+        for mu in (float(x[0]), float(x[0]) * (1 + 1e-15), float(rng.standard_normal() * np.abs(x).max())):
+            d = x - mu
+            ref = [mu + v for v in (d[d <= 0].max(initial=-np.inf), d[d > 0].min(initial=np.inf))
+                   if np.isfinite(v)]
+            assert neighbours(x, mu) == ref
 
 
 def test_quantile_pair_is_numpys_quantile_bit_for_bit():
