@@ -8,6 +8,7 @@ variant the fast GenNorm passes use. `prepare` is the one place input is flatten
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Callable, Iterable
@@ -184,12 +185,21 @@ def median(x: Any) -> float:
     return float(np.mean(np.array([part[:k].max(), part[k]], dtype=x.dtype)))
 
 
+@functools.lru_cache(maxsize=8)
+def _subsample_index(n: int, m: int, seed: int) -> np.ndarray:
+    """The sorted indices of `subsample` (read-only; a capture's layers repeat a few sizes, so
+    the draw and its sort are made once per size)."""
+    idx = np.sort(np.random.default_rng(seed).integers(0, n, m))
+    idx.setflags(write=False)
+    return idx
+
+
 def subsample(x: Any, m: int, seed: int = 0) -> Any:
     """m entries of x drawn uniformly with replacement, as float64, on x's device, sorted by index."""
-    idx = np.sort(np.random.default_rng(seed).integers(0, len(x), m))
+    idx = _subsample_index(len(x), m, seed)
     if is_torch(x):
         torch = sys.modules["torch"]
-        return x[torch.as_tensor(idx, device=x.device)].double()
+        return x[torch.as_tensor(np.array(idx), device=x.device)].double()  # (a writable copy for torch)
     return x[idx].astype(np.float64)
 
 
