@@ -60,13 +60,22 @@ def neighbours(x: Any, mu: float) -> list[float]:
     x <= mu, and rounding keeps the order of the differences), so every path gives the same numbers.
     """
     lo, hi = -math.inf, math.inf
+    if len(x) == 0:
+        return []
     if not is_torch(x) and x.dtype in (np.float32, np.float64) and math.isfinite(mu):
         m = x.dtype.type(mu)
         if float(m) > mu:
             m = np.nextafter(m, x.dtype.type(-np.inf))
-        at_or_below = x <= m
-        lo_x = float(x.max(where=at_or_below, initial=-np.inf))
-        hi_x = float(x.min(where=~at_or_below, initial=np.inf))
+        # with k entries <= m, they are the k smallest: one partition puts the largest of them at
+        # k - 1 and the rest above it (numpy's masked max / min or np.where over a random mask
+        # cost 3-5x as much)
+        k = int(np.count_nonzero(x <= m))
+        if k == 0 or k == len(x):
+            lo_x = -math.inf if k == 0 else float(x.max())
+            hi_x = math.inf if k else float(x.min())
+        else:
+            part = np.partition(x, k - 1)
+            lo_x, hi_x = float(part[k - 1]), float(part[k:].min())
         return [mu + (v - mu) for v in (lo_x, hi_x) if math.isfinite(v)]
     for ch in f64_chunks(x):
         d = ch - mu
