@@ -114,7 +114,10 @@ def loc_search(x: Any, beta: float, mu: float, half_width: float, c: float, xtol
     res = scipy.optimize.minimize_scalar(objective, method="bounded",
                                          bounds=(mu - half_width, mu + half_width),
                                          options={"xatol": xtol, "maxiter": 500})
-    cands = [float(res.x), *neighbours(x, float(res.x))]
+    around = neighbours(x, float(res.x))
+    # for beta < 1, Q is concave between data points: on the interval holding the Brent point its
+    # minimum is at an end, so the point itself needs no pass of its own (it wins only as one of them)
+    cands = around if beta < 1 and around else [float(res.x), *around]
     vals = [loc_objective(x, m, beta, c, exact=not fast) for m in cands]
     return cands[int(np.argmin(vals))]
 
