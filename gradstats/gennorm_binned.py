@@ -18,8 +18,9 @@ width over |u| (the third is the bin's skewness, nearly zero): below 1e-9 relati
 bins, whose width is at most 0.4 % of |x - m0|. Core bins within `WINDOW` bin widths of m are summed
 entry by entry, so the cusps of Q at the data points near m, where the maximum of the likelihood
 sits, are exact. The solver (`gradstats.gennorm_solver`) runs its loc search and shape updates on
-these sums and then recomputes beta, the scale and the reported log-likelihood at the loc found
-with exact passes over every entry.
+these sums and then computes the scale and the reported log-likelihood at the loc found from one
+exact float64 pass over every entry (T0); beta's convergence test there and its standard error use
+the binned T1, T2. `gradstats.gennorm_loc.loc_search` steps its Brent search on these sums too.
 """
 from __future__ import annotations
 

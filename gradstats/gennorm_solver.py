@@ -9,7 +9,9 @@ b >= 1; for b < 1 (a cusp at every data point) it is found by the searches of `g
 Inputs above 4 x 65536 entries start from a random subsample of 65536 (median, moment ratio, warm
 Newton); float32 ones then iterate with float32 terms (a Taylor model of the profile likelihood in
 beta from one pass) and finish with one float64 pass, which gives the reported log-likelihood: two
-passes over the data for a fixed loc.
+passes over the data for a fixed loc. A free loc at beta < 1 on 2^18 entries or more is searched
+on `gradstats.gennorm_binned.CentreBins` (one compressing pass), then one float64 pass of T0 gives
+the scale and the reported log-likelihood: two passes over the data.
 """
 from __future__ import annotations
 
