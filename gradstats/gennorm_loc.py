@@ -91,6 +91,20 @@ BINNED_SEARCH_MIN_N = 1 << 15
 """From this many (host) entries `loc_search` steps on compressed sums instead of passes over x."""
 
 
+def _float32_exact(x: Any, mu: float, c: float, half_width: float) -> bool:
+    """True when `CentreBins`, which indexes (and takes its offsets from) x in float32, sees x
+    exactly: a host vector of float32 / float16 values (also as float64, e.g. a subsample of
+    them) with its spread and bracket inside float32's normal range, and the centre's float32
+    rounding far below the bracket (the bins are chosen from float32 offsets)."""
+    if is_torch(x) or not (1e-30 < c < 1e30 and half_width > 1e-30):
+        return False
+    if abs(mu) * 2.0**-23 > 1e-3 * half_width:
+        return False
+    if x.dtype in (np.float32, np.float16):
+        return True
+    return x.dtype == np.float64 and bool(np.array_equal(x.astype(np.float32), x))
+
+
 def loc_search(x: Any, beta: float, mu: float, half_width: float, c: float, xtol: float,
                         fast: bool = False) -> float:
     """Location for beta < 1, where sum |x - mu|^beta has a cusp at every data point.
@@ -99,7 +113,7 @@ def loc_search(x: Any, beta: float, mu: float, half_width: float, c: float, xtol
     Brent over [mu - h, mu + h]; then the data points on either side of it are tried as well
     (the exact maximum of the likelihood sits on a data point).
     """
-    if not is_torch(x) and len(x) >= BINNED_SEARCH_MIN_N and half_width > 0:
+    if len(x) >= BINNED_SEARCH_MIN_N and half_width > 0 and _float32_exact(x, mu, c, half_width):
         # the Brent steps on the sums of `CentreBins` (one compressing pass, then O(bins) per step,
         # ~1e-9 relative); the data points either side of its end are compared exactly below
         bins = CentreBins(x, mu, half_width, c)
@@ -178,7 +192,7 @@ def loc_polish(x: Any, beta: float, mu: float, w: float, c: float) -> float:
     cand = np.unique(near_d[: int(np.searchsorted(np.abs(near_d), w / c, side="right"))])
     if cand.size > POLISH_MAX_CANDIDATES:
         # too many candidates: narrow the window to the nearest distinct ones (radius r > 0) and
-        # move the entries beyond the narrower near radius 30 r to the series
+        # move the entries beyond the narrower near radius POLISH_FAR r to the series
         cand = cand[np.argsort(np.abs(cand), kind="stable")[:POLISH_MAX_CANDIDATES]]
         r = float(np.abs(cand).max())
         keep = int(np.searchsorted(np.abs(near_d), POLISH_FAR * r, side="left"))

@@ -67,3 +67,26 @@ def test_quantile_pair_is_numpys_quantile_bit_for_bit():
         want = np.quantile(x, q)
         assert quantile_pair(x, *q) == (float(want[0]), float(want[1]))
     assert quantile_pair(np.arange(5.0), 0.0, 1.0) == (0.0, 4.0)
+
+
+@pytest.mark.parametrize("beta", [0.3, 0.6, 0.9])
+def test_loc_search_on_the_bins_ends_where_the_exact_passes_do(beta, monkeypatch):
+    import gradstats.gennorm_loc as loc
+
+    x = st.gennorm.rvs(beta, scale=1e-3, size=60_000, random_state=11).astype(np.float32)
+    c, mu = float(np.abs(x).max()), float(np.median(x))
+    h = loc.center_half_width(x, len(x))
+    xtol = 1e-3 * h
+    built = []
+    real = loc.CentreBins
+    monkeypatch.setattr(loc, "CentreBins", lambda *a: built.append(a) or real(*a))
+    binned = loc.loc_search(x, beta, mu, h, c, xtol)
+    assert len(built) == 1  # one compressing pass served the Brent search
+    built.clear()
+    monkeypatch.setattr(loc, "BINNED_SEARCH_MIN_N", 1 << 40)
+    exact = loc.loc_search(x, beta, mu, h, c, xtol)
+    assert binned in x and binned == exact
+    # float64 data off the float32 grid is never binned (CentreBins would see it rounded)
+    monkeypatch.setattr(loc, "BINNED_SEARCH_MIN_N", 1 << 15)
+    y = x.astype(np.float64) * (1 + 1e-9)
+    assert loc.loc_search(y, beta, mu, h, c, xtol) in y and not built
