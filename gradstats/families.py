@@ -242,6 +242,13 @@ class _ScipyFamily(Family):
         self.__dict__.pop("_scipy_frozen", None)
 
 
+def _squared_deviations(c: Any, mu: float) -> Any:
+    """sum (c - mu)^2 of a float64 chunk, in one buffer."""
+    d = c - mu
+    d *= d
+    return d.sum()
+
+
 class Normal(_ScipyFamily):
     """Normal(loc, scale): density exp(-(x - loc)^2 / (2 scale^2)) / (scale sqrt(2 pi))."""
 
@@ -294,7 +301,7 @@ class Normal(_ScipyFamily):
         loglik = -n/2 (log(2 pi var) + 1)."""
         n = len(x)
         mu = chunked_sum(x, lambda c: (c.sum(),), 1)[0] / n if loc is None else float(loc)
-        var = chunked_sum(x, lambda c: (((c - mu) ** 2).sum(),), 1)[0] / n
+        var = chunked_sum(x, lambda c: (_squared_deviations(c, mu),), 1)[0] / n
         if var == 0:
             raise ConstantSample(mu)
         return Estimate({"loc": mu, "scale": math.sqrt(var)}, -0.5 * n * (math.log(2 * math.pi * var) + 1))

@@ -18,8 +18,9 @@ width over |u| (the third is the bin's skewness, nearly zero): below 1e-9 relati
 bins, whose width is at most 0.4 % of |x - m0|. Core bins within `WINDOW` bin widths of m are summed
 entry by entry, so the cusps of Q at the data points near m, where the maximum of the likelihood
 sits, are exact. The solver (`gradstats.gennorm_solver`) runs its loc search and shape updates on
-these sums and then recomputes beta, the scale and the reported log-likelihood at the loc found
-with exact passes over every entry.
+these sums and then computes the scale and the reported log-likelihood at the loc found from one
+exact float64 pass over every entry (T0); beta's convergence test there and its standard error use
+the binned T1, T2. `gradstats.gennorm_loc.loc_search` steps its Brent search on these sums too.
 """
 from __future__ import annotations
 
@@ -49,44 +50,39 @@ class CentreBins:
     def __init__(self, x: np.ndarray, m0: float, h: float, c: float):
         self.m0, self.c, self.n = float(m0), float(c), len(x)
         self.h = h / c
-        self.radius = CORE_RADIUS * self.h
-        r = self.radius
-        counts = sums = squares = None
-        core_parts = []
         # the bin of an entry only has to be narrow, not exact (its statistics are): the index is
         # the float32 bit pattern of |x - m0| shifted right by 15 (exponent and the top 8 mantissa
         # bits, 256 bins per octave, each at most 0.4 % wide), counted from that of R; the count,
-        # mean and squares come from the exact float64 offsets
-        r32 = np.float32(r * c)
-        base = int(np.array(r32).view(np.int32)) >> 15
+        # mean and squares come from the exact float64 offsets. R is rounded down to the edge of
+        # its bin, so that the core is exactly the entries of the bins below it
+        base = int(np.array(np.float32(CORE_RADIUS * h)).view(np.int32)) >> 15
+        r32 = np.array(base << 15, dtype=np.int32).view(np.float32)
+        self.radius = r = float(r32) / c
         m32 = np.float32(m0)
+        # every chunk's bins in one index range: the largest offset is that of max or min
+        lo, hi = float(x.min()), float(x.max())
+        top = np.float32(max(abs(np.float32(hi) - m32), abs(np.float32(lo) - m32), r32))
+        n_far = 2 * ((int(np.array(top).view(np.int32)) >> 15) - base + 2)
+        counts, sums, squares = np.zeros(n_far), np.zeros(n_far), np.zeros(n_far)
+        core_parts = []
         for i in range(0, len(x), CHUNK):
             xc = x[i : i + CHUNK].astype(np.float32, copy=False)
-            a32 = np.abs(xc - m32)
-            core = a32 < r32
-            d = xc.astype(np.float64)
-            d -= m0
-            core_parts.append(d[core])
+            a32 = xc - m32
+            below = a32 < 0  # odd bins: below m0
+            np.abs(a32, out=a32)
             k = a32.view(np.int32) >> 15
             k -= base - 1
+            np.maximum(k, 0, out=k)  # the core: bins 0 and 1, dropped below
             k <<= 1
-            k += xc < m32  # odd bins: below m0
-            k[core] = 0  # bins 0 and 1 are dropped below
-            m = int(k.max()) + 1
-            cnt = np.bincount(k, minlength=m)
-            s1 = np.bincount(k, weights=d, minlength=m)
+            k += below
+            k = k.astype(np.intp)  # bincount's own index type: converted once, not in each of three
+            d = xc.astype(np.float64)
+            d -= m0
+            core_parts.append(d[a32 < r32])
+            counts += np.bincount(k, minlength=n_far)
+            sums += np.bincount(k, weights=d, minlength=n_far)
             d *= d
-            s2 = np.bincount(k, weights=d, minlength=m)
-            if counts is None:
-                counts, sums, squares = np.zeros(m), np.zeros(m), np.zeros(m)
-            elif len(counts) < m:
-                pad = np.zeros(m - len(counts))
-                counts, sums, squares = (np.concatenate([v, pad]) for v in (counts, sums, squares))
-            counts[:m] += cnt
-            sums[:m] += s1
-            squares[:m] += s2
-        if counts is None:
-            counts = sums = squares = np.zeros(2)
+            squares += np.bincount(k, weights=d, minlength=n_far)
         counts[:2] = 0
         keep = counts > 0
         n_far, s1, s2 = counts[keep], sums[keep], squares[keep]
@@ -122,6 +118,8 @@ class CentreBins:
         self.ties = np.diff(np.r_[first, len(core)]).astype(np.float64)
         self.value_bounds = np.searchsorted(first, bounds)
         self.core_bins = (cnt, cmean, cs2[bounds[1:]] - cs2[bounds[:-1]])
+        self._binned_at: tuple | None = None
+        self._logs_at: tuple | None = None
 
     def _window(self, e: float, extra: float = 0.0) -> tuple[int, int]:
         """Core bins [lo, hi) summed entry by entry for an evaluation at e (and within `extra` of it)."""
@@ -131,30 +129,45 @@ class CentreBins:
         return max(lo, 0), min(max(hi, 0), len(self.edges) - 1)
 
     def _binned(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The far bins and the core bins outside [lo, hi), non-empty ones only."""
+        """The far bins and the core bins outside [lo, hi), non-empty ones only (kept for the last
+        window)."""
+        if self._binned_at is not None and self._binned_at[0] == (lo, hi):
+            return self._binned_at[1]
         cnt, mean, v = self.core_bins
         outside = np.ones(len(cnt), bool)
         outside[lo:hi] = False
         outside &= cnt > 0
         n_far, m_far, v_far = self.far
-        return (np.concatenate([n_far, cnt[outside]]), np.concatenate([m_far, mean[outside]]),
-                np.concatenate([v_far, v[outside]]))
+        out = (np.concatenate([n_far, cnt[outside]]), np.concatenate([m_far, mean[outside]]),
+               np.concatenate([v_far, v[outside]]))
+        self._binned_at = ((lo, hi), out)
+        return out
 
-    def sums(self, e: float, beta: float, order: int = 2) -> list[float]:
-        """[T_0, ..., T_order] at m = m0 + c e (order 0 or 2)."""
+    def _logs(self, e: float) -> tuple[np.ndarray, ...]:
+        """For an evaluation at e: the binned counts, log |u| of their means, V / (2 u^2), and log a
+        of the window's distinct values with their multiplicities. Kept for the last e: a Newton
+        run in beta evaluates one e at many shapes, which then costs one exp per bin."""
+        if self._logs_at is not None and self._logs_at[0] == e:
+            return self._logs_at[1]
         lo, hi = self._window(e)
         n, mean, v = self._binned(lo, hi)
         u = np.maximum(np.abs(mean - e), TINY)
         lg = np.log(u)
-        p = np.exp(beta * lg)  # |u|^b
-        p2 = p / (u * u) * 0.5 * v  # V |u|^(b - 2) / 2
-        bb = beta * (beta - 1.0)
-        out = [float(n @ p + bb * p2.sum())]
+        half_v = 0.5 * v / (u * u)
         va, vb = self.value_bounds[lo], self.value_bounds[hi]
-        a = np.maximum(np.abs(self.values[va:vb] - e), TINY)
-        la = np.log(a)
-        pa = np.exp(beta * la) * self.ties[va:vb]
-        out[0] += float(pa.sum())
+        la = np.log(np.maximum(np.abs(self.values[va:vb] - e), TINY))
+        logs = (n, lg, half_v, la, self.ties[va:vb])
+        self._logs_at = (e, logs)
+        return logs
+
+    def sums(self, e: float, beta: float, order: int = 2) -> list[float]:
+        """[T_0, ..., T_order] at m = m0 + c e (order 0 or 2)."""
+        n, lg, half_v, la, ties = self._logs(e)
+        p = np.exp(beta * lg)  # |u|^b
+        p2 = p * half_v  # V |u|^(b - 2) / 2
+        bb = beta * (beta - 1.0)
+        pa = np.exp(beta * la) * ties
+        out = [float(n @ p + bb * p2.sum()) + float(pa.sum())]
         if order >= 2:
             out.append(float((n * p) @ lg + p2 @ (bb * lg + 2 * beta - 1.0)) + float(pa @ la))
             out.append(float((n * p) @ (lg * lg) + p2 @ ((bb * lg + 4 * beta - 2.0) * lg + 2.0))
@@ -173,16 +186,26 @@ class CentreBins:
         n, mean, v = self._binned(lo, hi)
         u = mean - e
         au = np.maximum(np.abs(u), TINY)
-        sgn = np.sign(u)
-        # d^j/du^j |u|^b = b (b - 1) ... (b - j + 1) |u|^(b - j) sign(u)^j, j = 0..6
+        # d^j/du^j |u|^b = b (b - 1) ... (b - j + 1) |u|^(b - j) sign(u)^j = fall_j |u|^b (1 / u)^j,
+        # j = 0..6: one exp and log for all seven, then products
         fall = np.cumprod(np.r_[1.0, beta - np.arange(6)])
-        deriv = [fall[j] * np.exp((beta - j) * np.log(au)) * sgn**j for j in range(7)]
-        coef = [float(n @ deriv[j] + 0.5 * (v @ deriv[j + 2])) / math.factorial(j) for j in range(5)]
+        q = np.exp(beta * np.log(au))
+        inv = np.sign(u) / au
+        n_q, v_q = np.empty(7), np.empty(7)  # n @ |u|^b u^-j and v @ |u|^b u^-j
+        for j in range(7):
+            n_q[j], v_q[j] = n @ q, v @ q
+            q = q * inv
+        coef = [float(fall[j] * n_q[j] + 0.5 * fall[j + 2] * v_q[j + 2]) / math.factorial(j)
+                for j in range(5)]
         delta = cand - e
         q = sum(cj * (-delta) ** j for j, cj in enumerate(coef))
         va, vb = self.value_bounds[lo], self.value_bounds[hi]
         exact, ties = self.values[va:vb], self.ties[va:vb]
         step = max(1, (1 << 16) // max(exact.size, 1))  # 512 KiB of float64 at a time
-        for i in range(0, cand.size, step):
-            q[i : i + step] += (np.abs(exact[None, :] - cand[i : i + step, None]) ** beta) @ ties
+        with np.errstate(divide="ignore"):  # |0|^b = exp(b log 0) = 0
+            for i in range(0, cand.size, step):
+                d = np.abs(exact[None, :] - cand[i : i + step, None])
+                np.log(d, out=d)
+                d *= beta
+                q[i : i + step] += np.exp(d, out=d) @ ties  # exp(b log d): a third of the cost of d ** b
         return cand, q

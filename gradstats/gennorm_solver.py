@@ -9,7 +9,9 @@ b >= 1; for b < 1 (a cusp at every data point) it is found by the searches of `g
 Inputs above 4 x 65536 entries start from a random subsample of 65536 (median, moment ratio, warm
 Newton); float32 ones then iterate with float32 terms (a Taylor model of the profile likelihood in
 beta from one pass) and finish with one float64 pass, which gives the reported log-likelihood: two
-passes over the data for a fixed loc.
+passes over the data for a fixed loc. A free loc at beta < 1 on 2^18 entries or more is searched
+on `gradstats.gennorm_binned.CentreBins` (one compressing pass), then one float64 pass of T0 gives
+the scale and the reported log-likelihood: two passes over the data.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import scipy.optimize
 import scipy.special as sc
 
 from gradstats.arrays import (
+    CHUNK,
     SUBSAMPLE,
     ConstantSample,
     array_namespace,
@@ -37,7 +40,13 @@ from gradstats.arrays import (
     sum64,
 )
 from gradstats.gennorm_binned import CentreBins
-from gradstats.gennorm_loc import POLISH_MAX_CANDIDATES, center_half_width, loc_polish, loc_root, loc_search
+from gradstats.gennorm_loc import (
+    POLISH_MAX_CANDIDATES,
+    center_half_width,
+    loc_polish,
+    loc_root,
+    loc_search,
+)
 
 BETA_BOUNDS = (0.05, 50.0)
 """GenNorm shape range searched; a fit that ends on a bound is flagged (heavy tails / near uniform)."""
@@ -288,42 +297,44 @@ instead of by ~20-30 passes over every entry."""
 
 
 def _binned_newton(bins: CentreBins, e: float, beta: float, logc: float) -> float:
-    """Safeguarded Newton in beta on the compressed sums at loc offset e (as `_gennorm_newton`)."""
+    """Safeguarded Newton in beta on the compressed sums at loc offset e (as `_gennorm_newton`).
+
+    Each trial shape costs one evaluation of T0..T2: T0 decides the line search, and T1, T2 of an
+    accepted trial give the next step.
+    """
     n = bins.n
     lo, hi = BETA_BOUNDS
-
-    def ll(b: float) -> float:
-        return profile_loglik(b, bins.sums(e, b, 0)[0], n, logc)
-
-    cur = ll(beta)
+    sums = bins.sums(e, beta, 2)
+    cur = profile_loglik(beta, sums[0], n, logc)
     for _ in range(60):
-        t0, t1, t2 = bins.sums(e, beta, 2)
-        g, h = profile_grad_hess(beta, t0, t1, t2, n)
+        g, h = profile_grad_hess(beta, *sums, n)
         step = -g / h if h < 0 else math.copysign(0.5 * beta, g)
         new_b = min(max(beta + min(max(step, -0.5 * beta), beta), lo), hi)
         t = 1.0
         for _ in range(40):
             b_try = beta + t * (new_b - beta)
-            ll_try = ll(b_try)
+            s_try = bins.sums(e, b_try, 2)
+            ll_try = profile_loglik(b_try, s_try[0], n, logc)
             if ll_try >= cur - 1e-15 * abs(cur):
                 break
             t *= 0.5
         else:
             return beta
         done = abs(b_try - beta) <= 1e-10 * beta
-        beta, cur = b_try, ll_try
+        beta, cur, sums = b_try, ll_try, s_try
         if done:
             break
     return beta
 
 
 def _binned_loc_search(x: Any, beta: float, mu0: float, c: float, scale_ref: float,
-                       half_width: float) -> tuple[float | None, float]:
-    """(loc, beta) for beta < 1 from one compressing pass over x (`CentreBins` around mu0).
+                       half_width: float) -> tuple[float | None, float, CentreBins, float]:
+    """(loc, beta, bins, e) for beta < 1 from one compressing pass over x (`CentreBins` around mu0;
+    the loc is bins.m0 + c e).
 
     The same alternation as the exact path of `_gennorm_solve` (Newton in beta at fixed loc, a
     bounded Brent search of the loc at fixed beta, then the data points near it), on the binned
-    sums. (None, beta) when the loc runs to the edge of the bracket or beta reaches 1 (the exact
+    sums. loc None when the loc runs to the edge of the bracket or beta reaches 1 (the exact
     path takes over).
     """
     h = max(half_width, 1e-9 * scale_ref)
@@ -334,10 +345,15 @@ def _binned_loc_search(x: Any, beta: float, mu0: float, c: float, scale_ref: flo
     t = min(0.45, 5.0 / math.sqrt(SUBSAMPLE))  # as the exact polish: ~POLISH_MAX_CANDIDATES points
     w = max(POLISH_MAX_CANDIDATES * hc / (4 * t * len(x)), 1e-12 * scale_ref / c)
     e = 0.0
-    for _ in range(8):
+    for rnd in range(8):
         beta_new = _binned_newton(bins, e, beta, logc)
         if beta_new >= JOINT_MIN_BETA:
-            return None, beta_new
+            return None, beta_new, bins, e
+        if rnd and abs(beta_new - beta) <= 1e-7 * beta:
+            # the shape stood still at the loc of the last round, whose search ran at this shape
+            # to 1e-7: searching again would end where that one did
+            beta = beta_new
+            break
         res = scipy.optimize.minimize_scalar(lambda m, b=beta_new: bins.sums(m, b, 0)[0], method="bounded",
                                              bounds=(-hc, hc), options={"xatol": xtol, "maxiter": 500})
         e_new = float(res.x)
@@ -348,12 +364,58 @@ def _binned_loc_search(x: Any, beta: float, mu0: float, c: float, scale_ref: flo
                 break
             e_new = best
         if abs(e_new) > 0.9 * hc:
-            return None, beta_new
+            return None, beta_new, bins, e_new
         moved, shape_moved = abs(e_new - e), abs(beta_new - beta)
         beta, e = beta_new, e_new
         if moved <= xtol and shape_moved <= 1e-7 * beta:
             break
-    return bins.m0 + c * e, beta
+    return bins.m0 + c * e, beta, bins, e
+
+
+def _power_sum(x: np.ndarray, mu: float, beta: float, c: float) -> float:
+    """T0 = sum |(x - mu) / c|^beta over a host vector in float64, as exp(beta (log|x - mu| - log c)).
+
+    `loc_objective`'s number in two passes fewer a chunk: the chunk's own float64 copy is worked in
+    place, and an entry at mu gives exp(-inf) = 0 with no clamp (the clamped 1e-300^beta it adds
+    there is below 1e-15).
+    """
+    log_c = math.log(c)
+    total = 0.0
+    with np.errstate(divide="ignore"):
+        for i in range(0, len(x), CHUNK):
+            d = x[i : i + CHUNK].astype(np.float64)  # a copy even of float64 data: worked in place
+            d -= mu
+            np.abs(d, out=d)
+            np.log(d, out=d)
+            d -= log_c
+            d *= beta
+            total += float(np.exp(d, out=d).sum())
+    return total
+
+
+def _binned_final(x: Any, bins: CentreBins, e: float, beta: float, mu: float, c: float,
+                  tol: float) -> _GNState | None:
+    """The state at the binned search's (loc, beta) from one exact pass for T0 alone, or None when
+    beta is not yet converged there (the caller then iterates with exact passes).
+
+    T0 (the scale and the reported log-likelihood) is summed over every entry in float64; T1 and
+    T2, which only enter the convergence test and the standard error of beta through the
+    derivatives of the profile likelihood, come from the bins (~1e-9 relative). The test is
+    `_gennorm_newton`'s: converged when the Newton step is below tol beta or would gain
+    < 1e-6 nats.
+    """
+    n = len(x)
+    t0 = _power_sum(x, mu, beta, c)
+    _, t1, t2 = bins.sums(e, beta, 2)
+    sums = [t0, t1, t2]
+    g, h = profile_grad_hess(beta, t0, t1, t2, n)
+    if not (h < 0 and math.isfinite(t0)):
+        return None
+    step = min(max(-g / h, -0.5 * beta), beta)
+    new_b = min(max(beta + step, BETA_BOUNDS[0]), BETA_BOUNDS[1])
+    if abs(new_b - beta) <= tol * beta or 0.5 * n * g * g / -h <= 1e-6:
+        return _GNState(beta, mu, sums, profile_loglik(beta, t0, n, math.log(c)), g, h, 1, True)
+    return None
 
 
 def _gennorm_solve(x: Any, beta0: float, mu0: float, c: float, fit_loc: bool, scale_ref: float,
@@ -397,11 +459,11 @@ def _gennorm_solve(x: Any, beta0: float, mu0: float, c: float, fit_loc: bool, sc
 
     if (fit_loc and fast and half_width is not None and beta0 < JOINT_MIN_BETA and not is_torch(x)
             and len(x) >= BINNED_MIN_N):
-        mu_b, beta_b = _binned_loc_search(x, beta0, mu0, c, scale_ref, half_width)
+        mu_b, beta_b, bins, e_b = _binned_loc_search(x, beta0, mu0, c, scale_ref, half_width)
         if mu_b is not None:  # beta, the scale and the likelihood at that loc from exact passes
             # (beta is already at the binned optimum, ~1e-11 off: one float64 pass confirms it)
-            st = _gennorm_newton(x, beta_b, mu_b, c, False, scale_ref, tol)
-            return st
+            st = _binned_final(x, bins, e_b, beta_b, mu_b, c, tol)
+            return _gennorm_newton(x, beta_b, mu_b, c, False, scale_ref, tol) if st is None else st
     st = polish(beta0, mu0, fit_loc and beta0 >= JOINT_MIN_BETA)
     if not fit_loc or (beta0 >= JOINT_MIN_BETA and st.beta >= JOINT_MIN_BETA and st.converged):
         st.passes = passes

@@ -63,3 +63,4 @@ def test_binned_fit_is_the_exact_search_s_fit_or_better(case, monkeypatch):
     if zeros == 0.0:  # not below scipy's own fit
         b, m, s = st.gennorm.fit(x[:: 10].astype(np.float64))
         assert fast.loglik >= st.gennorm(b, m, s).logpdf(x.astype(np.float64)).sum() - 1e-6
+
