@@ -32,11 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 import scipy.special as sc
 
 from coders.models.histogram import SymbolHistogram
-from coders.models.table import floor_normalize_valid
+from coders.models.table import PROB_FLOOR, floor_normalize_valid
 from gradstats.families import GenNorm, Laplace, Normal, StudentT, ZeroInflated, family_name
 
 FITS = ("codelength", "values")
@@ -64,6 +63,39 @@ def _survival(base: str, z: np.ndarray, shape: float | None) -> np.ndarray:
     if base == "gennorm":
         return 0.5 * sc.gammaincc(1.0 / shape, z**shape)
     return sc.stdtr(shape, -z)
+
+
+def cell_probs_batch(family: str, params: dict[str, np.ndarray], edges: np.ndarray) -> np.ndarray:
+    """`cell_probs` of B parameter sets at once (each entry of `params` an array of B): (B, cells)."""
+    zi = family.startswith("zi-")
+    base = family.removeprefix("zi-")
+    shape = params[SHAPE[base]][:, None] if base in SHAPE else None
+    z = (edges[None, :] - params["loc"][:, None]) / params["scale"][:, None]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        s = _survival(base, np.abs(z), shape)
+    sa, sb = s[:, :-1], s[:, 1:]
+    out = np.where(z[:, :-1] >= 0, sa - sb, np.where(z[:, 1:] <= 0, sb - sa, 1.0 - sa - sb))
+    out = np.clip(out, 0.0, 1.0)
+    out[np.isnan(out)] = 0.0
+    if zi:
+        pi = params["pi"][:, None]
+        out *= 1.0 - pi
+        i = int(np.searchsorted(edges, 0.0, side="left")) - 1
+        if 0 <= i < out.shape[1]:
+            out[:, i] += pi[:, 0]
+    return out
+
+
+def floor_normalize_rows(q: np.ndarray) -> np.ndarray:
+    """`floor_normalize_valid` of every row of q (finite, non-negative), as one array pass."""
+    total = q.sum(axis=1, keepdims=True)
+    q = np.where(total > 0, q / np.where(total > 0, total, 1.0), 1.0 / q.shape[1])
+    small = q < PROB_FLOOR
+    deficit = PROB_FLOOR * small.sum(axis=1) - np.where(small, q, 0.0).sum(axis=1)
+    big = np.where(small, 0.0, q).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(big > 0, 1.0 - deficit / np.where(big > 0, big, 1.0), 1.0)
+    return np.where(small, PROB_FLOOR, q * factor[:, None])
 
 
 def cell_probs(family: str, params: dict[str, float], edges: np.ndarray) -> np.ndarray:
@@ -187,6 +219,20 @@ class SymbolCounts:
         q[-1] = max(0.0, 1.0 - float(q[:-1].sum()))
         return float(np.dot(self.counts, -np.log2(floor_normalize_valid(q)))) / max(self.n, 1)
 
+    def bits_batch(self, family: str, params: dict[str, np.ndarray]) -> np.ndarray:
+        """`bits` of B parameter sets (arrays of B) at once: on deterministic cells one pass over a
+        (B, cells) table, which costs about one evaluation on these small alphabets."""
+        scale = params["scale"]
+        if self.edges is None:  # stochastic cells: one convolution per set
+            return np.array([self.bits(family, {k: float(v[i]) for k, v in params.items()})
+                             for i in range(scale.size)])
+        p = cell_probs_batch(family, params, self.edges)
+        q = np.empty((p.shape[0], p.shape[1] + 1))
+        q[:, :-1] = p
+        q[:, -1] = np.maximum(0.0, 1.0 - p.sum(axis=1))
+        out = (-np.log2(floor_normalize_rows(q))) @ self.counts / max(self.n, 1)
+        return np.where(scale > 0, out, np.inf)
+
 
 @dataclass
 class CodelengthFit:
@@ -246,6 +292,21 @@ class _Coordinates:
             p["loc"] = self.loc_fixed
         return p
 
+    def to_params_batch(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """`to_params` of every row of x (B, dims): each parameter an array of B."""
+        p: dict[str, np.ndarray] = {}
+        for j, k in enumerate(self.names):
+            v = x[:, j]
+            if k == "pi":
+                p["pi"] = sc.expit(v)
+            elif k == "loc":
+                p["loc"] = v * self.s0
+            else:
+                p[k] = np.exp(v) * (self.s0 if k == "scale" else 1.0)
+        if self.loc_fixed is not None:
+            p["loc"] = np.full(x.shape[0], self.loc_fixed)
+        return p
+
     def bounds(self) -> list[tuple[float | None, float | None]]:
         out: list[tuple[float | None, float | None]] = []
         for k in self.names:
@@ -289,10 +350,10 @@ def fit_codelength(family: str, data: SymbolCounts, starts: list[tuple[str, dict
     loc_fixed = None if loc == "fit" else float(loc)
     evaluations = 0
 
-    def bits(p: dict[str, float]) -> float:
+    def bits(p: dict[str, np.ndarray]) -> np.ndarray:
         nonlocal evaluations
-        evaluations += 1
-        return data.bits(family, p)
+        evaluations += int(p["scale"].size)
+        return data.bits_batch(family, p)
 
     scored = []
     for label, p in starts:
@@ -307,9 +368,12 @@ def fit_codelength(family: str, data: SymbolCounts, starts: list[tuple[str, dict
             p["df"] = float(np.clip(p["df"], *DF_RANGE))
         if not (p["scale"] > 0 and math.isfinite(p["scale"])):
             continue
-        scored.append((bits(p), label, p))
+        scored.append((label, p))
     if not scored:
         raise ValueError(f"code-length fit of {family}: no usable starting point")
+    names = list(scored[0][1])
+    at = bits({k: np.array([q[k] for _, q in scored], dtype=float) for k in names})
+    scored = [(float(b), label, q) for b, (label, q) in zip(at, scored, strict=True)]
     scored.sort(key=lambda t: t[0])
     p, b, label = scored[0][2], scored[0][0], scored[0][1]
     for _, start_label, p0 in scored[:restarts]:
@@ -334,20 +398,76 @@ def _optimum_flags(family: str, p: dict[str, float], data: SymbolCounts) -> tupl
 
 
 def _search(bits: Any, family: str, p0: dict[str, float], loc_fixed: float | None,
-            maxiter: int) -> tuple[dict[str, float], float]:
-    """Nelder-Mead from p0: (best params, their bits)."""
+            maxiter: int, speculative: bool = True) -> tuple[dict[str, float], float]:
+    """Nelder-Mead from p0: (best params, their bits); `bits` maps a dict of parameter arrays
+    to their bits (`SymbolCounts.bits_batch`)."""
     coords = _Coordinates(family, p0, loc_fixed)
     x0 = coords.to_x(p0)
     # Nelder-Mead: no gradients (the floored table has kinks), no BLAS (L-BFGS-B's per-iteration
     # overhead is 10-20x an evaluation here); a simplex of +-0.3 in log shape / scale, loc / scale0;
     # stop at bf16's resolution (2^-8 relative: 2e-3 in log units) or 1e-5 bits per symbol
     bounds = coords.bounds()
-    x0 = np.clip(x0, [b[0] for b in bounds], [b[1] for b in bounds])
+    lower, upper = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+    x0 = np.clip(x0, lower, upper)
     simplex = np.vstack([x0, x0 + 0.3 * np.eye(x0.size)])
-    res = scipy.optimize.minimize(lambda x: bits(coords.to_params(x)), x0, method="Nelder-Mead",
-                                  bounds=bounds, options={"maxiter": maxiter, "initial_simplex": simplex,
-                                                          "xatol": 2e-3, "fatol": 1e-5})
-    return coords.to_params(res.x), float(res.fun)
+    x, fx = nelder_mead(lambda xs: bits(coords.to_params_batch(xs)), simplex, lower, upper,
+                        xatol=2e-3, fatol=1e-5, maxiter=maxiter, speculative=speculative)
+    return coords.to_params(x), fx
+
+
+def nelder_mead(f: Any, simplex: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, xatol: float,
+                fatol: float, maxiter: int, speculative: bool = True) -> tuple[np.ndarray, float]:
+    """Nelder & Mead (1965) with bounds by clipping, step for step scipy's
+    `minimize(method="Nelder-Mead")` (reflection 1, expansion 2, contractions 1/2, shrink 1/2,
+    its stopping rule and `maxiter`), for an `f` that maps a (B, dims) array of points to their B
+    values. With `speculative`, each iteration evaluates its reflection, expansion and both
+    contractions in one call (the same decisions; one call of a few rows costs about one of a
+    single point when `f` is a numpy pass over a small table), else only the points it needs.
+    Returns (best point, its value)."""
+    n = simplex.shape[1]
+    sim = np.where(simplex > upper, 2 * upper - simplex, simplex)
+    sim = np.clip(sim, lower, upper)
+    fsim = np.asarray(f(sim), dtype=float)
+    order = np.argsort(fsim)
+    sim, fsim = sim[order], fsim[order]
+    iterations = 1
+    while iterations < maxiter:
+        if np.max(np.abs(sim[1:] - sim[0])) <= xatol and np.max(np.abs(fsim[0] - fsim[1:])) <= fatol:
+            break
+        xbar = np.add.reduce(sim[:-1], 0) / n
+        worst = sim[-1]
+        trial = np.clip(np.vstack([2 * xbar - worst, 3 * xbar - 2 * worst,
+                                   1.5 * xbar - 0.5 * worst, 0.5 * xbar + 0.5 * worst]), lower, upper)
+        known = np.asarray(f(trial), dtype=float) if speculative else np.full(4, np.nan)
+
+        def value(i: int, known: np.ndarray = known, trial: np.ndarray = trial) -> float:
+            if np.isnan(known[i]):
+                known[i] = float(f(trial[i : i + 1])[0])
+            return float(known[i])
+
+        fxr, shrink, new = value(0), False, None
+        if fxr < fsim[0]:
+            new = 1 if value(1) < fxr else 0
+        elif fxr < fsim[-2]:
+            new = 0
+        elif fxr < fsim[-1]:
+            if value(2) <= fxr:
+                new = 2
+            else:
+                shrink = True
+        elif value(3) < fsim[-1]:
+            new = 3
+        else:
+            shrink = True
+        if new is not None:
+            sim[-1], fsim[-1] = trial[new], known[new]
+        if shrink:
+            sim[1:] = np.clip(sim[0] + 0.5 * (sim[1:] - sim[0]), lower, upper)
+            fsim[1:] = f(sim[1:])
+        iterations += 1
+        order = np.argsort(fsim)
+        sim, fsim = sim[order], fsim[order]
+    return sim[0], float(np.min(fsim))
 
 
 def is_degenerate(flags: tuple[str, ...] | str) -> bool:
