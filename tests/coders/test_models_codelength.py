@@ -81,3 +81,35 @@ def test_lloyd_max_cells_are_fitted_too():
     values = Codebooks(qz, q.normalize(x), fit="values").model("t")
     assert fitted.cross_entropy(qz.symbols) <= values.cross_entropy(qz.symbols) + 1e-4
     assert make_family("t", cb.codelength("t").params).name == "t"
+
+
+@pytest.mark.parametrize("beta", [0.3, 0.8, 1.0, 2.0, 6.0])
+def test_gennorm_beta_of_ratio_inverts_the_moment_ratio(beta):
+    from scipy.special import gamma
+
+    from coders.models.codelength import BETA_RANGE, gennorm_beta_of_ratio
+
+    ratio = gamma(3 / beta) * gamma(1 / beta) / gamma(2 / beta) ** 2
+    assert gennorm_beta_of_ratio(ratio) == pytest.approx(beta, rel=2e-3)
+    assert gennorm_beta_of_ratio(1.3) == BETA_RANGE[1]  # below the uniform's 4/3
+    assert gennorm_beta_of_ratio(1e9) == BETA_RANGE[0]
+
+
+@pytest.mark.parametrize("dist", [Normal(0.3, 1.5), Laplace(-0.2, 0.7), GenNorm(0.7, 0.1, 0.4),
+                                  GenNorm(2.5, 0.0, 2.0)], ids=repr)
+def test_binned_start_is_near_the_law_on_fine_cells(dist):
+    from coders.models.codelength import binned_start
+
+    x = dist.sample(200_000, rng=5)
+    qz = UniformQuantizer(scale_mult=0.1).quantize(x)
+    s = qz.symbols
+    data = SymbolCounts.of(s, qz, int(s.min()), int(s.max()))
+    got = binned_start(dist.name, data)
+    sd = float(np.std(x))
+    for k, v in dist.params.items():
+        # the model domain is x's (exponent 0): loc within 3 % of a sd, the rest within 5 %
+        tol = 0.03 * sd if k == "loc" else 0.05 * abs(v)
+        assert got[k] == pytest.approx(v, abs=tol), (k, got)
+    one = SymbolCounts.of(np.zeros(50, dtype=np.int64), qz, -1, 1)
+    assert binned_start("gennorm", one) is None  # every count in one cell: nothing to start from
+    assert binned_start("t", data) is None
