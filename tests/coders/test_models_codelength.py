@@ -113,3 +113,22 @@ def test_binned_start_is_near_the_law_on_fine_cells(dist):
     one = SymbolCounts.of(np.zeros(50, dtype=np.int64), qz, -1, 1)
     assert binned_start("gennorm", one) is None  # every count in one cell: nothing to start from
     assert binned_start("t", data) is None
+
+
+@pytest.mark.parametrize("quantizer", [UniformQuantizer(scale_mult=0.5), UniformQuantizer(levels=7),
+                                       UniformQuantizer(scale_mult=0.7, stochastic=True)],
+                         ids=lambda q: q.name)
+@pytest.mark.parametrize("dist", DISTS, ids=repr)
+def test_batched_objective_is_the_objective_of_each_set(quantizer, dist):
+    x = dist.sample(20_000, rng=6)
+    qz = quantizer.quantize(x)
+    s = qz.symbols
+    data = SymbolCounts.of(s, qz, int(s.min()) + 1, int(s.max()) - 1)  # some escapes too
+    base = dict(dist.base.params) | {"pi": dist.pi} if isinstance(dist, ZeroInflated) else dict(dist.params)
+    sets = [base, {**base, "scale": base["scale"] * 3.0, "loc": base["loc"] + 0.2},
+            {**base, "scale": base["scale"] * 1e-4}, {**base, "scale": 0.0}]
+    params = {k: np.array([p[k] for p in sets]) for k in base}
+    got = data.bits_batch(dist.name, params)
+    want = [data.bits(dist.name, p) for p in sets]
+    np.testing.assert_allclose(got[:3], want[:3], rtol=1e-9)
+    assert got[3] == np.inf == want[3]
