@@ -9,8 +9,9 @@ the relative gaps, and encode/decode throughput. `verify` says what is decoded a
   computed ones;
 - "sample" (the default of `code_capture`): per tensor and entropy coder, one model drawn with a
   seeded generator (the first built at or after a drawn position), and of its stream one window
-  of at most `SAMPLE_WINDOW` (2^16) symbols inside one drawn chunk (`sample_window`; a tensor of
-  at most 2^16 symbols is checked whole, as with True). ANS / range: the very blob whose bits are
+  of at most `SAMPLE_WINDOW` (2^16) symbols for ANS / range, `HUFFMAN_SAMPLE_LANES` lanes (2^13
+  symbols) for Huffman, inside one drawn chunk (`sample_window`; a stream no longer than its
+  window is checked whole, as with True). ANS / range: the very blob whose bits are
   reported is opened (header, model fingerprint, crc32 of every byte) and its drawn chunk decoded
   from its start for the window's length (`decode_prefix`); the table indices must equal the
   symbols' (escaped symbols as the escape entry; the escape section is covered by the crc32 only).
@@ -113,8 +114,12 @@ DEFAULT_MODELS = ("histogram", "normal", "laplace", "gennorm")
 DEFAULT_CODERS = ("ans", "huffman")
 VERIFY_MODES = (True, "sample", False)
 SAMPLE_WINDOW = 1 << 16
-"""With `verify="sample"`, a stream of more symbols than this is checked on a window of at most
-this many (module doc); a shorter one is decoded whole."""
+"""With `verify="sample"`, an ANS / range stream of more symbols than this is checked on a window
+of at most this many (module doc); a shorter one is decoded whole."""
+HUFFMAN_SAMPLE_LANES = 2
+"""With `verify="sample"`, a Huffman stream of more than this many lanes (2 x 4096 symbols) is
+checked on a window of this many whole lanes (two: the lane table is part of the check); numpy's
+Huffman decoder costs ~0.6 ms per lane, constriction's ANS ~1 ms per 2^16 symbols."""
 POOL_MIN_ENTRIES = 1 << 22
 """With `jobs=None`, `code_capture` codes a capture of fewer entries than this (4M) serially:
 forking workers and shipping the tables back costs more than it saves on a small capture."""
@@ -237,7 +242,9 @@ def bits_per_entry(
     # "sample": per coder, the model position from which the first built model is decoded
     draw = np.random.default_rng(seed if verify_seed is None else verify_seed)
     first_checked = {c: int(draw.integers(len(models))) if models else 0 for c in entropy_coders}
-    windows = {c: sample_window(n, SAMPLE_WINDOW, draw) for c in entropy_coders}
+    width = {c: HUFFMAN_SAMPLE_LANES * HUFFMAN_LANE if c.lower() == "huffman" else SAMPLE_WINDOW
+             for c in entropy_coders}
+    windows = {c: sample_window(n, width[c], draw) for c in entropy_coders}
     huffman_coder = make_coder("huffman")
     checked: set[str] = set()
     for position, spec in enumerate(models):
@@ -266,7 +273,7 @@ def bits_per_entry(
             check = verify is True or (verify == "sample" and coder not in checked
                                        and position >= first_checked[coder])
             # "sample" on a stream longer than the window checks a window of it (module doc)
-            window = windows[coder] if check and verify == "sample" and n > SAMPLE_WINDOW else None
+            window = windows[coder] if check and verify == "sample" and n > width[coder] else None
             enc_s = dec_s = math.nan
             enc_n = dec_n = n
             if coder.lower() == "huffman":
@@ -387,8 +394,9 @@ def code_capture(
     `fit`, `loc`, `select` as in `bits_per_entry`; the TOTAL rows of model `best-parametric` are
     the headline (the best non-degenerate parametric codebook per layer, `selected` says which;
     `codebook_headline(df)` puts them beside the histogram oracle).
-    `verify`: "sample" (default; each record's coders check a window of at most 2^16 symbols of
-    one model's blob, drawn with a seed from (step, layer)), True (every blob whole) or False
+    `verify`: "sample" (default; each record's coders check a window of at most 2^16 symbols
+    (Huffman 2^13) of one model's blob, drawn with a seed from (step, layer)), True (every blob
+    whole) or False
     (module doc).
     `jobs`: worker processes over records (1, the default: serial in this process; None: all CPUs
     for a capture of >= `POOL_MIN_ENTRIES` entries, serial below); the table equals the serial one.

@@ -63,6 +63,7 @@ def test_verify_modes_give_the_same_bits_and_decode_what_they_say(x):
 @pytest.mark.parametrize("verify", [True, "sample"])
 @pytest.mark.parametrize("coder", ["ans", "huffman", "zstd-3"])
 def test_a_wrong_decode_is_reported_in_every_decoding_mode(x, monkeypatch, verify, coder):
+    monkeypatch.setattr(report, "HUFFMAN_SAMPLE_LANES", 16)  # "sample" decodes x's blobs whole
     real = report.decode
 
     def corrupt(blob, model, n, name):
@@ -80,7 +81,9 @@ def test_a_wrong_decode_is_reported_in_every_decoding_mode(x, monkeypatch, verif
 @pytest.mark.parametrize("wrong", [(1, 0), (0, 1)])
 def test_a_wrong_computed_huffman_size_is_reported_when_its_blob_is_built(x, monkeypatch, verify, wrong):
     """Huffman rows take their bits from the histogram; a blob that is built (every one with
-    verify=True, the sampled one with "sample") must have exactly those bits and bytes."""
+    verify=True, the sampled one with "sample" when it is no longer than its window) must have
+    exactly those bits and bytes."""
+    monkeypatch.setattr(report, "HUFFMAN_SAMPLE_LANES", 16)
     real = report.huffman_size
 
     def off(h, m):
@@ -274,8 +277,10 @@ def test_code_capture_on_cuda_gives_the_host_bits(capture):
 
 @pytest.fixture()
 def small_window(monkeypatch):
-    """verify="sample" checks a window of one lane (4096 symbols) of the 30k-entry tensor."""
+    """verify="sample" checks a window of 4096 symbols (ANS) and of 2 lanes (8192, Huffman: the
+    default) of the 30k-entry tensor."""
     monkeypatch.setattr(report, "SAMPLE_WINDOW", 4096)
+    assert report.HUFFMAN_SAMPLE_LANES == 2
 
 
 def test_sample_window_checks_a_window_and_keeps_the_bits(x, small_window):
