@@ -480,7 +480,8 @@ def _search(bits: Any, family: str, p0: dict[str, float], loc_fixed: float | Non
     return coords.to_params(x), fx
 
 
-_TRIAL_STEPS = np.array([[1.0], [2.0], [0.5], [-0.5]])
+_TRIAL_STEPS = (1.0, 2.0, 0.5, -0.5)
+"""Reflection, expansion, outside and inside contraction: xbar + c (xbar - worst)."""
 
 
 def nelder_mead(f: Any, simplex: np.ndarray, lower: np.ndarray, upper: np.ndarray, *, xatol: float,
@@ -491,26 +492,35 @@ def nelder_mead(f: Any, simplex: np.ndarray, lower: np.ndarray, upper: np.ndarra
     values. With `speculative`, each iteration evaluates its reflection, expansion and both
     contractions in one call (the same decisions; one call of a few rows costs about one of a
     single point when `f` is a numpy pass over a small table), else only the points it needs.
-    Returns (best point, its value)."""
+    The simplex of at most a few points lives in Python floats (numpy's per-call overhead would
+    cost more than the arithmetic). Returns (best point, its value)."""
     n = simplex.shape[1]
-    sim = np.where(simplex > upper, 2 * upper - simplex, simplex)
-    sim = np.clip(sim, lower, upper)
-    fsim = np.asarray(f(sim), dtype=float)
-    order = np.argsort(fsim)
-    sim, fsim = sim[order], fsim[order]
+    lo, hi = [float(v) for v in lower], [float(v) for v in upper]
+
+    def clip(x: list[float]) -> list[float]:
+        return [min(max(v, a), b) for v, a, b in zip(x, lo, hi, strict=True)]
+
+    sim = [clip([2 * b - v if v > b else v for v, b in zip(row, hi, strict=True)])
+           for row in simplex.tolist()]
+    fsim = [float(v) for v in f(np.array(sim))]
+    order = sorted(range(n + 1), key=fsim.__getitem__)
+    sim, fsim = [sim[i] for i in order], [fsim[i] for i in order]
     iterations = 1
     while iterations < maxiter:
-        if np.max(np.abs(sim[1:] - sim[0])) <= xatol and np.max(np.abs(fsim[0] - fsim[1:])) <= fatol:
+        best = sim[0]
+        if (max(abs(v - b) for row in sim[1:] for v, b in zip(row, best, strict=True)) <= xatol
+                and max(abs(fsim[0] - v) for v in fsim[1:]) <= fatol):
             break
-        xbar = np.add.reduce(sim[:-1], 0) / n
-        # reflection, expansion, outside and inside contraction: xbar + c (xbar - worst)
-        trial = np.clip(xbar + _TRIAL_STEPS * (xbar - sim[-1]), lower, upper)
-        known = np.asarray(f(trial), dtype=float) if speculative else np.full(4, np.nan)
+        xbar = [sum(col) / n for col in zip(*sim[:-1], strict=True)]
+        worst = sim[-1]
+        trial = [clip([m + c * (m - w) for m, w in zip(xbar, worst, strict=True)]) for c in _TRIAL_STEPS]
+        known: list[float | None] = ([float(v) for v in f(np.array(trial))] if speculative
+                                     else [None] * 4)
 
-        def value(i: int, known: np.ndarray = known, trial: np.ndarray = trial) -> float:
-            if np.isnan(known[i]):
-                known[i] = float(f(trial[i : i + 1])[0])
-            return float(known[i])
+        def value(i: int, known: list = known, trial: list = trial) -> float:
+            if known[i] is None:
+                known[i] = float(f(np.array([trial[i]]))[0])
+            return known[i]
 
         fxr, shrink, new = value(0), False, None
         if fxr < fsim[0]:
@@ -529,12 +539,12 @@ def nelder_mead(f: Any, simplex: np.ndarray, lower: np.ndarray, upper: np.ndarra
         if new is not None:
             sim[-1], fsim[-1] = trial[new], known[new]
         if shrink:
-            sim[1:] = np.clip(sim[0] + 0.5 * (sim[1:] - sim[0]), lower, upper)
-            fsim[1:] = f(sim[1:])
+            sim[1:] = [clip([b + 0.5 * (v - b) for v, b in zip(row, best, strict=True)]) for row in sim[1:]]
+            fsim[1:] = [float(v) for v in f(np.array(sim[1:]))]
         iterations += 1
-        order = np.argsort(fsim)
-        sim, fsim = sim[order], fsim[order]
-    return sim[0], float(np.min(fsim))
+        order = sorted(range(n + 1), key=fsim.__getitem__)
+        sim, fsim = [sim[i] for i in order], [fsim[i] for i in order]
+    return np.array(sim[0]), min(fsim)
 
 
 def is_degenerate(flags: tuple[str, ...] | str) -> bool:
