@@ -185,6 +185,27 @@ def bits_per_entry(
     checks a window (`SAMPLE_WINDOW`) of the blob of the first model built at or after a position
     drawn from `default_rng(verify_seed)` (`verify_seed` None: `seed`), the window drawn from it too.
     """
+    rows = _entry_rows(x, quantizer, models, coders, raw_baselines=raw_baselines, fit_sample=fit_sample,
+                       verify=verify, seed=seed, fit=fit, loc=loc, select=select, verify_seed=verify_seed)
+    return _frame(rows, COLUMNS)
+
+
+def _entry_rows(
+    x: Any,
+    quantizer: Any = None,
+    models: Sequence[Any] = DEFAULT_MODELS,
+    coders: Sequence[str] = DEFAULT_CODERS,
+    *,
+    raw_baselines: bool = False,
+    fit_sample: int | None = 1 << 17,
+    verify: bool | str = True,
+    seed: int = 0,
+    fit: str = "codelength",
+    loc: str | float = "fit",
+    select: bool = False,
+    verify_seed: int | None = None,
+) -> list[dict]:
+    """`bits_per_entry`'s rows (dicts of `COLUMNS`)."""
     if verify not in VERIFY_MODES or not isinstance(verify, (bool, str)):
         raise ValueError(f"bits_per_entry: verify must be one of {VERIFY_MODES}, got {verify!r}")
     q = quantizer if quantizer is not None else UniformQuantizer(scale_mult=0.5)
@@ -353,7 +374,15 @@ def bits_per_entry(
         # the lossless plane codec of the raw floats (coders.floatcodec): model raw-<format>, coder
         # planes-ans; its zstd comparison rows are the ones above
         rows.extend(raw_float_rows(x, dtypes=("bf16", "fp16", "fp32"), zstd_levels=()))
-    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+    return rows
+
+
+def _frame(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:
+    """The rows as a frame of exactly `columns` (a missing key is NaN), as
+    `pd.DataFrame(rows).reindex(columns=columns)` builds it, column by column (a third of its cost)."""
+    if not rows:
+        return pd.DataFrame(rows).reindex(columns=columns)
+    return pd.DataFrame({c: [r.get(c, math.nan) for r in rows] for c in columns})
 
 
 def _match(name: str, patterns: str | Sequence[str] | None) -> bool:
@@ -488,11 +517,11 @@ def _code_record(step: int, layer: str, values: Any, options: dict) -> Coded:
 
         x = torch.from_numpy(x).to(device)
     verify_seed = zlib.crc32(f"{step}/{layer}".encode())  # a different, reproducible draw per record
-    df = bits_per_entry(x, opts.pop("quantizer"), opts.pop("models"), opts.pop("coders"),
-                        verify_seed=verify_seed, **opts)
-    df.insert(0, "layer", layer)
-    df.insert(0, "step", step)
-    return step, layer, df, ""
+    rows = _entry_rows(x, opts.pop("quantizer"), opts.pop("models"), opts.pop("coders"),
+                       verify_seed=verify_seed, **opts)
+    for row in rows:
+        row["step"], row["layer"] = step, layer
+    return step, layer, _frame(rows, ["step", "layer", *COLUMNS]), ""
 
 
 def _code_key(capture: Any, key: tuple[int, str], *, kind: str, rank: int, options: dict,
