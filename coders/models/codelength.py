@@ -212,7 +212,8 @@ class SymbolCounts:
         ok = scale > 0
         z = (self.edges - params["loc"][:, None]) / np.where(ok, scale, 1.0)[:, None]
         shape = params[SHAPE[base]][:, None] if base in SHAPE else None
-        g = np.copysign(0.5 - _survival(base, np.abs(z), shape), z)
+        g = 0.5 - _survival(base, np.abs(z), shape)
+        np.copysign(g, z, out=g)
         q = np.empty(z.shape)  # cells lo..hi, then the escape entry
         np.subtract(g[:, 1:], g[:, :-1], out=q[:, :-1])
         np.fmax(q[:, :-1], 0.0, out=q[:, :-1])  # NaN (a degenerate z) -> 0
@@ -222,13 +223,14 @@ class SymbolCounts:
                 q[:, self._zero_cell] += params["pi"]
         q[:, -1] = np.fmax(1.0 - q[:, :-1].sum(axis=1), 0.0)
         q /= q.sum(axis=1, keepdims=True)
-        small = q < PROB_FLOOR  # floor_normalize_valid, row by row
-        if small.any():
-            big = np.where(small, 0.0, q)
-            total = big.sum(axis=1)
-            deficit = PROB_FLOOR * small.sum(axis=1) - (1.0 - total)
-            q = big * (1.0 - deficit / total)[:, None] + PROB_FLOOR * small
-        out = (np.log2(q[:, self._present]) @ self._present_counts) / -max(self.n, 1)
+        # floor_normalize_valid row by row: the small entries raised to the floor, the deficit
+        # F n_small - (1 - big) taken from the big ones, i.e. scaled by (1 - F n_small) / big
+        small = q < PROB_FLOOR
+        big = np.where(small, 0.0, q)
+        factor = (1.0 - PROB_FLOOR * small.sum(axis=1)) / big.sum(axis=1)
+        big *= factor[:, None]
+        big[small] = PROB_FLOOR
+        out = (np.log2(big[:, self._present]) @ self._present_counts) / -max(self.n, 1)
         return np.where(ok, out, np.inf)
 
 @dataclass
@@ -498,7 +500,7 @@ def nelder_mead(f: Any, simplex: np.ndarray, lower: np.ndarray, upper: np.ndarra
     lo, hi = [float(v) for v in lower], [float(v) for v in upper]
 
     def clip(x: list[float]) -> list[float]:
-        return [min(max(v, a), b) for v, a, b in zip(x, lo, hi, strict=True)]
+        return [a if v < a else b if v > b else v for v, a, b in zip(x, lo, hi, strict=True)]
 
     sim = [clip([2 * b - v if v > b else v for v, b in zip(row, hi, strict=True)])
            for row in simplex.tolist()]
@@ -508,8 +510,9 @@ def nelder_mead(f: Any, simplex: np.ndarray, lower: np.ndarray, upper: np.ndarra
     iterations = 1
     while iterations < maxiter:
         best = sim[0]
-        if (max(abs(v - b) for row in sim[1:] for v, b in zip(row, best, strict=True)) <= xatol
-                and max(abs(fsim[0] - v) for v in fsim[1:]) <= fatol):
+        # fsim is sorted: its spread is fsim[-1] - fsim[0] (tested first, it is the cheaper test)
+        if (fsim[-1] - fsim[0] <= fatol
+                and max(abs(v - b) for row in sim[1:] for v, b in zip(row, best, strict=True)) <= xatol):
             break
         xbar = [sum(col) / n for col in zip(*sim[:-1], strict=True)]
         worst = sim[-1]
