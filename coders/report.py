@@ -214,7 +214,9 @@ def _entry_rows(
     n = s.size
     # one histogram of the symbols serves the entropy, every table's counts, cross-entropies and
     # escape bits, and the Huffman sizes (`SymbolHistogram`)
-    hist = SymbolHistogram(s)
+    # with Huffman among the coders its per-lane counts are needed: counted first (`SymbolHistogram`)
+    huffman = any(c.lower() == "huffman" for c in coders)
+    hist = SymbolHistogram(s, lanes=(DEFAULT_CHUNK, HUFFMAN_LANE) if huffman else None)
     s = hist.symbols
     h = hist.entropy()
     d = distortion(x, qz.dequantize()) if n else None
