@@ -3,17 +3,29 @@
 `bits_per_entry(x, quantizer, models, coders)` codes one tensor and returns one row per
 (model, coder): payload and side bits per entry (shown separately), the empirical entropy of the
 symbols (the limit for any model), the cross-entropy under the model (the limit for that model),
-the relative gaps, and encode/decode throughput. `verify` says which blobs are decoded and
-checked against the symbols: True (every blob; the default of `bits_per_entry` and of the tests),
-"sample" (per record, every coder decodes the blob of one model drawn with a seeded generator,
-zstd rows always; the default of `code_capture`, where verification was ~37 % of the time), False
-(none). A mismatch raises RuntimeError in every mode that decodes. Rows whose blob is not decoded
-have NaN decode rates; every bits column is the same in the three modes. Huffman's bits need no
-encode: its code lengths are fixed per symbol, so they follow from the symbol histogram per lane
-(`coders.entropy.stream.huffman_size`); its blob is built only to be decoded, and then its bits
-and bytes must equal the computed ones (else RuntimeError), so a Huffman row that is not decoded
-has NaN encode rates too. ANS / range bits are the encoder's own (`encode_counted`: one encode per
-model gives the blob and its bits).
+the relative gaps, and encode/decode throughput. `verify` says what is decoded and checked:
+- True (the default of `bits_per_entry` and of the tests): every blob is decoded whole and must
+  equal the symbols; every Huffman blob is built and its payload bits and bytes must equal the
+  computed ones;
+- "sample" (the default of `code_capture`): per tensor and entropy coder, one model drawn with a
+  seeded generator (the first built at or after a drawn position), and of its stream one window
+  of at most `SAMPLE_WINDOW` (2^16) symbols for ANS / range, `HUFFMAN_SAMPLE_LANES` lanes (2^13
+  symbols) for Huffman, inside one drawn chunk (`sample_window`; a stream no longer than its
+  window is checked whole, as with True). ANS / range: the very blob whose bits are
+  reported is opened (header, model fingerprint, crc32 of every byte) and its drawn chunk decoded
+  from its start for the window's length (`decode_prefix`); the table indices must equal the
+  symbols' (escaped symbols as the escape entry; the escape section is covered by the crc32 only).
+  Huffman: the window's lanes are coded as one chunk, whose bits and bytes must equal those
+  computed from the same lane histograms that give the row's bits (`huffman_window_size`), and
+  decoded back to the window's indices; zstd rows are always decoded whole;
+- False: nothing is decoded and no Huffman blob built.
+A mismatch raises RuntimeError in every mode that decodes. Rows where nothing is decoded have NaN
+decode rates; a windowed row's encode (Huffman) and decode rates are over its window. Every bits
+column is the same in the three modes. Huffman's bits need no encode: its code lengths are fixed
+per symbol, so they follow from the symbol histogram per lane (`coders.entropy.stream.huffman_size`);
+its blob (or window) is built only to be checked, so a Huffman row that is not checked has NaN
+encode rates too. ANS / range bits are the encoder's own (`encode_counted`: one encode per model
+gives the blob and its bits).
 `code_capture(capture, ...)` runs it per (step, layer) of a capture and adds, per step, a
 whole-model total (layer `TOTAL`) with the bf16 raw size (16 bits per entry) as the baseline
 ratio; `jobs=N` codes the records in a pool of N processes (same table as serial). Per record
@@ -71,11 +83,17 @@ import numpy as np
 import pandas as pd
 
 from coders.entropy import (
+    DEFAULT_CHUNK,
+    HUFFMAN_LANE,
     coded_cross_entropy,
     decode,
+    decode_prefix,
     encode_counted,
     huffman_code,
     huffman_size,
+    huffman_window_size,
+    make_coder,
+    sample_window,
     table_indices,
     zstd_raw_bits,
 )
@@ -95,6 +113,13 @@ from coders.wire import BF16_BITS
 DEFAULT_MODELS = ("histogram", "normal", "laplace", "gennorm")
 DEFAULT_CODERS = ("ans", "huffman")
 VERIFY_MODES = (True, "sample", False)
+SAMPLE_WINDOW = 1 << 16
+"""With `verify="sample"`, an ANS / range stream of more symbols than this is checked on a window
+of at most this many (module doc); a shorter one is decoded whole."""
+HUFFMAN_SAMPLE_LANES = 2
+"""With `verify="sample"`, a Huffman stream of more than this many lanes (2 x 4096 symbols) is
+checked on a window of this many whole lanes (two: the lane table is part of the check); numpy's
+Huffman decoder costs ~0.6 ms per lane, constriction's ANS ~1 ms per 2^16 symbols."""
 POOL_MIN_ENTRIES = 1 << 22
 """With `jobs=None`, `code_capture` codes a capture of fewer entries than this (4M) serially:
 forking workers and shipping the tables back costs more than it saves on a small capture."""
@@ -157,9 +182,30 @@ def bits_per_entry(
     (`coders.models.codebooks`); `loc`: "fit" (default, as the fit stage) or a number held fixed.
     `select`: add the `best` and `best-parametric` rows (`coders.selection`; `code_capture` does
     by default). `verify`: True, "sample" or False (module doc); with "sample" each entropy coder
-    decodes the blob of the first model built at or after a position drawn from
-    `default_rng(verify_seed)` (`verify_seed` None: `seed`).
+    checks a window (`SAMPLE_WINDOW`) of the blob of the first model built at or after a position
+    drawn from `default_rng(verify_seed)` (`verify_seed` None: `seed`), the window drawn from it too.
     """
+    rows = _entry_rows(x, quantizer, models, coders, raw_baselines=raw_baselines, fit_sample=fit_sample,
+                       verify=verify, seed=seed, fit=fit, loc=loc, select=select, verify_seed=verify_seed)
+    return _frame(rows, COLUMNS)
+
+
+def _entry_rows(
+    x: Any,
+    quantizer: Any = None,
+    models: Sequence[Any] = DEFAULT_MODELS,
+    coders: Sequence[str] = DEFAULT_CODERS,
+    *,
+    raw_baselines: bool = False,
+    fit_sample: int | None = 1 << 17,
+    verify: bool | str = True,
+    seed: int = 0,
+    fit: str = "codelength",
+    loc: str | float = "fit",
+    select: bool = False,
+    verify_seed: int | None = None,
+) -> list[dict]:
+    """`bits_per_entry`'s rows (dicts of `COLUMNS`)."""
     if verify not in VERIFY_MODES or not isinstance(verify, (bool, str)):
         raise ValueError(f"bits_per_entry: verify must be one of {VERIFY_MODES}, got {verify!r}")
     q = quantizer if quantizer is not None else UniformQuantizer(scale_mult=0.5)
@@ -168,7 +214,9 @@ def bits_per_entry(
     n = s.size
     # one histogram of the symbols serves the entropy, every table's counts, cross-entropies and
     # escape bits, and the Huffman sizes (`SymbolHistogram`)
-    hist = SymbolHistogram(s)
+    # with Huffman among the coders its per-lane counts are needed: counted first (`SymbolHistogram`)
+    huffman = any(c.lower() == "huffman" for c in coders)
+    hist = SymbolHistogram(s, lanes=(DEFAULT_CHUNK, HUFFMAN_LANE) if huffman else None)
     s = hist.symbols
     h = hist.entropy()
     d = distortion(x, qz.dequantize()) if n else None
@@ -192,7 +240,11 @@ def bits_per_entry(
                 "snr_db": d.snr_db if d else math.nan, "quantize_s": t_quant, "error": "", "notes": "",
                 "fit": "", "degenerate": False, "selected": ""}
 
-    def finish(row: dict, payload: int, side: int, enc_s: float, dec_s: float) -> dict:
+    def finish(row: dict, payload: int, side: int, enc_s: float, dec_s: float, enc_n: int | None = None,
+               dec_n: int | None = None) -> dict:
+        """The bits columns, and the rates over the `enc_n` / `dec_n` symbols timed (default n)."""
+        enc_n = n if enc_n is None else enc_n
+        dec_n = n if dec_n is None else dec_n
         bpe = (payload + side) / n if n else math.nan
         total = bpe + qside if n else math.nan
         row.update(
@@ -202,8 +254,8 @@ def bits_per_entry(
             gap_entropy=_gap(bpe, h), total_bits_per_entry=total,
             total_bits=payload + side + qz.side_bits,
             ratio_vs_bf16=BF16_BITS / total if n and total > 0 else math.nan,
-            encode_MBps=_rate(n, enc_s, 4), decode_MBps=_rate(n, dec_s, 4),
-            encode_Meps=_rate(n, enc_s, 1), decode_Meps=_rate(n, dec_s, 1),
+            encode_MBps=_rate(enc_n, enc_s, 4), decode_MBps=_rate(dec_n, dec_s, 4),
+            encode_Meps=_rate(enc_n, enc_s, 1), decode_Meps=_rate(dec_n, dec_s, 1),
         )
         row.setdefault("gap_cross_entropy", math.nan)
         return row
@@ -213,6 +265,10 @@ def bits_per_entry(
     # "sample": per coder, the model position from which the first built model is decoded
     draw = np.random.default_rng(seed if verify_seed is None else verify_seed)
     first_checked = {c: int(draw.integers(len(models))) if models else 0 for c in entropy_coders}
+    width = {c: HUFFMAN_SAMPLE_LANES * HUFFMAN_LANE if c.lower() == "huffman" else SAMPLE_WINDOW
+             for c in entropy_coders}
+    windows = {c: sample_window(n, width[c], draw) for c in entropy_coders}
+    huffman_coder = make_coder("huffman")
     checked: set[str] = set()
     for position, spec in enumerate(models):
         name = spec if isinstance(spec, str) else getattr(spec, "name", type(spec).__name__)
@@ -239,12 +295,30 @@ def bits_per_entry(
                 row["codebook_bits"] = huffman_code(model).codebook_bits
             check = verify is True or (verify == "sample" and coder not in checked
                                        and position >= first_checked[coder])
+            # "sample" on a stream longer than the window checks a window of it (module doc)
+            window = windows[coder] if check and verify == "sample" and n > width[coder] else None
             enc_s = dec_s = math.nan
+            enc_n = dec_n = n
             if coder.lower() == "huffman":
                 # Huffman's size follows from the histogram per lane; the blob is built only to
                 # be checked, and then its size must be the computed one
                 payload, nbytes = huffman_size(hist, model)
-                if check:
+                if window is not None:
+                    start, stop, chunk, lane0 = window
+                    vals = indices(model)[0][start:stop]
+                    enc_n = dec_n = vals.size
+                    (data, real), enc_s = _timed(huffman_coder.encode_chunk_counted, vals, model)
+                    want = huffman_window_size(hist, model, chunk, lane0, -(-vals.size // HUFFMAN_LANE))
+                    if (real, len(data)) != want:
+                        raise RuntimeError(f"{coder} with model {name}: symbols {start}..{stop} code to "
+                                           f"{real} bits and {len(data)} bytes, computed {want[0]} and "
+                                           f"{want[1]} (a coder bug)")
+                    checked.add(coder)
+                    out, dec_s = _timed(huffman_coder.decode_chunk, data, model, vals.size)
+                    if not np.array_equal(out, vals):
+                        raise RuntimeError(f"{coder} with model {name}: decoded symbols differ in "
+                                           f"{start}..{stop} (a coder bug)")
+                elif check:
                     (blob, real), enc_s = _timed(encode_counted, s, model, coder, indices=indices(model))
                     if real != payload or len(blob) != nbytes:
                         raise RuntimeError(f"{coder} with model {name}: the blob has {real} payload bits "
@@ -252,12 +326,22 @@ def bits_per_entry(
                                            "(a coder bug)")
             else:  # ANS / range: the bits are the encoder's own
                 (blob, payload), enc_s = _timed(encode_counted, s, model, coder, indices=indices(model))
-            if check:
+                if window is not None:  # the drawn chunk's first symbols, from the blob itself
+                    chunk = window[2]
+                    start = chunk * DEFAULT_CHUNK
+                    count = min(SAMPLE_WINDOW, n - start)
+                    checked.add(coder)
+                    out, dec_s = _timed(decode_prefix, blob, model, chunk, count, n, coder)
+                    dec_n = count
+                    if not np.array_equal(out, indices(model)[0][start : start + count]):
+                        raise RuntimeError(f"{coder} with model {name}: decoded symbols differ in "
+                                           f"{start}..{start + count} (a coder bug)")
+            if check and window is None:
                 checked.add(coder)
                 out, dec_s = _timed(decode, blob, model, n, coder)
                 if not np.array_equal(out, s):
                     raise RuntimeError(f"{coder} with model {name}: decoded symbols differ (a coder bug)")
-            finish(row, payload, model.side_bits, enc_s, dec_s)
+            finish(row, payload, model.side_bits, enc_s, dec_s, enc_n, dec_n)
             row["gap_cross_entropy"] = _gap(row["bits_per_entry"], ce)
             row["gap_payload_cross_entropy"] = _gap(row["payload_bits_per_entry"], ce)
             notes = list(model.flags)
@@ -292,7 +376,15 @@ def bits_per_entry(
         # the lossless plane codec of the raw floats (coders.floatcodec): model raw-<format>, coder
         # planes-ans; its zstd comparison rows are the ones above
         rows.extend(raw_float_rows(x, dtypes=("bf16", "fp16", "fp32"), zstd_levels=()))
-    return pd.DataFrame(rows).reindex(columns=COLUMNS)
+    return rows
+
+
+def _frame(rows: list[dict], columns: Sequence[str]) -> pd.DataFrame:
+    """The rows as a frame of exactly `columns` (a missing key is NaN), as
+    `pd.DataFrame(rows).reindex(columns=columns)` builds it, column by column (a third of its cost)."""
+    if not rows:
+        return pd.DataFrame(rows).reindex(columns=columns)
+    return pd.DataFrame({c: [r.get(c, math.nan) for r in rows] for c in columns})
 
 
 def _match(name: str, patterns: str | Sequence[str] | None) -> bool:
@@ -333,8 +425,10 @@ def code_capture(
     `fit`, `loc`, `select` as in `bits_per_entry`; the TOTAL rows of model `best-parametric` are
     the headline (the best non-degenerate parametric codebook per layer, `selected` says which;
     `codebook_headline(df)` puts them beside the histogram oracle).
-    `verify`: "sample" (default; each record's coders decode one model's blob, drawn with a seed
-    from (step, layer)), True (every blob) or False (module doc).
+    `verify`: "sample" (default; each record's coders check a window of at most 2^16 symbols
+    (Huffman 2^13) of one model's blob, drawn with a seed from (step, layer)), True (every blob
+    whole) or False
+    (module doc).
     `jobs`: worker processes over records (1, the default: serial in this process; None: all CPUs
     for a capture of >= `POOL_MIN_ENTRIES` entries, serial below); the table equals the serial one.
     `engine` "process" (this machine) or "dask" (a cluster at `scheduler`), see `captures.engine`.
@@ -425,11 +519,11 @@ def _code_record(step: int, layer: str, values: Any, options: dict) -> Coded:
 
         x = torch.from_numpy(x).to(device)
     verify_seed = zlib.crc32(f"{step}/{layer}".encode())  # a different, reproducible draw per record
-    df = bits_per_entry(x, opts.pop("quantizer"), opts.pop("models"), opts.pop("coders"),
-                        verify_seed=verify_seed, **opts)
-    df.insert(0, "layer", layer)
-    df.insert(0, "step", step)
-    return step, layer, df, ""
+    rows = _entry_rows(x, opts.pop("quantizer"), opts.pop("models"), opts.pop("coders"),
+                       verify_seed=verify_seed, **opts)
+    for row in rows:
+        row["step"], row["layer"] = step, layer
+    return step, layer, _frame(rows, ["step", "layer", *COLUMNS]), ""
 
 
 def _code_key(capture: Any, key: tuple[int, str], *, kind: str, rank: int, options: dict,

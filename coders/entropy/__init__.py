@@ -34,9 +34,13 @@ from coders.entropy.stream import (
     code_length,
     coded_cross_entropy,
     decode,
+    decode_prefix,
     encode,
     encode_counted,
+    huffman_lane_bits,
     huffman_size,
+    huffman_window_size,
+    sample_window,
     table_indices,
 )
 from coders.entropy.zstd import zstd_raw_bits
@@ -44,6 +48,7 @@ from coders.entropy.zstd import zstd_raw_bits
 __all__ = [
     "CODERS", "CODER_TYPES", "Coder", "CorruptBlobError", "DEFAULT_CHUNK", "HUFFMAN_LANE", "HUFFMAN_MAX_LEN",
     "HuffmanCode", "canonical_huffman", "code_length", "coded_cross_entropy", "coder_kind", "decode",
+    "decode_prefix", "huffman_lane_bits", "huffman_window_size", "sample_window",
     "encode", "encode_counted", "framing_bits", "huffman_code", "huffman_size", "table_indices",
     "huffman_lengths", "make_coder", "pack_bits", "unpack_bits", "zstd_raw_bits",
 ]

@@ -216,7 +216,8 @@ class HuffmanCoder:
             # J_i = J_{i-1} o J_{i-1} jumps 2^i symbols, and each lane's positions follow by halving
             at = np.arange(cap + 1, dtype=np.int64)
             win = peek(words, at, L)
-            if L <= _LUT_MAX_LEN:
+            # a lookup table of 2^L entries only where it is not far larger than the stream
+            if L <= _LUT_MAX_LEN and 1 << L <= 4 * (cap + 1):
                 lut = np.repeat(np.arange(code.order.size, dtype=np.int32),
                                 np.left_shift(1, L - code.sorted_lengths))
                 j_at, len_at = lut[win], code.sorted_lengths[lut][win]

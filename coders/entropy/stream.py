@@ -13,6 +13,11 @@ encoder's own), and `huffman_size` (a Huffman payload's bits and its blob's byte
 histogram per lane, no stream built: sum over lanes of sum_s c_lane(s) len(s), plus lane tables
 and the escape section; `encode_counted` of the same symbols reports exactly these).
 
+Checking part of a stream (`verify="sample"` of `coders.report`): `sample_window` draws a window
+inside one chunk, `decode_prefix` decodes the start of one chunk of a blob (ANS / range stop
+after it), `huffman_window_size` gives the bits and bytes of a window's lanes coded as one chunk
+from the same lane histograms as `huffman_size`.
+
 `decode` raises `CorruptBlobError` (a ValueError) and nothing else for a blob it cannot decode
 as asked: truncated, bit-flipped (the blob's crc32, `coders.entropy.container`), foreign, or
 coded with another model, coder or length.
@@ -143,15 +148,11 @@ def encode_counted(symbols: Any, model: ProbabilityModel | None = None, coder: s
     return write_blob(header, payloads, escapes), bits + escape_section_bits(escaped)
 
 
-def huffman_size(histogram: SymbolHistogram, model: ProbabilityModel, *, chunk_size: int = DEFAULT_CHUNK,
-                 lane: int = HUFFMAN_LANE) -> tuple[int, int]:
-    """(payload bits `code_length(symbols, model, "huffman", include_side=False)` counts, bytes of
-    `encode(symbols, model, "huffman")`) from the symbols' histogram, no stream built.
-
-    Code bits of a lane = sum_s c_lane(s) len(s) (`SymbolHistogram.lane_counts`; per entry when
-    that matrix would be too large), then per chunk its lane table (`chunk_size_of_lanes`), plus
-    the escape section; the bytes add the container's framing (`framing_bits`) and paddings.
-    """
+def huffman_lane_bits(histogram: SymbolHistogram, model: ProbabilityModel, *, chunk_size: int = DEFAULT_CHUNK,
+                      lane: int = HUFFMAN_LANE) -> np.ndarray:
+    """Code bits of every lane (the lanes of chunk 0, then of chunk 1, ...) of the symbols under
+    `model`'s Huffman code: sum_s c_lane(s) len(s) (`SymbolHistogram.lane_counts`; per entry when
+    that matrix would be too large)."""
     chunk_size = _check_chunk(chunk_size)
     h, n = histogram, histogram.n
     lengths = huffman_code(model).lengths
@@ -160,12 +161,25 @@ def huffman_size(histogram: SymbolHistogram, model: ProbabilityModel, *, chunk_s
         sym = np.arange(h.lo, h.hi + 1, dtype=np.int64)
         inside = (sym >= model.lo) & (sym <= model.hi)
         lens = np.where(inside, lengths[np.where(inside, sym - model.lo, 0)], lengths[model.escape])
-        lane_bits = counts @ lens
-    else:
-        c = make_coder("huffman", lane=lane)
-        idx, _ = table_indices(h.symbols, model)
-        lane_bits = np.concatenate([c.lane_bits(idx[a : a + chunk_size], model)
-                                    for a in range(0, n, chunk_size)] or [np.zeros(0, dtype=np.int64)])
+        return counts @ lens
+    c = make_coder("huffman", lane=lane)
+    idx, _ = table_indices(h.symbols, model)
+    return np.concatenate([c.lane_bits(idx[a : a + chunk_size], model)
+                           for a in range(0, n, chunk_size)] or [np.zeros(0, dtype=np.int64)])
+
+
+def huffman_size(histogram: SymbolHistogram, model: ProbabilityModel, *, chunk_size: int = DEFAULT_CHUNK,
+                 lane: int = HUFFMAN_LANE) -> tuple[int, int]:
+    """(payload bits `code_length(symbols, model, "huffman", include_side=False)` counts, bytes of
+    `encode(symbols, model, "huffman")`) from the symbols' histogram, no stream built.
+
+    Code bits of a lane = sum_s c_lane(s) len(s) (`huffman_lane_bits`), then per chunk its lane
+    table (`chunk_size_of_lanes`), plus the escape section; the bytes add the container's framing
+    (`framing_bits`) and paddings.
+    """
+    chunk_size = _check_chunk(chunk_size)
+    h, n = histogram, histogram.n
+    lane_bits = huffman_lane_bits(h, model, chunk_size=chunk_size, lane=lane)
     bits, nbytes, row = 0, 0, 0
     for a in range(0, n, chunk_size):
         k = -(-min(chunk_size, n - a) // lane)
@@ -177,18 +191,49 @@ def huffman_size(histogram: SymbolHistogram, model: ProbabilityModel, *, chunk_s
     return bits + esc, framing + nbytes + (-(-esc // 8))
 
 
+def sample_window(n: int, window: int, rng: np.random.Generator, *, chunk_size: int = DEFAULT_CHUNK,
+                  lane: int = HUFFMAN_LANE) -> tuple[int, int, int, int]:
+    """A seeded window of at most `window` symbols inside one chunk of a stream of `n`:
+    (start, stop, chunk, first lane of the chunk), the chunk drawn uniformly, then a lane-aligned
+    start inside it (`window` rounded down to whole lanes when it is smaller than the chunk).
+
+    What `verify="sample"` decodes (`coders.report`): ANS / range decode the window's chunk from
+    its start up to `stop`; Huffman codes the window's lanes as one chunk (`huffman_window_size`)."""
+    chunk_size = _check_chunk(chunk_size)
+    if n <= 0:
+        return 0, 0, 0, 0
+    c = int(rng.integers(-(-n // chunk_size)))
+    a, size = c * chunk_size, min(chunk_size, n - c * chunk_size)
+    if size <= window:
+        return a, a + size, c, 0
+    lanes = -(-size // lane)
+    k = max(1, window // lane)
+    j = int(rng.integers(lanes - k + 1))
+    return a + j * lane, min(a + (j + k) * lane, a + size), c, j
+
+
+def huffman_window_size(histogram: SymbolHistogram, model: ProbabilityModel, chunk: int, first_lane: int,
+                        lanes: int, *, chunk_size: int = DEFAULT_CHUNK,
+                        lane: int = HUFFMAN_LANE) -> tuple[int, int]:
+    """(bits, bytes) of lanes `first_lane` .. `first_lane + lanes - 1` of chunk `chunk` coded as one
+    chunk (`HuffmanCoder.encode_chunk_counted` of their symbols), from the same per-lane code bits
+    as `huffman_size` (`huffman_lane_bits`, `chunk_size_of_lanes`)."""
+    chunk_size = _check_chunk(chunk_size)
+    if chunk_size % lane and chunk:
+        raise ValueError(f"huffman_window_size: chunk {chunk} of a chunk size {chunk_size} that is not whole "
+                         f"lanes of {lane}")
+    row = chunk * (chunk_size // lane) + first_lane
+    lane_bits = huffman_lane_bits(histogram, model, chunk_size=chunk_size, lane=lane)
+    return chunk_size_of_lanes(lane_bits[row : row + lanes])
+
+
 _DECODE_FAULTS = (ValueError, IndexError, KeyError, AssertionError, OverflowError, TypeError,
                   struct.error, MemoryError, RuntimeError)
 """What a chunk decoder may raise on bytes that are not what it wrote (rust panics included)."""
 
 
-def decode(blob: bytes, model: ProbabilityModel | None = None, n: int | None = None,
-           coder: str | None = None, *, lane: int = HUFFMAN_LANE) -> np.ndarray:
-    """Inverse of `encode`: the int64 symbols. `n` and `coder`, when given, are checked.
-
-    Raises `CorruptBlobError` (a ValueError) for any blob it cannot decode as asked; a model of
-    the wrong type or an unknown coder name is a plain ValueError.
-    """
+def _open(blob: bytes, model: Any, n: int | None, coder: str | None, lane: int):
+    """(coder, model, header, payloads, escapes) of a blob, every check of `decode` made."""
     h = read_header(blob)
     if h.coder_id not in BY_WIRE_ID:
         raise CorruptBlobError(f"decode: blob is truncated or corrupt (unknown coder id {h.coder_id})")
@@ -204,8 +249,13 @@ def decode(blob: bytes, model: ProbabilityModel | None = None, n: int | None = N
     if m is None and h.dtype_code not in DTYPES:
         raise CorruptBlobError(f"decode: blob is truncated or corrupt (dtype code {h.dtype_code})")
     payloads, escapes = read_sections(blob, h)
+    return c, m, h, payloads, escapes
+
+
+def _guarded(kind: str, fn, *args):
+    """fn(*args) with every fault of a chunk decoder turned into `CorruptBlobError`."""
     try:
-        return _decode_sections(c, m, h, payloads, escapes)
+        return fn(*args)
     except CorruptBlobError:
         raise
     except _DECODE_FAULTS as err:
@@ -215,6 +265,43 @@ def decode(blob: bytes, model: ProbabilityModel | None = None, n: int | None = N
         if type(err).__name__ != "PanicException":
             raise
         raise CorruptBlobError(f"decode: blob is truncated or corrupt ({kind} panicked: {err})") from err
+
+
+def decode(blob: bytes, model: ProbabilityModel | None = None, n: int | None = None,
+           coder: str | None = None, *, lane: int = HUFFMAN_LANE) -> np.ndarray:
+    """Inverse of `encode`: the int64 symbols. `n` and `coder`, when given, are checked.
+
+    Raises `CorruptBlobError` (a ValueError) for any blob it cannot decode as asked; a model of
+    the wrong type or an unknown coder name is a plain ValueError.
+    """
+    c, m, h, payloads, escapes = _open(blob, model, n, coder, lane)
+    return _guarded(c.name, _decode_sections, c, m, h, payloads, escapes)
+
+
+def decode_prefix(blob: bytes, model: ProbabilityModel, chunk: int, count: int, n: int | None = None,
+                  coder: str | None = None, *, lane: int = HUFFMAN_LANE) -> np.ndarray:
+    """The int32 table indices of the first `count` symbols of chunk `chunk` of a blob (escaped
+    symbols as the escape entry), decoding no more of it than that where the coder allows: ANS and
+    range decode a chunk from its start; a Huffman chunk is decoded whole (its lanes need it).
+
+    The blob's header, model fingerprint and crc32 are checked as by `decode`; `CorruptBlobError`
+    for a blob that cannot be decoded so."""
+    c, m, h, payloads, _ = _open(blob, model, n, coder, lane)
+    if m is None:
+        raise ValueError(f"decode_prefix: coder {c.name!r} codes no table indices")
+    size = min(h.chunk_size, h.n - chunk * h.chunk_size) if 0 <= chunk < len(payloads) else -1
+    if not 0 <= count <= size:
+        raise ValueError(f"decode_prefix: chunk {chunk}, count {count} outside the blob's {len(payloads)} "
+                         f"chunks of {h.chunk_size}")
+    if c.name == "huffman":
+        idx = _guarded(c.name, c.decode_chunk, payloads[chunk], m, size, np.int32)[:count]
+    else:
+        idx = _guarded(c.name, c.decode_chunk, payloads[chunk], m, count, np.int32)
+    idx = np.asarray(idx)
+    if idx.shape != (count,) or (count and (int(idx.min()) < 0 or int(idx.max()) > m.escape)):
+        raise CorruptBlobError(f"decode: blob is truncated or corrupt ({c.name} chunk {chunk} decodes "
+                               "outside the table)")
+    return idx
 
 
 def _decode_sections(c: Any, m: ProbabilityModel | None, h: Header, payloads: list[bytes],

@@ -18,11 +18,13 @@ import numpy as np
 
 from coders.family_fit import fit_with_flags
 from coders.models.codelength import (
+    BINNED_STARTS,
     FITS,
     NESTED,
     SHAPE,
     CodelengthFit,
     SymbolCounts,
+    binned_start,
     cell_probs,
     family_params,
     fit_codelength,
@@ -159,14 +161,29 @@ class Codebooks:
             raise
         return self._codelength[family]
 
+    def _binned_data(self) -> SymbolCounts | None:
+        """The counts over the table every family shares when it needs no family to place it
+        (the alphabet fits `max_table`, or the quantizer clips), else None."""
+        q, h = self.quantized, self.histogram
+        if q.bounds is None and h.n and h.hi - h.lo + 1 > self.max_table:
+            return None
+        return self._data(*table_range(None, q, h, self.max_table))
+
     def _fit_codelength(self, family: str) -> CodelengthFit:
         starts: list[tuple[str, dict[str, float]]] = []
         failure: ValueError | None = None
-        try:
-            dist, _ = self.continuous(family)
-            starts.append(("values", family_params(dist)))
-        except ValueError as err:
-            failure = err
+        # the histogram's own moments start the families they fit (`binned_start`); the others,
+        # and a histogram they cannot start from, start from the continuous fit of the values
+        data = self._binned_data() if family in BINNED_STARTS else None
+        binned = binned_start(family, data, self.loc) if data is not None else None
+        if binned is not None:
+            starts.append(("binned", binned))
+        else:
+            try:
+                dist, _ = self.continuous(family)
+                starts.append(("values", family_params(dist)))
+            except ValueError as err:
+                failure = err
         for inner in self._inner(family):
             try:
                 p = _embed(inner, family, self.codelength(inner).params)
@@ -271,7 +288,8 @@ def build_model(spec: Any, quantized: Any, values: np.ndarray | None = None, max
     """A model from a spec: a ProbabilityModel (as is), "histogram", a family name, or a distribution.
 
     Family names are fitted to the symbols under the quantizer's cells (`fit="codelength"`, the
-    default, warm-started from the continuous fit) or by the continuous MLE (`fit="values"`,
+    default, started from the histogram's binned moments or the continuous fit,
+    `coders.models.codelength`) or by the continuous MLE (`fit="values"`,
     `gradstats.fit`) of `values`, the model-domain values (`quantizer.normalize(x)`), on a seeded
     random subsample of `fit_sample` of them. `loc`: "fit" or a number held fixed (both fits).
     A suffix on the name (":values", ":codelength") overrides `fit`.

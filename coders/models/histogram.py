@@ -58,14 +58,17 @@ class SymbolHistogram:
     symbols, kept as `symbols`). `table_counts(model)` is bincount(model.indices(symbols)) exactly.
     """
 
-    def __init__(self, symbols: Any) -> None:
+    def __init__(self, symbols: Any, lanes: tuple[int, int] | None = None) -> None:
+        """`lanes`: (chunk size, lane) of `lane_counts` wanted later: then counted first, and the
+        counts summed from them (one pass over the symbols instead of two)."""
         s = as_symbols(symbols)
         self.symbols, self.n = s, int(s.size)
         self.lo, self.hi = (int(s.min()), int(s.max())) if s.size else (0, -1)
         self.counts: np.ndarray | None = None
-        if s.size and self.hi - self.lo < HISTOGRAM_MAX_RANGE:
-            self.counts = np.bincount(s - np.int64(self.lo))
         self._lanes: dict[tuple[int, int], np.ndarray | None] = {}
+        if s.size and self.hi - self.lo < HISTOGRAM_MAX_RANGE:
+            per_lane = self.lane_counts(*lanes) if lanes is not None else None
+            self.counts = per_lane.sum(axis=0) if per_lane is not None else np.bincount(s - np.int64(self.lo))
 
     @property
     def exact(self) -> bool:
@@ -134,7 +137,8 @@ class SymbolHistogram:
         width = self.hi - self.lo + 1
         n_lanes = sum(-(-min(chunk_size, self.n - a) // lane) for a in range(0, self.n, chunk_size))
         out = None
-        if self.counts is not None and n_lanes * width <= LANE_COUNTS_MAX:
+        countable = self.n and self.hi - self.lo < HISTOGRAM_MAX_RANGE  # `counts` is (or will be) there
+        if countable and n_lanes * width <= LANE_COUNTS_MAX:
             rows = []
             for a in range(0, self.n, chunk_size):
                 part = self.symbols[a : a + chunk_size]

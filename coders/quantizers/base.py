@@ -144,17 +144,24 @@ class Distortion:
 
 def distortion(x: Any, xhat: Any) -> Distortion:
     """MSE and SNR (dB) of a reconstruction `xhat` of `x` (inf SNR for an exact one)."""
-    a = as_float_array(x).ravel().astype(np.float64)
-    b = as_float_array(xhat).ravel().astype(np.float64)
+    a, b = as_float_array(x).ravel(), as_float_array(xhat).ravel()
     if a.shape != b.shape:
         raise ValueError(f"distortion: shapes differ ({a.shape} vs {b.shape})")
     if a.size == 0:
         return Distortion(0.0, math.inf)
-    # squares in units of 2^e (max |x| of the two): no under- or overflow at any scale
-    e = math.frexp(max(-float(a.min()), float(a.max()), -float(b.min()), float(b.max())))[1]
-    # a and b are fresh float64 copies: scaled in place (exact: a power of two)
-    a, b = np.ldexp(a, -e, out=a), np.ldexp(b, -e, out=b)
-    d = a - b
+    if a.dtype == b.dtype == np.float32:
+        # float32 values: their float64 squares and sums can neither under- nor overflow, and
+        # scaling by a power of two commutes with every rounding, so no scaling (same numbers)
+        e = 0
+        a = a.astype(np.float64)
+        d = a - b
+    else:
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        # squares in units of 2^e (max |x| of the two): no under- or overflow at any scale
+        e = math.frexp(max(-float(a.min()), float(a.max()), -float(b.min()), float(b.max())))[1]
+        # a and b are fresh float64 copies: scaled in place (exact: a power of two)
+        a, b = np.ldexp(a, -e, out=a), np.ldexp(b, -e, out=b)
+        d = a - b
     err = float(np.dot(d, d))
     sig = float(np.dot(a, a))
     try:

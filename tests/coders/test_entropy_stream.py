@@ -118,3 +118,58 @@ def test_code_length_builds_the_empirical_model():
     assert code_length(s) == code_length(s, m, "ans")
     assert code_length(s, "histogram", "huffman", include_side=False) == code_length(
         s, m, "huffman", include_side=False)
+
+
+@pytest.mark.parametrize("coder", ["ans", "range", "huffman"])
+def test_decode_prefix_is_the_start_of_a_chunk_of_the_full_decode(coder):
+    from coders.entropy import decode_prefix
+    from coders.entropy.container import CorruptBlobError
+
+    s = laplace_symbols(50_000, step=0.2, seed=4)
+    m = histogram_model(s[:20_000])  # a table that lets some symbols escape
+    blob = encode(s, m, coder, chunk_size=16_384)
+    idx = m.indices(decode(blob, m, s.size, coder))
+    assert (idx == m.escape).any()
+    for chunk, count in ((0, 1000), (1, 16_384), (3, 50_000 - 3 * 16_384), (2, 0)):
+        a = chunk * 16_384
+        np.testing.assert_array_equal(decode_prefix(blob, m, chunk, count, s.size, coder), idx[a : a + count])
+    with pytest.raises(ValueError, match="outside the blob"):
+        decode_prefix(blob, m, 4, 1)
+    with pytest.raises(ValueError, match="outside the blob"):
+        decode_prefix(blob, m, 3, 50_000 - 3 * 16_384 + 1)
+    flipped = bytearray(blob)
+    flipped[-5] ^= 1
+    with pytest.raises(CorruptBlobError):
+        decode_prefix(bytes(flipped), m, 0, 10)
+    with pytest.raises(CorruptBlobError, match="model differs"):
+        decode_prefix(blob, histogram_model(s), 0, 10)
+
+
+def test_huffman_window_size_is_what_the_window_codes_to():
+    """The lanes of a window, coded as one chunk, have the bits and bytes computed from the lane
+    histograms (the check `verify="sample"` makes), for windows inside any chunk."""
+    from coders.entropy import HUFFMAN_LANE, huffman_size, huffman_window_size, make_coder, sample_window
+    from coders.models import SymbolHistogram
+
+    s = laplace_symbols(3 * 16_384 + 5_000, step=0.25, seed=6)
+    m = histogram_model(s[:30_000])
+    h = SymbolHistogram(s)
+    coder = make_coder("huffman")
+    idx = m.indices(s)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(30):
+        start, stop, chunk, lane0 = sample_window(s.size, 2 * HUFFMAN_LANE, rng, chunk_size=16_384)
+        assert start == chunk * 16_384 + lane0 * HUFFMAN_LANE and 0 < stop - start <= 2 * HUFFMAN_LANE
+        assert stop <= min((chunk + 1) * 16_384, s.size)
+        seen.add(chunk)
+        lanes = -(-(stop - start) // HUFFMAN_LANE)
+        data, bits = coder.encode_chunk_counted(idx[start:stop], m)
+        assert huffman_window_size(h, m, chunk, lane0, lanes, chunk_size=16_384) == (bits, len(data))
+        np.testing.assert_array_equal(coder.decode_chunk(data, m, stop - start), idx[start:stop])
+    assert seen == {0, 1, 2, 3}
+    # a window of the whole stream is the whole stream's size (one chunk)
+    whole = huffman_window_size(h, m, 0, 0, -(-s.size // HUFFMAN_LANE), chunk_size=s.size)
+    bits, _ = huffman_size(h, m, chunk_size=s.size)
+    assert whole[0] == bits - h.escape_bits(m)
+    assert sample_window(100, 4096, rng) == (0, 100, 0, 0)

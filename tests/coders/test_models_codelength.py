@@ -81,3 +81,88 @@ def test_lloyd_max_cells_are_fitted_too():
     values = Codebooks(qz, q.normalize(x), fit="values").model("t")
     assert fitted.cross_entropy(qz.symbols) <= values.cross_entropy(qz.symbols) + 1e-4
     assert make_family("t", cb.codelength("t").params).name == "t"
+
+
+@pytest.mark.parametrize("beta", [0.3, 0.8, 1.0, 2.0, 6.0])
+def test_gennorm_beta_of_ratio_inverts_the_moment_ratio(beta):
+    from scipy.special import gamma
+
+    from coders.models.codelength import BETA_RANGE, gennorm_beta_of_ratio
+
+    ratio = gamma(3 / beta) * gamma(1 / beta) / gamma(2 / beta) ** 2
+    assert gennorm_beta_of_ratio(ratio) == pytest.approx(beta, rel=2e-3)
+    assert gennorm_beta_of_ratio(1.3) == BETA_RANGE[1]  # below the uniform's 4/3
+    assert gennorm_beta_of_ratio(1e9) == BETA_RANGE[0]
+
+
+@pytest.mark.parametrize("dist", [Normal(0.3, 1.5), Laplace(-0.2, 0.7), GenNorm(0.7, 0.1, 0.4),
+                                  GenNorm(2.5, 0.0, 2.0)], ids=repr)
+def test_binned_start_is_near_the_law_on_fine_cells(dist):
+    from coders.models.codelength import binned_start
+
+    x = dist.sample(200_000, rng=5)
+    qz = UniformQuantizer(scale_mult=0.1).quantize(x)
+    s = qz.symbols
+    data = SymbolCounts.of(s, qz, int(s.min()), int(s.max()))
+    got = binned_start(dist.name, data)
+    sd = float(np.std(x))
+    for k, v in dist.params.items():
+        # the model domain is x's (exponent 0): loc within 3 % of a sd, the rest within 5 %
+        tol = 0.03 * sd if k == "loc" else 0.05 * abs(v)
+        assert got[k] == pytest.approx(v, abs=tol), (k, got)
+    one = SymbolCounts.of(np.zeros(50, dtype=np.int64), qz, -1, 1)
+    assert binned_start("gennorm", one) is None  # every count in one cell: nothing to start from
+    assert binned_start("t", data) is None
+
+
+@pytest.mark.parametrize("quantizer", [UniformQuantizer(scale_mult=0.5), UniformQuantizer(levels=7),
+                                       UniformQuantizer(scale_mult=0.7, stochastic=True)],
+                         ids=lambda q: q.name)
+@pytest.mark.parametrize("dist", DISTS, ids=repr)
+def test_batched_objective_is_the_objective_of_each_set(quantizer, dist):
+    x = dist.sample(20_000, rng=6)
+    qz = quantizer.quantize(x)
+    s = qz.symbols
+    data = SymbolCounts.of(s, qz, int(s.min()) + 1, int(s.max()) - 1)  # some escapes too
+    base = dict(dist.base.params) | {"pi": dist.pi} if isinstance(dist, ZeroInflated) else dict(dist.params)
+    sets = [base, {**base, "scale": base["scale"] * 3.0, "loc": base["loc"] + 0.2},
+            {**base, "scale": base["scale"] * 1e-4}, {**base, "scale": 0.0}]
+    params = {k: np.array([p[k] for p in sets]) for k in base}
+    got = data.bits_batch(dist.name, params)
+    want = [data.bits(dist.name, p) for p in sets]
+    np.testing.assert_allclose(got[:3], want[:3], rtol=1e-9)
+    assert got[3] == np.inf == want[3]
+
+
+@pytest.mark.parametrize("speculative", [True, False])
+def test_nelder_mead_is_scipys_step_for_step(speculative):
+    """The batched search takes scipy's steps: the same optimum and value on a bounded Rosenbrock
+    valley and on a kinked function, from the same initial simplex."""
+    import scipy.optimize
+
+    from coders.models.codelength import nelder_mead
+
+    def rosen(x):
+        return float(100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2 + abs(x[2] - 0.3))
+
+    lower, upper = np.array([-2.0, -1.0, -1.0]), np.array([2.0, 0.9, 1.0])
+    x0 = np.array([-1.2, 0.5, 0.8])
+    simplex = np.vstack([x0, x0 + 0.3 * np.eye(3)])
+    calls = []
+
+    def batch(xs):
+        calls.append(len(xs))
+        return np.array([rosen(x) for x in xs])
+
+    ref = scipy.optimize.minimize(rosen, x0, method="Nelder-Mead",
+                                  bounds=list(zip(lower, upper, strict=True)),
+                                  options={"maxiter": 400, "initial_simplex": simplex, "xatol": 1e-6,
+                                           "fatol": 1e-9})
+    x, fx = nelder_mead(batch, simplex, lower, upper, xatol=1e-6, fatol=1e-9, maxiter=400,
+                        speculative=speculative)
+    np.testing.assert_allclose(x, ref.x, rtol=1e-9, atol=1e-12)
+    assert fx == pytest.approx(ref.fun, rel=1e-9, abs=1e-15)
+    if speculative:  # one call per iteration (plus shrinks) instead of one or two
+        assert len(calls) < 0.7 * ref.nfev
+    else:  # exactly scipy's points
+        assert sum(calls) == ref.nfev

@@ -46,3 +46,19 @@ def test_empirical_entropy_closed_form():
     assert empirical_entropy(np.arange(8)) == pytest.approx(3.0)
     assert empirical_entropy(np.array([4] * 10)) == 0.0
     assert empirical_entropy(np.array([-(2**62), 2**62])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 4095, 4097, 3 * 4096 + 17, 70_000])
+def test_histogram_counted_from_its_lanes_is_the_same(n):
+    from coders.models import SymbolHistogram
+
+    s = np.random.default_rng(n).integers(-40, 25, n)
+    plain, laned = SymbolHistogram(s), SymbolHistogram(s, lanes=(16_384, 4096))
+    assert (plain.lo, plain.hi, plain.n) == (laned.lo, laned.hi, laned.n)
+    if n:
+        np.testing.assert_array_equal(plain.counts, laned.counts)
+        np.testing.assert_array_equal(plain.lane_counts(16_384, 4096), laned.lane_counts(16_384, 4096))
+    else:
+        assert plain.counts is None and laned.counts is None
+    wide = np.array([0, 1 << 40])  # too wide an alphabet: no counts either way
+    assert SymbolHistogram(wide, lanes=(16_384, 4096)).counts is None

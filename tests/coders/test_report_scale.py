@@ -63,6 +63,7 @@ def test_verify_modes_give_the_same_bits_and_decode_what_they_say(x):
 @pytest.mark.parametrize("verify", [True, "sample"])
 @pytest.mark.parametrize("coder", ["ans", "huffman", "zstd-3"])
 def test_a_wrong_decode_is_reported_in_every_decoding_mode(x, monkeypatch, verify, coder):
+    monkeypatch.setattr(report, "HUFFMAN_SAMPLE_LANES", 16)  # "sample" decodes x's blobs whole
     real = report.decode
 
     def corrupt(blob, model, n, name):
@@ -80,7 +81,9 @@ def test_a_wrong_decode_is_reported_in_every_decoding_mode(x, monkeypatch, verif
 @pytest.mark.parametrize("wrong", [(1, 0), (0, 1)])
 def test_a_wrong_computed_huffman_size_is_reported_when_its_blob_is_built(x, monkeypatch, verify, wrong):
     """Huffman rows take their bits from the histogram; a blob that is built (every one with
-    verify=True, the sampled one with "sample") must have exactly those bits and bytes."""
+    verify=True, the sampled one with "sample" when it is no longer than its window) must have
+    exactly those bits and bytes."""
+    monkeypatch.setattr(report, "HUFFMAN_SAMPLE_LANES", 16)
     real = report.huffman_size
 
     def off(h, m):
@@ -270,3 +273,52 @@ def test_code_capture_on_cuda_gives_the_host_bits(capture):
     dev = code_capture(capture, verify=False, device="cuda")
     np.testing.assert_allclose(dev["bits_per_entry"], host["bits_per_entry"], rtol=1e-6)
     np.testing.assert_allclose(dev["mse"], host["mse"], rtol=1e-6)
+
+
+@pytest.fixture()
+def small_window(monkeypatch):
+    """verify="sample" checks a window of 4096 symbols (ANS) and of 2 lanes (8192, Huffman: the
+    default) of the 30k-entry tensor."""
+    monkeypatch.setattr(report, "SAMPLE_WINDOW", 4096)
+    assert report.HUFFMAN_SAMPLE_LANES == 2
+
+
+def test_sample_window_checks_a_window_and_keeps_the_bits(x, small_window):
+    q = UniformQuantizer(scale_mult=0.5)
+    full = bits_per_entry(x, q, MODELS, CODERS, verify=True)
+    sample = bits_per_entry(x, q, MODELS, CODERS, verify="sample")
+    bits = full.columns.difference(TIMING)
+    pd.testing.assert_frame_equal(full[bits], sample[bits])
+    for coder in ("ans", "huffman"):
+        rows = sample[sample["coder"] == coder]
+        assert _decoded(rows).sum() == 1
+    huff = sample[sample["coder"] == "huffman"]
+    assert (huff["encode_MBps"].notna() == huff["decode_MBps"].notna()).all()
+
+
+@pytest.mark.parametrize("coder", ["ans", "huffman"])
+def test_a_wrong_window_decode_is_reported(x, monkeypatch, small_window, coder):
+    if coder == "ans":
+        real = report.decode_prefix
+
+        def corrupt(*a, **k):
+            out = np.array(real(*a, **k), copy=True)
+            out[len(out) // 2] += 1
+            return out
+
+        monkeypatch.setattr(report, "decode_prefix", corrupt)
+    else:
+        cls = type(report.make_coder("huffman"))
+        real = cls.decode_chunk
+        monkeypatch.setattr(cls, "decode_chunk", lambda self, *a: real(self, *a)[::-1].copy())
+    monkeypatch.setattr(report, "decode", lambda *a: pytest.fail("a whole blob was decoded"))
+    with pytest.raises(RuntimeError, match="decoded symbols differ in"):
+        bits_per_entry(x, None, MODELS, [coder], verify="sample")
+
+
+def test_a_wrong_computed_huffman_window_size_is_reported(x, monkeypatch, small_window):
+    real = report.huffman_window_size
+    monkeypatch.setattr(report, "huffman_window_size", lambda *a: (real(*a)[0] + 1, real(*a)[1]))
+    with pytest.raises(RuntimeError, match="computed"):
+        bits_per_entry(x, None, MODELS, ["huffman"], verify="sample")
+    bits_per_entry(x, None, MODELS, ["huffman"], verify=False)
