@@ -480,6 +480,16 @@ class GenNorm(_ScipyFamily):
             f = self._cdf_std(z)
         return f, log_f, log_s
 
+    # log F and log S by the same operations (scipy's numbers) without freezing a scipy gennorm
+    # (~1 ms each): a codebook's table (`interval_probs`) needs both on every build
+    def logcdf(self, x: ArrayLike) -> np.ndarray:
+        """log F(x), as scipy's gennorm.logcdf (`cdf_logs`)."""
+        return self.cdf_logs(x)[1][()]
+
+    def logsf(self, x: ArrayLike) -> np.ndarray:
+        """log S(x), as scipy's gennorm.logsf (`cdf_logs`)."""
+        return self.cdf_logs(x)[2][()]
+
     @classmethod
     def estimate(cls, x: ArrayLike, loc: float | None, method: str) -> Estimate:
         """Profile-likelihood Newton in beta (`gradstats.gennorm_solver`), se of beta included."""
