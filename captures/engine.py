@@ -313,6 +313,19 @@ def _run_chunk(chunk: list[tuple[int, Any]]) -> tuple[int, float, list[tuple[int
     return _run_tasks(_WORKER["fn"], _WORKER["capture"], chunk)
 
 
+def _trim_heap() -> None:
+    """Give the parent's free heap back to the OS before forking (glibc's malloc_trim; a no-op
+    elsewhere). A forked worker reuses the parent's free chunks, and each first write to one of
+    those pages copies it (copy-on-write): after a large run in the parent (e.g. a code_capture
+    with verify=True) that cost the workers ~15 % more CPU than the serial run."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _pool_map(fn: Callable[[Any, Any], Any], tasks: list[Any], schedule: Schedule, path: str, verify: bool,
               device: str, done: Callable[[int, Any], None]) -> None:
     workers = schedule.workers
@@ -321,6 +334,8 @@ def _pool_map(fn: Callable[[Any, Any], Any], tasks: list[Any], schedule: Schedul
     wall, cpu = time.perf_counter(), time.process_time()
     fork = device == "cpu" and "fork" in multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if fork else "spawn")
+    if fork:
+        _trim_heap()
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_start_worker,
                                initargs=(fn, path, verify))
     try:
