@@ -90,6 +90,8 @@ def _engines() -> tuple[str, ...]:
 
 CODE_FITS = ("codelength", "values")
 """`code --fit` choices: `coders.report.code_capture(fit=)` (as in `bits_per_entry`)."""
+CODE_VERIFY = {"sample": "sample", "all": True, "none": False}
+"""`code --verify` choices and the `code_capture(verify=)` each stands for."""
 
 TRAIN_TIMEOUT_S = 600.0
 """`train --timeout` default: `coders.runtime.train.DEFAULT_TIMEOUT` (not imported: help stays fast)."""
@@ -384,7 +386,8 @@ def _cmd_code(args: argparse.Namespace) -> int:
         for step in steps:
             part = code_capture(cap, quant, models=args.models, coders=args.coders, steps=[step],
                                 layers=args.layers, raw_baselines=args.raw, loc=args.loc, fit=args.fit,
-                                jobs=args.jobs, engine=args.engine, scheduler=client, device=args.device)
+                                jobs=args.jobs, engine=args.engine, scheduler=client, device=args.device,
+                                verify=CODE_VERIFY[args.verify])
             skipped += part.attrs.get("errors", [])
             frames.append(part)
             progress.update(1)
@@ -677,6 +680,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--fit", default="codelength", choices=CODE_FITS, metavar="HOW",
                    help="how the parametric models are fitted: %(choices)s (codelength: minimum code length "
                         "of the quantized symbols; values: maximum likelihood on the float values)")
+    k.add_argument("--verify", default="sample", choices=CODE_VERIFY, metavar="HOW",
+                   help="which coded streams are decoded and checked: %(choices)s (sample: per record and "
+                        "coder one seeded window of one model's stream, all: every stream whole, none)")
     k.add_argument("--raw", action="store_true", help="add zstd on the raw float32 / bf16 values")
     k.add_argument("--jobs", type=v.positive_int, default=None, metavar="N",
                    help="worker processes over records (1: in this process); default: all CPUs for a "

@@ -456,3 +456,28 @@ def test_code_codes_the_finite_records_and_names_the_rest(cli, tmp_path):
     bits = pd.read_parquet(tmp_path / "out" / "bits.parquet")
     coded = bits[bits["layer"] != "TOTAL"].groupby("step")["layer"].unique()
     assert list(coded[0]) == ["w"] and sorted(coded[1]) == ["v", "w"]
+
+
+def test_code_verify_all_decodes_every_stream_and_gives_the_same_bits(cli, tmp_path):
+    import pandas as pd
+
+    from captures import write_capture
+
+    rng = np.random.default_rng(1)
+    # 2^17 entries: longer than the 2^16-symbol window of --verify sample
+    write_capture(tmp_path / "cap", {0: {"w": rng.laplace(size=1 << 17).astype(np.float32)}})
+    tables = {}
+    for how in ("all", "sample", "none"):
+        out = tmp_path / how
+        code, _, _ = cli("code", str(tmp_path / "cap"), "--out", str(out), "--models", "histogram,gennorm",
+                         "--verify", how, "--no-progress")
+        assert code == 0
+        tables[how] = pd.read_parquet(out / "bits.parquet")
+    rows = {how: t[t["layer"] == "w"].set_index(["model", "coder"]) for how, t in tables.items()}
+    for how in ("sample", "none"):
+        pd.testing.assert_series_equal(rows[how]["bits_per_entry"], rows["all"]["bits_per_entry"])
+    # all: every stream decoded (a rate everywhere); none: no decode at all
+    assert rows["all"]["decode_MBps"].notna().all() and rows["none"]["decode_MBps"].isna().all()
+    books = rows["sample"].drop(index=["best", "best-parametric"], level="model")
+    assert books["decode_MBps"].notna().sum() == 2  # one model per coder (ans, huffman)
+    assert cli("code", str(tmp_path / "cap"), "--verify", "some")[0] == 2
