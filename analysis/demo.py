@@ -107,7 +107,7 @@ class DemoResult:
     seconds: dict[str, float]
     skipped: dict[str, str] = field(default_factory=dict)  # stage -> why (its module is missing)
     step_times: pd.DataFrame | None = None  # modelled step time per method, model size and bandwidth
-    codebooks: pd.DataFrame | None = None  # best non-degenerate parametric codebook vs histogram
+    codebooks: pd.DataFrame | None = None  # best parametric codebook vs histogram
     inputs: pd.DataFrame | None = None  # what each method compresses: its bits sent vs coded size
 
 

@@ -6,7 +6,7 @@ Quantizers and coders are built by name (`make_quantizer`, `make_coder`); what t
 width in `coders.wire`; the family behind a codebook comes from `coders.family_fit`.
 Codebooks are fitted to the symbols under the quantizer's cells by default
 (`coders.models.codelength`; `fit="values"` for the continuous MLE), and `coders.selection` picks
-the best (and best non-degenerate parametric) codebook by total bits: `codebook_headline`.
+the best (and best parametric) codebook by total bits: `codebook_headline`.
 """
 
 from coders.entropy import CODERS, code_length, decode, encode, make_coder, zstd_raw_bits

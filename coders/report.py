@@ -50,11 +50,11 @@ Column meanings (bits are per entry of x):
   `gap_payload_cross_entropy` = payload_bits_per_entry / cross_entropy - 1 (the coder alone);
 - `fit`: how a family model's parameters were found: "codelength" (fitted to the symbols under the
   quantizer's cells, the default), "values" (continuous MLE of the values, as the fit stage),
-  "given" (a distribution passed in), "" (histogram); `degenerate`: the fit is on a bound or too
-  small to trust (see `notes`), so never a headline;
+  "given" (a distribution passed in), "" (histogram); `degenerate`: the fit is on a bound, a spike
+  or too small to trust (see `notes`): a real codebook, but no description of the density;
 - model `best` / `best-parametric` (`coders.selection`): per coder, the row with the fewest
-  bits_per_entry among all codebooks / among non-degenerate family models (histogram where none
-  qualifies), copied, the chosen model in `selected`;
+  bits_per_entry among all codebooks / among family models, degenerate ones included (histogram
+  where no family coded the tensor), copied, the chosen model in `selected`;
 - `encode_MBps` / `decode_MBps`: MB of float32 input (4 bytes per entry) per second of entropy
   coding (the model and the table indices are built beforehand), `encode_Meps` / `decode_Meps`:
   M entries per second; NaN for a blob not built / not decoded (see `verify`);
@@ -423,7 +423,7 @@ def code_capture(
     `ratio_vs_bf16` = 16 / total bits per entry. A total is NaN when any of its layers failed.
     Note: a sampled capture codes the sampled entries only (bits per entry still apply).
     `fit`, `loc`, `select` as in `bits_per_entry`; the TOTAL rows of model `best-parametric` are
-    the headline (the best non-degenerate parametric codebook per layer, `selected` says which;
+    the headline (the best parametric codebook per layer, `selected` says which;
     `codebook_headline(df)` puts them beside the histogram oracle).
     `verify`: "sample" (default; each record's coders check a window of at most 2^16 symbols
     (Huffman 2^13) of one model's blob, drawn with a seed from (step, layer)), True (every blob

@@ -2,9 +2,15 @@
 
 Per coder, among the models asked for (histogram included) the codebook that minimizes payload +
 side information (Rissanen 1978: the model is worth its description) is the `best` row; the best
-*non-degenerate parametric* one (no fit on a shape or scale bound, no tiny sample; the histogram
-stands in where no family qualifies) is the `best-parametric` row, the headline. Both copy the
-chosen row and name it in `selected`. Totals over layers sum these rows like any other model, so
+*parametric* one (a family codebook; the histogram stands in where no family coded the tensor) is
+the `best-parametric` row, the headline. Both copy the chosen row and name it in `selected`.
+
+A family codebook whose fit is degenerate (a shape or the scale on its bound, a spike, a tiny
+sample: `degenerate`, the reason in `notes`) competes like any other: its bits, side information
+included, are what a decoder receiving its bf16 parameters pays, so leaving it out would put the
+headline above a family row it contains (ResNet-18's fc.weight: a spike GenNorm at 2.14 bits per
+entry, the next family 2.49). The copied row keeps `degenerate` and the notes, and the totals say
+whether any layer's pick was degenerate. Totals over layers sum these rows like any other model, so
 `code_capture`'s TOTAL rows of `best-parametric` are the headline and `selected` counts the choices.
 """
 
@@ -33,7 +39,7 @@ def selection_rows(rows: list[dict]) -> list[dict]:
     for coder in coders:
         cands = [r for r in rows if r["coder"] == coder and r["model"] not in NOT_CODEBOOKS
                  and not r.get("error") and math.isfinite(r.get("bits_per_entry", math.nan))]
-        parametric = [r for r in cands if r.get("fit") and not r.get("degenerate")]
+        parametric = [r for r in cands if r.get("fit")]
         histogram = [r for r in cands if not r.get("fit")]
         for label, pool in ((BEST, cands), (BEST_PARAMETRIC, parametric or histogram)):
             if pool:
@@ -54,7 +60,7 @@ def selected_counts(selected: pd.Series) -> str:
 
 
 def codebook_headline(df: pd.DataFrame, coder: str = "ans") -> pd.DataFrame:
-    """Per step: the best non-degenerate parametric codebook beside the histogram oracle, whole model.
+    """Per step: the best parametric codebook beside the histogram oracle, whole model.
 
     Reads `code_capture`'s TOTAL rows of `best-parametric` and `histogram` for `coder`: columns
     step, coder, parametric (the selected models), parametric_bits_per_entry,

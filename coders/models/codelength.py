@@ -49,14 +49,15 @@ MLE of the model-domain values (what the fit stage reports)."""
 BETA_RANGE = (0.05, 50.0)
 DF_RANGE = (0.05, 1.0e4)
 SMALL_N = 30
-"""Fewer symbols than this: the fit is flagged (and not a headline)."""
+"""Fewer symbols than this: the fit is flagged (degenerate)."""
 SHAPE = {"gennorm": "beta", "t": "df"}
 CLASSES = {"normal": Normal, "laplace": Laplace, "gennorm": GenNorm, "t": StudentT}
 NESTED = {"gennorm": ("laplace", "normal")}
 """Families whose code-length optimum is also a point of the key family (a start and a candidate)."""
 DEGENERATE_MARKERS = ("at_lower_bound", "at_upper_bound", "small_sample", "not_converged", "degenerate")
-"""Flags with one of these mark a fit that is no headline: a shape or the scale on its bound, too
-few symbols, no convergence."""
+"""Flags with one of these mark a degenerate fit: a shape or the scale on its bound, too few
+symbols, no convergence. Its codebook still codes (and competes in `coders.selection`); its
+parameters describe no density."""
 
 
 def _survival(base: str, z: np.ndarray, shape: float | None) -> np.ndarray:
