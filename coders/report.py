@@ -190,22 +190,10 @@ def bits_per_entry(
     return _frame(rows, COLUMNS)
 
 
-def _entry_rows(
-    x: Any,
-    quantizer: Any = None,
-    models: Sequence[Any] = DEFAULT_MODELS,
-    coders: Sequence[str] = DEFAULT_CODERS,
-    *,
-    raw_baselines: bool = False,
-    fit_sample: int | None = 1 << 17,
-    verify: bool | str = True,
-    seed: int = 0,
-    fit: str = "codelength",
-    loc: str | float = "fit",
-    select: bool = False,
-    verify_seed: int | None = None,
-) -> list[dict]:
-    """`bits_per_entry`'s rows (dicts of `COLUMNS`)."""
+def _entry_rows(x: Any, quantizer: Any, models: Sequence[Any], coders: Sequence[str], *, raw_baselines: bool,
+                fit_sample: int | None, verify: bool | str, seed: int, fit: str, loc: str | float,
+                select: bool, verify_seed: int | None) -> list[dict]:
+    """`bits_per_entry`'s rows (dicts of `COLUMNS`); every option as `bits_per_entry` takes it."""
     if verify not in VERIFY_MODES or not isinstance(verify, (bool, str)):
         raise ValueError(f"bits_per_entry: verify must be one of {VERIFY_MODES}, got {verify!r}")
     q = quantizer if quantizer is not None else UniformQuantizer(scale_mult=0.5)
@@ -521,7 +509,7 @@ def _code_record(step: int, layer: str, values: Any, options: dict) -> Coded:
 
         x = torch.from_numpy(x).to(device)
     verify_seed = zlib.crc32(f"{step}/{layer}".encode())  # a different, reproducible draw per record
-    rows = _entry_rows(x, opts.pop("quantizer"), opts.pop("models"), opts.pop("coders"),
+    rows = _entry_rows(x, opts.pop("quantizer"), opts.pop("models"), opts.pop("coders"), seed=0,
                        verify_seed=verify_seed, **opts)
     for row in rows:
         row["step"], row["layer"] = step, layer
