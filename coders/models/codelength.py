@@ -67,7 +67,8 @@ def _survival(base: str, z: np.ndarray, shape: float | None) -> np.ndarray:
     if base == "laplace":
         return 0.5 * np.exp(-z)
     if base == "gennorm":
-        return 0.5 * sc.gammaincc(1.0 / shape, z**shape)
+        with np.errstate(over="ignore"):  # z^shape = inf far out: Q(1/shape, inf) = 0, as it should be
+            return 0.5 * sc.gammaincc(1.0 / shape, z**shape)
     return sc.stdtr(shape, -z)
 
 
