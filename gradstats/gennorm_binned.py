@@ -200,12 +200,24 @@ class CentreBins:
         delta = cand - e
         q = sum(cj * (-delta) ** j for j, cj in enumerate(coef))
         va, vb = self.value_bounds[lo], self.value_bounds[hi]
-        exact, ties = self.values[va:vb], self.ties[va:vb]
-        step = max(1, (1 << 16) // max(exact.size, 1))  # 512 KiB of float64 at a time
-        with np.errstate(divide="ignore"):  # |0|^b = exp(b log 0) = 0
-            for i in range(0, cand.size, step):
-                d = np.abs(exact[None, :] - cand[i : i + step, None])
-                np.log(d, out=d)
-                d *= beta
-                q[i : i + step] += np.exp(d, out=d) @ ties  # exp(b log d): a third of the cost of d ** b
+        q += candidate_power_sums(self.values[va:vb], cand, beta, self.ties[va:vb], 1 << 16)
         return cand, q
+
+
+def candidate_power_sums(points: np.ndarray, cand: np.ndarray, beta: float, weights: np.ndarray | None = None,
+                         block_entries: int = 1 << 16) -> np.ndarray:
+    """sum_j w_j |points_j - cand_i|^beta for every candidate i (w = 1 without `weights`), float64.
+
+    |d|^beta as exp(beta log |d|), a third of the cost of d ** beta (|0|^beta = exp(-inf) = 0), over
+    blocks of candidates whose (candidates, points) table holds about `block_entries` float64s.
+    """
+    out = np.empty(cand.size)
+    step = max(1, block_entries // max(points.size, 1))
+    with np.errstate(divide="ignore"):
+        for i in range(0, cand.size, step):
+            d = np.abs(points[None, :] - cand[i : i + step, None])
+            np.log(d, out=d)
+            d *= beta
+            np.exp(d, out=d)
+            out[i : i + step] = d.sum(axis=1) if weights is None else d @ weights
+    return out
