@@ -124,6 +124,11 @@ class Family:
         return self.cdf(x), self.logcdf(x), self.logsf(x)
 
     standard_tail: Any = None
+    """For a family symmetric about `loc` (Normal, Laplace, GenNorm): a method u -> (T, log T, f0,
+    psi) of the standardized law Z = (X - loc) / scale at u >= 0, with T(u) = P(Z > u), f0 its
+    density and psi(u) = E[(Z - u)^+] = int_u^inf T (the tail integral W1 needs); the goodness
+    statistics interpolate them along a sorted sample (`gradstats.sorted_cdf`). None elsewhere."""
+
     tail_interpolation: ClassVar[bool] = False
     """True where `standard_tail` is costly (GenNorm: two incomplete gammas a point), so that the
     goodness statistics evaluate it exactly at every 32nd sorted point and interpolate between."""
@@ -132,10 +137,6 @@ class Family:
     def tail_power(self) -> float:
         """p of the coordinate v = u^p in which the tail is smoothest to interpolate (1: u itself)."""
         return 1.0
-    """For a family symmetric about `loc` (Normal, Laplace, GenNorm): a method u -> (T, log T, f0,
-    psi) of the standardized law Z = (X - loc) / scale at u >= 0, with T(u) = P(Z > u), f0 its
-    density and psi(u) = E[(Z - u)^+] = int_u^inf T (the tail integral W1 needs); the goodness
-    statistics interpolate them along a sorted sample (`gradstats.sorted_cdf`). None elsewhere."""
 
     def isf(self, q: ArrayLike) -> np.ndarray:
         """Inverse survival function: the x with P(X > x) = q, accurate for tiny q."""

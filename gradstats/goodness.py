@@ -181,7 +181,7 @@ def _evaluate(y: np.ndarray, dist: Family) -> tuple[np.ndarray, np.ndarray, np.n
     """(F, log F, log S, Phi or None) of the continuous family `dist` at the sorted points y.
 
     A symmetric family with `standard_tail` is evaluated exactly at every 32nd point and
-    interpolated in between, each block checked (`gradstats.sorted_cdf`, ~1e-13 relative); any
+    interpolated in between, each block checked (`gradstats.sorted_cdf`, ~1e-12 relative); any
     other by `cdf_logs` at every point, with no Phi (`_w1_sorted` forms it where it can)."""
     if sorted_cdf.supports(dist):
         r = sorted_cdf.sorted_cdf(dist, y)
@@ -282,7 +282,7 @@ def _w1_sorted(y: np.ndarray, dist: Family, cdf: np.ndarray | None = None,
     falls back to `_w1_quantiles`.
     """
     zi = isinstance(dist, ZeroInflated)
-    if _cdf_integral(dist, y[:1]) is None:
+    if not sorted_cdf.supports(_base(dist)):  # no closed-form Phi
         return _w1_quantiles(y, dist)
     if zi:  # one base cdf serves F and Phi
         base_f = dist.base.cdf(y) if cdf is None else cdf
